@@ -1,0 +1,211 @@
+"""Shared helpers for the pipeline scripts: device/dtype, DDP, printing, seeding, atomic files, batches."""
+import contextlib
+import json
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+PTDTYPE = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def die(msg: str, code: int = 2) -> None:
+    """Print one line saying what is wrong (and what to do) and exit non-zero."""
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------------------- device, dtype, DDP
+
+def get_device(device: str = 'auto') -> str:
+    """'auto' -> cuda > mps > cpu; anything else is returned as given."""
+    if device != 'auto':
+        return device
+    if torch.cuda.is_available():
+        return 'cuda'
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return 'mps'
+    return 'cpu'
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """'auto' -> bfloat16 where the GPU supports it, float16 on older GPUs, float32 on cpu/mps."""
+    if dtype != 'auto':
+        if dtype not in PTDTYPE:
+            die(f"dtype '{dtype}' is not one of {sorted(PTDTYPE)} or 'auto'")
+        return dtype
+    if device.startswith('cuda'):
+        return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    return 'float32'
+
+
+def autocast(device: str, dtype: str):
+    """Autocast context for `dtype` ('float32' -> no-op)."""
+    if dtype == 'float32':
+        return contextlib.nullcontext()
+    device_type = 'cuda' if device.startswith('cuda') else 'cpu' if device == 'cpu' else device
+    return torch.autocast(device_type=device_type, dtype=PTDTYPE[dtype])
+
+
+def ddp_setup(device: str) -> tuple[bool, int, int, int, str]:
+    """Init torch.distributed from torchrun's env. Returns (ddp, rank, local_rank, world_size, device)."""
+    if int(os.environ.get('RANK', -1)) == -1:
+        return False, 0, 0, 1, device
+    rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
+    world_size = int(os.environ['WORLD_SIZE'])
+    if device.startswith('cuda'):
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend='nccl')
+    else:
+        dist.init_process_group(backend='gloo')
+    return True, rank, local_rank, world_size, device
+
+
+def ddp_cleanup(ddp: bool) -> None:
+    if ddp:
+        dist.destroy_process_group()
+
+
+def is_master() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def print0(*args, **kwargs) -> None:
+    """print on rank 0 only."""
+    if is_master():
+        print(*args, **kwargs, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python/numpy/torch RNG states as tensors and plain lists (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    return {'python': list(random.getstate()[1]), 'python_pos': random.getstate()[2],
+            'numpy': torch.from_numpy(np_state[1].astype(np.int64)), 'numpy_pos': int(np_state[2]),
+            'torch': torch.get_rng_state()}
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate((3, tuple(s['python']), s['python_pos']))
+    np.random.set_state(('MT19937', s['numpy'].numpy().astype(np.uint32), s['numpy_pos'], 0, 0.0))
+    torch.set_rng_state(s['torch'])
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write to a temp name in the same folder, fsync, rename: readers never see a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + '\n').encode())
+
+
+def save_checkpoint(obj: dict, path: str) -> None:
+    """torch.save to a temp name, fsync, rename."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, 'wb') as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, map_location='cpu', hint: str = '') -> dict:
+    """torch.load(weights_only=True), with a one-line error if the file is missing or unreadable."""
+    if not os.path.isfile(path):
+        die(f"checkpoint {path} not found" + (f": {hint}" if hint else ''))
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        die(f"checkpoint {path} could not be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+
+
+def read_json(path: str, hint: str = '') -> dict:
+    if not os.path.isfile(path):
+        die(f"{path} not found" + (f": {hint}" if hint else ''))
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        die(f"{path} is not valid JSON ({e})" + (f": {hint}" if hint else ''))
+
+
+# ----------------------------------------------------------------------------- token data
+
+def data_dir_of(dataset: str) -> str:
+    """A dataset name ('pystdlib') means data/<name>/ in the repo; a path is used as is."""
+    if os.sep in dataset or os.path.isabs(dataset) or dataset.startswith('.'):
+        return dataset
+    return os.path.join(REPO_ROOT, 'data', dataset)
+
+
+def prepare_hint(data_dir: str) -> str:
+    name = os.path.basename(os.path.normpath(data_dir))
+    script = os.path.join('data', name, 'prepare.py')
+    if os.path.isfile(os.path.join(REPO_ROOT, script)):
+        return f"run `python {script}` first"
+    return "run one of data/*/prepare.py with out_dir set to it first"
+
+
+def load_data_meta(data_dir: str) -> dict:
+    """meta.json of a prepared dataset; one-line error naming the prepare command if it is missing."""
+    meta = read_json(os.path.join(data_dir, 'meta.json'), prepare_hint(data_dir))
+    for split in ('train', 'val'):
+        if not os.path.isfile(os.path.join(data_dir, f'{split}.bin')):
+            die(f"{os.path.join(data_dir, split + '.bin')} not found: {prepare_hint(data_dir)}")
+    return meta
+
+
+def token_memmap(data_dir: str, split: str, dtype: str) -> np.memmap:
+    """The token file of a split, memory-mapped. Re-create per use: a long-lived memmap leaks (nanoGPT #287)."""
+    return np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.dtype(dtype), mode='r')
+
+
+def get_batch(data_dir: str, split: str, dtype: str, batch_size: int, block_size: int, device: str,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (x, y) windows of block_size tokens: x (B, T), y (B, T) shifted by one, int64 on device."""
+    data = token_memmap(data_dir, split, dtype)
+    if len(data) <= block_size + 1:
+        die(f"{split}.bin in {data_dir} has {len(data)} tokens, fewer than block_size+1 = {block_size + 1}")
+    ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator).tolist()
+    x = torch.from_numpy(np.stack([data[i:i + block_size].astype(np.int64) for i in ix]))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size].astype(np.int64) for i in ix]))
+    if device.startswith('cuda'):
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def matmul_flops(device: str, dtype: str = 'float32', n: int = 1024, reps: int = 5) -> float:
+    """Measured GEMM rate (FLOP/s) of an n x n x n matmul on `device`: the peak MFU is reported against."""
+    import time
+    a = torch.randn(n, n, device=device, dtype=PTDTYPE[dtype])
+    b = torch.randn(n, n, device=device, dtype=PTDTYPE[dtype])
+    a @ b  # warm-up
+    best = float('inf')
+    for _ in range(reps):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny token datasets and models made in-process (no network, no corpus download)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def run_script(*args: str, cwd: str = REPO, check: bool = True, env: dict | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a repo script (or module command) as a user would, return the completed process."""
+    cmd = [sys.executable, *args] if args[0].endswith('.py') else list(args)
+    full_env = {**os.environ, 'WANDB_MODE': 'disabled', 'OMP_NUM_THREADS': '1', **(env or {})}
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def make_token_dataset(path: str, vocab_size: int = 64, n_train: int = 20000, n_val: int = 4000,
+                       seed: int = 0) -> str:
+    """A learnable token stream (noisy counting mod vocab-1, eot = vocab-1) as train.bin/val.bin/meta.json."""
+    os.makedirs(path, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (('train', n_train), ('val', n_val)):
+        a = (np.arange(n) * 3 + rng.integers(0, 2, n)) % (vocab_size - 1)
+        a[rng.random(n) < 0.01] = vocab_size - 1
+        a.astype(np.uint16).tofile(os.path.join(path, f'{split}.bin'))
+    meta = dict(vocab_size=vocab_size, dtype='uint16', eot_token=vocab_size - 1, tokenizer='bpe',
+                tokenizer_file=None, corpus='synthetic test stream', train_tokens=n_train, val_tokens=n_val)
+    with open(os.path.join(path, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    return path
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> str:
+    return make_token_dataset(str(tmp_path / 'data'))
+
+
+TINY_MODEL = ['--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=32', '--batch_size=8',
+              '--gradient_accumulation_steps=1', '--device=cpu', '--dtype=float32', '--compile=False']
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(1)
+    yield

@@ -1,0 +1,72 @@
+"""train_transformer.py run as a user runs it, on a tiny synthetic token stream."""
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_MODEL, run_script
+
+
+def train(data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL,
+                      '--eval_iters=4', '--warmup_iters=2', *extra)
+
+
+def test_loss_falls_in_30_iters(tiny_data, tmp_path):
+    p = train(tiny_data, str(tmp_path / 'out'), '--max_iters=30', '--eval_interval=30', '--learning_rate=1e-2',
+              '--lr_decay_iters=30')
+    ck = torch.load(tmp_path / 'out' / 'transformer' / 'ckpt.pt', weights_only=True)
+    last = torch.load(tmp_path / 'out' / 'transformer' / 'last.pt', weights_only=True)
+    assert ck['iter_num'] == 30 and last['complete'] and set(ck) >= {'model', 'model_args', 'optimizer',
+                                                                     'iter_num', 'best_val_loss', 'config'}
+    assert ck['best_val_loss'] < 0.6 * math.log(64)  # the loss at init is ln(vocab)
+    assert not any(k.startswith('_orig_mod.') or k.startswith('module.') for k in ck['model'])
+    assert 'tokens/s' in p.stdout and 'next: python generate_activations.py' in p.stdout
+
+
+def test_resume_equals_uninterrupted(tiny_data, tmp_path):
+    common = ('--eval_interval=10', '--decay_lr=False', '--learning_rate=3e-3')
+    a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+    train(tiny_data, a, '--max_iters=10', *common)  # "crashes" after 10 iterations
+    first = torch.load(os.path.join(a, 'transformer', 'last.pt'), weights_only=True)
+    p = train(tiny_data, a, '--max_iters=20', '--init_from=resume', *common)
+    assert 'resuming from' in p.stdout and 'at iter 10' in p.stdout
+    train(tiny_data, b, '--max_iters=20', *common)
+    ra = torch.load(os.path.join(a, 'transformer', 'last.pt'), weights_only=True)
+    rb = torch.load(os.path.join(b, 'transformer', 'last.pt'), weights_only=True)
+    assert ra['iter_num'] == rb['iter_num'] == 20
+    assert first['optimizer']['state'][0]['step'].item() == 10  # the optimizer state was saved and continued
+    assert ra['optimizer']['state'][0]['step'].item() == 20
+    for k in rb['model']:
+        torch.testing.assert_close(ra['model'][k], rb['model'][k], rtol=0, atol=0, msg=k)
+    for i, s in rb['optimizer']['state'].items():
+        torch.testing.assert_close(ra['optimizer']['state'][i]['exp_avg'], s['exp_avg'], rtol=0, atol=0)
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    p = run_script('train_transformer.py', '--dataset=pystdlib_missing', f'--out_dir={tmp_path}', check=False)
+    assert p.returncode != 0 and 'Traceback' not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'meta.json not found' in lines[0] and 'prepare' in lines[0]
+    p = run_script('train_transformer.py', '--init_from=resume', f'--out_dir={tmp_path}/none', check=False)
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(
+    os.path.join(os.path.dirname(sys.executable), 'torchrun')), reason='torchrun not installed')
+def test_torchrun_two_ranks_identical_params(tiny_data, tmp_path):
+    torchrun = shutil.which('torchrun') or os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    out = str(tmp_path / 'ddp')
+    args = [torchrun, '--standalone', '--nproc_per_node=2', 'train_transformer.py', f'--dataset={tiny_data}',
+            f'--out_dir={out}', *TINY_MODEL, '--gradient_accumulation_steps=2', '--max_iters=4',
+            '--eval_interval=4', '--eval_iters=2']
+    p = run_script(*args, env={'OMP_NUM_THREADS': '1'})
+    assert '2 rank(s)' in p.stdout
+    assert 'ranks in sync: max |parameter difference| vs rank 0 = 0' in p.stdout
+    ck = torch.load(os.path.join(out, 'transformer', 'last.pt'), weights_only=True)
+    assert ck['iter_num'] == 4 and len(ck['batch_rng']) == 2
+    assert not torch.equal(ck['batch_rng'][0], ck['batch_rng'][1])  # each rank draws its own batches
