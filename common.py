@@ -71,6 +71,18 @@ def ddp_cleanup(ddp: bool) -> None:
         dist.destroy_process_group()
 
 
+@torch.no_grad()
+def max_rank_divergence(module: torch.nn.Module) -> float:
+    """Under DDP: the largest |parameter - rank 0's parameter| over all ranks (0.0 when they are in sync)."""
+    max_diff = torch.zeros((), device=next(module.parameters()).device)
+    for p in module.parameters():
+        ref = p.detach().clone()
+        dist.broadcast(ref, 0)
+        max_diff = torch.maximum(max_diff, (p.detach() - ref).abs().max())
+    dist.all_reduce(max_diff, op=dist.ReduceOp.MAX)
+    return max_diff.item()
+
+
 def is_master() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 

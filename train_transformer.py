@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, get_batch, get_device, load_checkpoint,
-                    load_data_meta, matmul_flops, print0, resolve_dtype, save_checkpoint)
+                    load_data_meta, matmul_flops, max_rank_divergence, print0, resolve_dtype, save_checkpoint)
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -265,13 +265,7 @@ if master_process and not eval_only:
     print(f"saved {os.path.join(ckpt_dir, 'ckpt.pt')} (best) and last.pt")
     print(f"next: python generate_activations.py config/demo/activations.py --out_dir={out_dir}")
 if ddp:  # check that DDP kept every rank's parameters identical
-    max_diff = torch.zeros((), device=device)
-    for p in raw_model.parameters():
-        ref = p.detach().clone()
-        torch.distributed.broadcast(ref, 0)
-        max_diff = torch.maximum(max_diff, (p.detach() - ref).abs().max())
-    torch.distributed.all_reduce(max_diff, op=torch.distributed.ReduceOp.MAX)
-    print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_diff.item():g}")
+    print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(raw_model):g}")
 if wandb_log and master_process:
     wandb.finish()
 ddp_cleanup(ddp)

@@ -6,7 +6,7 @@ device = 'cpu'
 dtype = 'float32'
 compile = False
 
-batch_size = 32
+batch_size = 16
 block_size = 256
 gradient_accumulation_steps = 1
 
@@ -17,10 +17,10 @@ activation = 'gelu'
 dropout = 0.0
 
 learning_rate = 3e-3
-max_iters = 3000
-lr_decay_iters = 3000
+max_iters = 2000
+lr_decay_iters = 2000
 min_lr = 3e-4
 warmup_iters = 100
 eval_interval = 500
-eval_iters = 40
+eval_iters = 20
 log_interval = 10
