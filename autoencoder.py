@@ -1,0 +1,652 @@
+"""
+Sparse autoencoders (SAEs) for dictionary learning on transformer activations.
+
+Three kinds share one module, `SparseAutoencoder`, selected by `SAEConfig.kind`:
+    anthropic2023  "Towards Monosemanticity" (2023): x̄ = x - b_dec, f = ReLU(W_enc x̄ + b_enc),
+                   x̂ = W_dec f + b_dec, loss = mean((x̂ - x)^2) + λ·mean_b Σ_i f_i, decoder columns unit norm
+                   (renormalised after every step, the gradient component parallel to each column removed
+                   before the Adam step), b_dec initialised at the geometric median, dead neurons resampled.
+    april2024      Anthropic's April 2024 update: no b_dec subtraction, loss = mean_b ‖x̂ - x‖² (summed over d)
+                   + λ·mean_b Σ_i f_i ‖W_dec[:, i]‖, no norm constraint, decoder init norm 0.1, W_enc = W_decᵀ,
+                   inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, lr warm-up and
+                   linear decay, grad-norm clip 1 (pass grad_clip=1.0 to `sae_step_`).
+    topk           Gao et al. (2024): f = TopK(ReLU(W_enc x̄ + b_enc), k), loss = mean((x̂ - x)^2) + AuxK/32,
+                   unit-norm decoder as anthropic2023.
+
+Storage (all kinds): W_enc (F, d), b_enc (F,), W_dec (d, F) (columns are features), b_dec (d,), and buffers
+`scale` () and `tokens_since_fired` (F,). The export (`save_saelens`) uses SAELens' layout instead.
+
+Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_dict(), config_dict(sae)):
+    sae = SparseAutoencoder(SAEConfig(d_in=512, n_features=4096, kind=kind))
+    sae.scale.fill_(estimate_scale(sample_rows))     # april2024 only
+    init_b_dec_(sae, sample_rows)                    # geometric median (anthropic2023, topk); april2024: no-op
+    opt = make_adam(sae, lr)
+    for step in range(max_steps):
+        # april2024: group['lr'] = lr_at(step, max_steps, lr); l1 = l1_coeff_at(step, max_steps, l1_coeff)
+        stats = sae_step_(sae, opt, x, l1, grad_clip=1.0 if kind == 'april2024' else 0.0)
+        if step in resample_steps:                   # anthropic2023
+            resample_dead_(sae, opt, dead_mask(sae, window_tokens), rows, generator)
+    save_saelens(sae, out_dir, saelens_cfg(sae, 'blocks.0.mlp_hidden', model_name=..., hook_layer=0))
+"""
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from common import atomic_write_bytes, atomic_write_json
+
+KINDS = ('anthropic2023', 'april2024', 'topk')
+Tensor = torch.Tensor
+
+
+@dataclass
+class SAEConfig:
+    """Shape and kind of a sparse autoencoder (saved next to its weights)."""
+
+    d_in: int  # width d of the activation rows
+    n_features: int  # dictionary size F
+    kind: str = 'anthropic2023'  # one of KINDS
+    k: int = 32  # topk: latents kept per row
+    k_aux: int = 0  # topk: dead latents used by the AuxK loss; 0 means d_in // 2
+    aux_coeff: float = 1 / 32  # topk: weight of the AuxK loss
+    dead_tokens: int = 10_000_000  # topk: a latent that has not fired for this many tokens is dead for AuxK
+    dec_init_norm: float = 0.1  # april2024: norm of the decoder columns at init
+    dtype: str = 'float32'  # parameter dtype (matmuls may run in bf16 via autocast_dtype)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
+        if self.kind == 'topk' and not 0 < self.k <= self.n_features:
+            raise ValueError(f"topk SAE needs 0 < k <= n_features, got k={self.k}")
+
+
+class SparseAutoencoder(nn.Module):
+    """An SAE of any kind in KINDS; see the module docstring for the maths of each."""
+
+    def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        dt = getattr(torch, cfg.dtype)
+        d, n = cfg.d_in, cfg.n_features
+        self.W_enc = nn.Parameter(torch.empty(n, d, device=device, dtype=dt))  # (F, d)
+        self.b_enc = nn.Parameter(torch.zeros(n, device=device, dtype=dt))  # (F,)
+        self.W_dec = nn.Parameter(torch.empty(d, n, device=device, dtype=dt))  # (d, F)
+        self.b_dec = nn.Parameter(torch.zeros(d, device=device, dtype=dt))  # (d,)
+        self.register_buffer('scale', torch.ones((), device=device, dtype=dt))  # input scale (april2024)
+        self.register_buffer('tokens_since_fired', torch.zeros(n, device=device, dtype=torch.long))
+        self._ws: dict[str, Tensor] = {}  # scratch buffers reused by the fused step (not saved)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Random decoder directions (unit norm, or dec_init_norm for april2024), W_enc = W_decᵀ, zero biases."""
+        nn.init.normal_(self.W_dec)
+        norm = self.cfg.dec_init_norm if self.cfg.kind == 'april2024' else 1.0
+        self.W_dec.mul_(norm / self.W_dec.norm(dim=0, keepdim=True))
+        self.W_enc.copy_(self.W_dec.T)
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+
+    @property
+    def apply_b_dec_to_input(self) -> bool:
+        return self.cfg.kind != 'april2024'
+
+    @property
+    def unit_norm(self) -> bool:
+        """Whether decoder columns are kept at unit norm (anthropic2023, topk)."""
+        return self.cfg.kind != 'april2024'
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        """(B, d) -> pre-activations (B, F) = W_enc (scale·x - b_dec) + b_enc."""
+        xs = x.to(self.W_enc.dtype) * self.scale
+        if self.apply_b_dec_to_input:
+            xs = xs - self.b_dec
+        return torch.addmm(self.b_enc, xs, self.W_enc.T)
+
+    def activate(self, pre: Tensor) -> Tensor:
+        """Pre-activations (B, F) -> features (B, F): ReLU, then TopK for topk."""
+        if self.cfg.kind == 'topk':
+            return topk_relu(pre, self.cfg.k)
+        return torch.relu(pre)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, d) -> features f (B, F)."""
+        return self.activate(self.encode_pre(x))
+
+    def decode_scaled(self, f: Tensor) -> Tensor:
+        """Features (B, F) -> reconstruction in the scaled space (B, d) = W_dec f + b_dec."""
+        return torch.addmm(self.b_dec, f, self.W_dec.T)
+
+    def decode(self, f: Tensor) -> Tensor:
+        """Features (B, F) -> reconstruction x̂ (B, d) in the input's units."""
+        return self.decode_scaled(f) / self.scale
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, d) -> (x̂ (B, d), f (B, F))."""
+        f = self.encode(x)
+        return self.decode(f), f
+
+    def dead_mask(self) -> Tensor:
+        """(F,) bool: latents that have not fired for cfg.dead_tokens tokens (the AuxK set of topk)."""
+        return self.tokens_since_fired >= self.cfg.dead_tokens
+
+    def loss(self, x: Tensor, l1_coeff: float = 0.0, dead: Tensor | None = None) -> dict[str, Tensor]:
+        """Differentiable loss of a batch x (B, d). Returns {loss, recon, l1, aux, mse, f}.
+
+        recon: the reconstruction term (anthropic2023, topk: mean over elements; april2024: ‖·‖² summed over d,
+        mean over batch, in the scaled space); l1: the sparsity term before λ (april2024: weighted by decoder
+        norms); aux: topk's AuxK term before its coefficient (0 otherwise; `dead` defaults to `dead_mask()`);
+        mse: mean over elements in the input's units (for logging); f: the features (B, F).
+        """
+        x = x.to(self.W_enc.dtype)
+        xs = x * self.scale  # (B, d)
+        pre = self.encode_pre(x)  # (B, F)
+        f = self.activate(pre)  # (B, F)
+        err = self.decode_scaled(f).float() - xs  # (B, d)
+        sq = err.pow(2)
+        mse = sq.mean() / self.scale.float() ** 2
+        zero = err.new_zeros(())
+        l1, aux = zero, zero
+        if self.cfg.kind == 'april2024':
+            recon = sq.sum(1).mean()
+            l1 = (f.float().sum(0) * col_norms(self.W_dec)).sum() / x.shape[0]
+        else:
+            recon = sq.mean()
+            if self.cfg.kind == 'anthropic2023':
+                l1 = f.float().sum() / x.shape[0]
+            else:
+                aux = self._auxk_loss(pre, err.detach(), self.dead_mask() if dead is None else dead)
+        loss = recon + l1_coeff * l1 + self.cfg.aux_coeff * aux
+        return {'loss': loss, 'recon': recon, 'l1': l1, 'aux': aux, 'mse': mse, 'f': f}
+
+    def _auxk_loss(self, pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual -err (B, d)."""
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return err.new_zeros(())
+        k_aux = self.cfg.k_aux or self.cfg.d_in // 2
+        k = min(k_aux, n_dead)
+        masked = pre.masked_fill(~dead, -math.inf)  # (B, F)
+        vals, idx = masked.topk(k, dim=-1, sorted=False)  # (B, k)
+        z = torch.zeros_like(pre).scatter_(-1, idx, vals)  # (B, F)
+        e_hat = z @ self.W_dec.T  # (B, d)
+        return min(n_dead / k_aux, 1.0) * (e_hat.float() + err).pow(2).mean()
+
+
+def topk_relu(pre: Tensor, k: int) -> Tensor:
+    """Keep the k largest entries of each row of pre (B, F), ReLU them, zero the rest."""
+    vals, idx = pre.topk(k, dim=-1, sorted=False)
+    return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
+
+
+# ----------------------------------------------------------------------------- constraints and init
+
+def col_norms(W: Tensor) -> Tensor:
+    """Column norms (F,) of W (d, F) (vecdot is a single fast pass; vector_norm(dim=0) is slow on CPU)."""
+    return torch.linalg.vecdot(W, W, dim=0).sqrt_()
+
+
+@torch.no_grad()
+def unit_norm_decoder_(sae: SparseAutoencoder) -> None:
+    """Rescale every decoder column W_dec[:, i] to unit norm."""
+    W = sae.W_dec
+    W.div_(col_norms(W).clamp_min_(1e-12))
+
+
+@torch.no_grad()
+def remove_parallel_grad_(sae: SparseAutoencoder, unit: bool = False) -> None:
+    """Remove from W_dec.grad the component parallel to each decoder column: g_i -= (g_i·w_i / w_i·w_i) w_i.
+
+    unit=True skips computing w_i·w_i (= 1 when the columns were renormalised after the last step).
+    """
+    W, G = sae.W_dec, sae.W_dec.grad
+    if G is None:
+        return
+    coef = torch.linalg.vecdot(G, W, dim=0)  # (F,)
+    if not unit:
+        coef /= torch.linalg.vecdot(W, W, dim=0).clamp_min_(1e-24)
+    G.addcmul_(W, coef, value=-1.0)
+
+
+@torch.no_grad()
+def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-7, chunk: int = 16384) -> Tensor:
+    """Geometric median of the rows of x (N, d) by Weiszfeld's iteration -> (d,) float32."""
+    x = x.float()
+    m = x.mean(0, dtype=torch.float64)
+    for _ in range(iters):
+        num, den = torch.zeros_like(m), m.new_zeros(())
+        for xc in x.split(chunk):
+            w = 1.0 / torch.linalg.vector_norm(xc.double() - m, dim=1).clamp_min_(1e-12)  # (n,)
+            num += w @ xc.double()
+            den += w.sum()
+        m_new = num / den
+        moved = torch.linalg.vector_norm(m_new - m)
+        m = m_new
+        if moved <= tol * (1.0 + torch.linalg.vector_norm(m)):
+            break
+    return m.float()
+
+
+@torch.no_grad()
+def init_b_dec_(sae: SparseAutoencoder, rows: Tensor) -> None:
+    """b_dec = geometric median of scale·rows (anthropic2023, topk); april2024 keeps b_dec = 0 (its init)."""
+    if sae.apply_b_dec_to_input:
+        sae.b_dec.copy_(geometric_median(rows.float() * sae.scale.float()))
+
+
+@torch.no_grad()
+def estimate_scale(rows: Tensor, chunk: int = 65536) -> float:
+    """Scalar s with E‖s·x‖ = √d over rows (N, d): april2024's dataset-wide input scale."""
+    total = sum(torch.linalg.vector_norm(c.double(), dim=1).sum().item() for c in rows.split(chunk))
+    return math.sqrt(rows.shape[1]) / (total / rows.shape[0])
+
+
+@torch.no_grad()
+def fold_scale_(sae: SparseAutoencoder) -> None:
+    """Fold `scale` into the weights (W_enc·s, W_dec/s, b_dec/s) and set it to 1; same function of x."""
+    s = sae.scale.clone()
+    sae.W_enc.mul_(s)
+    sae.W_dec.div_(s)
+    sae.b_dec.div_(s)
+    sae.scale.fill_(1.0)
+
+
+# ----------------------------------------------------------------------------- schedules (april2024)
+
+def l1_coeff_at(step: int, total_steps: int, l1_coeff: float, warmup_frac: float = 0.05) -> float:
+    """λ warmed up linearly from 0 over the first warmup_frac of training."""
+    warm = warmup_frac * total_steps
+    return l1_coeff * min(1.0, step / warm) if warm > 0 else l1_coeff
+
+
+def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float = 0.01, decay_frac: float = 0.2) -> float:
+    """Linear warm-up over the first warmup_frac, constant, then linear decay to 0 over the last decay_frac."""
+    warm, decay_start = warmup_frac * total_steps, (1.0 - decay_frac) * total_steps
+    if warm > 0 and step < warm:
+        return lr * (step + 1) / warm
+    if step >= decay_start and decay_frac > 0:
+        return lr * max(0.0, (total_steps - step) / (total_steps - decay_start))
+    return lr
+
+
+# ----------------------------------------------------------------------------- the training step
+
+def make_adam(sae: SparseAutoencoder, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+              eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam over the SAE's parameters, fused (one kernel for all tensors) where PyTorch supports it."""
+    fused = sae.W_enc.device.type in ('cpu', 'cuda')
+    return torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, eps=eps, fused=fused)
+
+
+def _buf(sae: SparseAutoencoder, name: str, shape: tuple[int, int], dtype: torch.dtype, pad: bool = True) -> Tensor:
+    """A scratch (rows, cols) tensor kept on the module between steps (fresh 64 MB allocations cost page faults).
+
+    With pad, rows are padded to a multiple of 64 bytes: GEMMs on rows of odd length (d+1) run up to 1.5x slower.
+    """
+    rows, cols = shape
+    ld = -(-cols * dtype.itemsize // 64) * 64 // dtype.itemsize if pad else cols
+    t = sae._ws.get(name)
+    if t is None or t.shape != (rows, ld) or t.dtype != dtype or t.device != sae.W_enc.device:
+        t = sae._ws[name] = torch.empty((rows, ld), dtype=dtype, device=sae.W_enc.device)
+    return t[:, :cols]
+
+
+def _set_grad(p: Tensor, g: Tensor) -> None:
+    p.grad = g if g.dtype == p.dtype and g.is_contiguous() else g.to(p.dtype, memory_format=torch.contiguous_format)
+
+
+@torch.no_grad()
+def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: torch.dtype) -> dict[str, Tensor]:
+    """Loss and gradients of anthropic2023 / april2024 by hand: 5 GEMMs, 2 elementwise passes over (B, F).
+
+    Biases ride along inside the GEMMs as an extra column of ones ("augmented" operands), so that
+    [x̄ 1] @ [W_enc b_enc]ᵀ gives the pre-activations, [g 1]ᵀ @ f gives dW_dec and Σ_b f (the L1 term and
+    the fired mask), [g 1] @ [W_dec; w] gives dL/df including the L1 gradient w, and dpreᵀ @ [x̄ 1] gives
+    dW_enc and db_enc. The GEMM dpre @ W_enc (for db_dec) is replaced by db_enc @ W_enc, a vector product.
+    Gradients are written to .grad (overwritten, not accumulated).
+    """
+    cfg, s = sae.cfg, sae.scale
+    anth = cfg.kind == 'anthropic2023'
+    B, d, n = x.shape[0], cfg.d_in, cfg.n_features
+    pdt = sae.W_enc.dtype
+    x = x.to(pdt)
+    # forward
+    xa = _buf(sae, 'xa', (B, d + 1), cdt)  # (B, d+1) = [s·x - b_dec, 1]
+    if anth:
+        torch.addcmul(-sae.b_dec, x, s, out=xa[:, :d])
+    else:
+        torch.mul(x, s, out=xa[:, :d])
+    xa[:, d] = 1
+    wea = _buf(sae, 'wea', (n, d + 1), cdt)  # (F, d+1) = [W_enc, b_enc]
+    wea[:, :d] = sae.W_enc
+    wea[:, d] = sae.b_enc
+    f = torch.mm(xa, wea.T, out=_buf(sae, 'f', (B, n), cdt)).relu_()  # (B, F)
+    dec_norm = None if anth else col_norms(sae.W_dec)  # (F,)
+    wda = _buf(sae, 'wda', (d + 1, n), cdt)  # (d+1, F) = [W_dec; w], w = dL/df_i of the L1 term
+    wda[:d] = sae.W_dec
+    wda[d] = l1_coeff / B if anth else dec_norm * (l1_coeff / B)
+    xh = torch.addmm(sae.b_dec.to(cdt), f, wda[:d].T, out=_buf(sae, 'xh', (B, d), cdt))  # (B, d) scaled x̂
+    err = torch.addcmul(xh, x, s, value=-1.0)  # (B, d) = x̂ - s·x, in the parameter dtype
+    sse = torch.dot(err.view(-1), err.view(-1))
+    c = 2.0 / (B * d) if anth else 2.0 / B  # d recon / d x̂
+    ga = _buf(sae, 'ga', (B, d + 1), cdt)  # (B, d+1) = [dL/dx̂, 1]
+    torch.mul(err, c, out=ga[:, :d])
+    ga[:, d] = 1
+    # backward
+    gd = torch.mm(ga.T, f, out=_buf(sae, 'gd', (d + 1, n), cdt))  # (d+1, F) = [dW_dec (recon); Σ_b f]
+    fsum = gd[d].to(pdt)  # (F,)
+    df = torch.mm(ga, wda, out=_buf(sae, 'df', (B, n), cdt))  # (B, F) = dL/df
+    torch.ops.aten.threshold_backward.grad_input(df, f, 0, grad_input=df)  # (B, F) = dL/dpre
+    ge = torch.mm(df.T, xa, out=_buf(sae, 'ge', (n, d + 1), cdt))  # (F, d+1) = [dW_enc, db_enc]
+    gW_enc = _buf(sae, 'gW_enc', (n, d), pdt, pad=False)
+    gW_enc.copy_(ge[:, :d])
+    sae.W_enc.grad = gW_enc
+    _set_grad(sae.b_enc, ge[:, d].contiguous())
+    if gd.dtype == pdt:
+        sae.W_dec.grad = gd[:d]  # contiguous rows: no copy
+    else:
+        sae.W_dec.grad = _buf(sae, 'gW_dec', (d, n), pdt, pad=False).copy_(gd[:d])
+    db_dec = err.sum(0) * c  # (d,)
+    if anth:
+        db_dec -= sae.b_enc.grad @ sae.W_enc
+        l1 = fsum.sum() / B
+        recon = sse / (B * d)
+    else:
+        sae.W_dec.grad.addcmul_(sae.W_dec, fsum * (l1_coeff / B) / dec_norm.clamp_min(1e-12))
+        l1 = (fsum * dec_norm).sum() / B
+        recon = sse / B
+    sae.b_dec.grad = db_dec
+    zero = sse.new_zeros(())
+    return {'loss': recon + l1_coeff * l1, 'recon': recon, 'l1': l1, 'aux': zero,
+            'mse': sse / (B * d) / s ** 2, 'fired': fsum > 0, 'f': f}
+
+
+def _sync_grads_(sae: SparseAutoencoder) -> None:
+    """Average gradients over torchrun ranks (sae_step_ runs on the plain module, not a DDP wrapper)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for p in sae.parameters():
+            dist.all_reduce(p.grad)
+            p.grad.div_(dist.get_world_size())
+
+
+@torch.no_grad()
+def update_fire_counter_(sae: SparseAutoencoder, fired: Tensor, n_tokens: int) -> None:
+    """tokens_since_fired += n_tokens, then 0 where fired (F,) bool; merged over ranks under torchrun."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        fired = fired.to(torch.uint8)
+        dist.all_reduce(fired, op=dist.ReduceOp.MAX)
+        n_tokens *= dist.get_world_size()
+    sae.tokens_since_fired.add_(n_tokens).masked_fill_(fired.bool(), 0)
+
+
+def dead_mask(sae: SparseAutoencoder, window_tokens: int) -> Tensor:
+    """(F,) bool: features that did not fire in the last window_tokens tokens (nor were resampled since)."""
+    return sae.tokens_since_fired >= window_tokens
+
+
+def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_coeff: float = 0.0,
+              autocast_dtype: torch.dtype | None = None, grad_clip: float = 0.0, fused: bool = True,
+              want_l0: bool = False) -> dict[str, Tensor]:
+    """One training step on a batch x (B, d); returns detached stats {loss, recon, l1, aux, mse, fired (F,)[, l0]}.
+
+    forward + loss + backward (anthropic2023 / april2024: by hand, see _fused_fwd_bwd_; topk or fused=False:
+    autograd), gradient averaging over torchrun ranks, parallel-gradient removal (unit-norm kinds), optional
+    grad-norm clipping (april2024 trains with grad_clip=1.0), opt.step(), decoder renormalisation (unit-norm
+    kinds), and the fire counters (tokens_since_fired) behind dead_mask and AuxK.
+    autocast_dtype=torch.bfloat16 (or calling it inside torch.autocast) runs the matmuls in bf16; parameters,
+    gradients, Adam and the loss stay fp32.
+    Under torchrun pass the plain module: gradients are all-reduced here, not by a DDP wrapper.
+    """
+    dev = x.device.type
+    if autocast_dtype is None and torch.is_autocast_enabled(dev):  # called inside torch.autocast(...)
+        autocast_dtype = torch.get_autocast_dtype(dev)
+    cdt = autocast_dtype or sae.W_enc.dtype
+    if fused and sae.cfg.kind != 'topk':
+        with torch.autocast(dev, enabled=False):  # dtypes are explicit here
+            out = _fused_fwd_bwd_(sae, x, l1_coeff, cdt)
+    else:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
+            out = sae.loss(x, l1_coeff)
+        out['loss'].backward()
+        out['fired'] = (out['f'] > 0).any(0)
+    _sync_grads_(sae)
+    if sae.unit_norm:
+        remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised after every step
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
+    opt.step()
+    if sae.unit_norm:
+        unit_norm_decoder_(sae)
+    update_fire_counter_(sae, out['fired'], x.shape[0])
+    f = out.pop('f')
+    if want_l0:
+        out['l0'] = (f > 0).sum(dtype=torch.float32) / x.shape[0]
+    return {k: v.detach() for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- resampling (anthropic2023)
+
+@torch.no_grad()
+def per_row_loss(sae: SparseAutoencoder, rows: Tensor, chunk: int = 8192) -> Tensor:
+    """Reconstruction loss ‖x - x̂‖² (summed over d) of each row of rows (N, d), in chunks -> (N,) float32."""
+    out = []
+    for xc in rows.split(chunk):
+        xc = xc.to(sae.W_enc.device, sae.W_enc.dtype)
+        x_hat, _ = sae(xc)
+        out.append((x_hat - xc).float().pow(2).sum(1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Tensor, rows: Tensor,
+                   generator: torch.Generator | None = None, chunk: int = 8192) -> Tensor:
+    """Anthropic's resampling of the dead features (F,) bool, using activation rows (N, d); returns their indices.
+
+    Rows are drawn with probability ∝ (per-row reconstruction loss)² (without replacement unless there are
+    fewer candidate rows than dead features). For each dead feature i with row x: W_dec[:, i] = x/‖x‖,
+    W_enc[i] = x/‖x‖ · 0.2 · mean norm of the alive encoder rows, b_enc[i] = 0, and Adam's exp_avg / exp_avg_sq
+    of exactly those rows / entries / columns are zeroed; tokens_since_fired[i] = 0. Nothing else changes.
+    """
+    idx = dead.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return idx
+    p = per_row_loss(sae, rows, chunk).double().pow(2)  # (N,)
+    if p.sum() <= 0:
+        p = torch.ones_like(p)
+    replace = idx.numel() > int((p > 0).sum())
+    pick = torch.multinomial(p, idx.numel(), replacement=replace, generator=generator)  # (n_dead,)
+    x = rows[pick.to(rows.device)].to(sae.W_enc.device, torch.float32)  # (n_dead, d)
+    x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)
+    alive = ~dead
+    enc_norm = torch.linalg.vector_norm(sae.W_enc[alive].float(), dim=1).mean() if alive.any() else 1.0
+    sae.W_dec[:, idx] = x.T.to(sae.W_dec.dtype)
+    sae.W_enc[idx] = (x * (0.2 * enc_norm)).to(sae.W_enc.dtype)
+    sae.b_enc[idx] = 0
+    for p_, sl in ((sae.W_enc, (idx,)), (sae.b_enc, (idx,)), (sae.W_dec, (slice(None), idx))):
+        for key in ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'):
+            if key in opt.state.get(p_, {}):
+                opt.state[p_][key][sl] = 0
+    sae.tokens_since_fired[idx] = 0
+    return idx
+
+
+# ----------------------------------------------------------------------------- metrics
+
+@torch.no_grad()
+def batch_stats(x: Tensor, x_hat: Tensor, f: Tensor) -> dict[str, Tensor]:
+    """Sums over a batch (x, x̂ (B, d), f (B, F)) from which MetricsAccumulator aggregates its metrics."""
+    x, x_hat = x.double(), x_hat.double()
+    mean = x.mean(0)  # (d,)
+    fire = (f != 0).sum(0)  # (F,) int64
+    return {'n': torch.tensor(x.shape[0]), 'sse': (x - x_hat).pow(2).sum(), 'mean': mean,
+            'm2': (x - mean).pow(2).sum(), 'fire': fire, 'l0': fire.sum(), 'l1': f.abs().sum(dtype=torch.float64)}
+
+
+class MetricsAccumulator:
+    """Accumulates batch_stats over many batches; compute() gives the metrics of the whole window.
+
+    mse = Σ‖x - x̂‖² / (n·d); fvu = Σ‖x - x̂‖² / Σ‖x - mean‖² (mean over the window, merged exactly with Chan's
+    formula); l0, l1 = mean nonzero count and Σ_i |f_i| per row; density = fraction of rows where each
+    feature fired; dead = never fired in the window; ultralow = alive with density < 1e-5.
+    """
+
+    def __init__(self, n_features: int, hist_bins: int = 40, hist_range: tuple[float, float] = (-8.0, 0.0)):
+        self.n, self.sse, self.m2, self.l0, self.l1 = 0, 0.0, 0.0, 0, 0.0
+        self.mean: Tensor | None = None
+        self.fire = torch.zeros(n_features, dtype=torch.long)
+        self.hist_bins, self.hist_range = hist_bins, hist_range
+
+    def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> None:
+        self.add(batch_stats(x, x_hat, f))
+
+    def add(self, s: dict[str, Tensor]) -> None:
+        """Merge the sums of one batch (from batch_stats)."""
+        nb = int(s['n'])
+        if self.mean is None:
+            self.mean, self.m2 = s['mean'].cpu(), float(s['m2'])
+        else:
+            delta = s['mean'].cpu() - self.mean
+            tot = self.n + nb
+            self.mean = self.mean + delta * (nb / tot)
+            self.m2 += float(s['m2']) + float(delta.pow(2).sum()) * self.n * nb / tot
+        self.n += nb
+        self.sse += float(s['sse'])
+        self.l0 += int(s['l0'])
+        self.l1 += float(s['l1'])
+        self.fire += s['fire'].cpu()
+
+    def compute(self) -> dict:
+        """{mse, fvu, l0, l1, dead_frac, ultralow_frac, density (F,), density_hist {counts, edges}, n_tokens}."""
+        n, d = max(self.n, 1), (self.mean.numel() if self.mean is not None else 1)
+        density = self.fire.double() / n
+        dead = self.fire == 0
+        ultralow = ~dead & (density < 1e-5)
+        lo, hi = self.hist_range
+        logd = density[~dead].log10().clamp(lo, hi).float()
+        counts = torch.histc(logd, bins=self.hist_bins, min=lo, max=hi) if logd.numel() else torch.zeros(0)
+        edges = torch.linspace(lo, hi, self.hist_bins + 1)
+        return {'mse': self.sse / (n * d), 'fvu': self.sse / max(self.m2, 1e-30), 'l0': self.l0 / n,
+                'l1': self.l1 / n, 'dead_frac': dead.double().mean().item(),
+                'ultralow_frac': ultralow.double().mean().item(), 'density': density.float(),
+                'density_hist': {'counts': [int(c) for c in counts.tolist()], 'edges': edges.tolist()},
+                'n_tokens': self.n}
+
+
+# ----------------------------------------------------------------------------- SAELens export
+
+@torch.no_grad()
+def state_for_export(sae: SparseAutoencoder) -> dict[str, Tensor]:
+    """SAELens layout, scale folded in: W_enc (d_in, d_sae), W_dec (d_sae, d_in), b_enc (d_sae), b_dec (d_in)."""
+    s = sae.scale.float()
+    return {'W_enc': (sae.W_enc.float() * s).T.contiguous(), 'W_dec': (sae.W_dec.float() / s).T.contiguous(),
+            'b_enc': sae.b_enc.float().clone(), 'b_dec': (sae.b_dec.float() / s).contiguous()}
+
+
+def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None = None,
+                hook_layer: int | None = None, context_size: int | None = None, **extra) -> dict:
+    """cfg.json for SAELens' SAE.load_from_disk, in the flat pre-6.0 form that SAELens 6.x converts on load.
+
+    model_name / hook_layer / context_size / hook_head_index / dataset_path are written (null when not
+    given) because SAELens 5.x requires them; `extra` adds or overrides any key (e.g. dataset_path).
+    """
+    cfg = {'architecture': 'topk' if sae.cfg.kind == 'topk' else 'standard',
+           'd_in': sae.cfg.d_in, 'd_sae': sae.cfg.n_features, 'dtype': 'float32', 'device': 'cpu',
+           'hook_name': hook_name, 'apply_b_dec_to_input': sae.apply_b_dec_to_input,
+           'normalize_activations': 'none', 'activation_fn': 'relu', 'activation_fn_str': 'relu',
+           'model_name': model_name, 'hook_layer': hook_layer, 'context_size': context_size,
+           'hook_head_index': None, 'dataset_path': None, 'prepend_bos': False,
+           'finetuning_scaling_factor': False}
+    if sae.cfg.kind == 'topk':
+        cfg.update(k=sae.cfg.k, activation_fn='topk', activation_fn_str='topk', activation_fn_kwargs={'k': sae.cfg.k})
+    cfg['sae_kind'] = sae.cfg.kind  # ours (load_saelens); SAELens ignores unknown keys
+    return {**cfg, **extra}
+
+
+def save_saelens(sae: SparseAutoencoder, out_dir: str, cfg: dict) -> None:
+    """Write out_dir/sae_weights.safetensors and out_dir/cfg.json, each atomically (temp + rename)."""
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_bytes(os.path.join(out_dir, 'sae_weights.safetensors'), safetensors_bytes(state_for_export(sae)))
+    atomic_write_json(os.path.join(out_dir, 'cfg.json'), cfg)
+
+
+def load_saelens(path: str, device: torch.device | str = 'cpu') -> SparseAutoencoder:
+    """Read an SAELens directory (ours or SAELens' standard / topk) back into a SparseAutoencoder (scale 1)."""
+    with open(os.path.join(path, 'cfg.json')) as fh:
+        cfg = json.load(fh)
+    sd = load_file(os.path.join(path, 'sae_weights.safetensors'))
+    arch = cfg.get('architecture', 'standard')
+    if arch not in ('standard', 'topk'):
+        raise ValueError(f"{path}: SAELens architecture '{arch}' is not supported (standard or topk)")
+    kind = cfg.get('sae_kind') or ('topk' if arch == 'topk' else
+                                   'anthropic2023' if cfg.get('apply_b_dec_to_input', True) else 'april2024')
+    k = cfg.get('k') or cfg.get('activation_fn_kwargs', {}).get('k', 32)
+    sae = SparseAutoencoder(SAEConfig(d_in=cfg['d_in'], n_features=cfg['d_sae'], kind=kind, k=k), device=device)
+    with torch.no_grad():
+        sae.W_enc.copy_(sd['W_enc'].T)
+        sae.W_dec.copy_(sd['W_dec'].T)
+        sae.b_enc.copy_(sd['b_enc'])
+        sae.b_dec.copy_(sd['b_dec'])
+    return sae
+
+
+def config_dict(sae: SparseAutoencoder) -> dict:
+    """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d)))."""
+    return asdict(sae.cfg)
+
+
+# ----------------------------------------------------------------------------- evaluation in the model
+
+@torch.no_grad()
+def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, data_mean: Tensor) -> dict:
+    """Every metric of an SAE spliced into a transformer, over token batches (x, y) each (B, T).
+
+    gpt.run(x, y, replace=..., reduction='none') (model.GPT.run) gives per-token CE with the site replaced by the
+    SAE's reconstruction, by zeros and by data_mean (d,), next to the clean CE. The reconstruction metrics of
+    MetricsAccumulator (mse, fvu, l0, l1, density, dead, ultralow) are taken over every token position.
+    loss_recovered = (ce_zero - ce_spliced) / (ce_zero - ce_clean), a ratio of means; kl_spliced = mean over
+    tokens of KL(clean || spliced) next-token distributions.
+    """
+    acc = MetricsAccumulator(sae.cfg.n_features)
+    ce = {'clean': 0.0, 'spliced': 0.0, 'zero': 0.0, 'mean': 0.0}
+    kl, n_tok = 0.0, 0
+    was_training = sae.training
+    sae.eval()
+
+    def spliced(h: Tensor) -> Tensor:
+        x = h.reshape(-1, h.shape[-1]).float()  # (B*T, d)
+        x_hat, f = sae(x)
+        acc.update(x, x_hat, f)
+        return x_hat.view_as(h).to(h.dtype)
+
+    for x, y in batches:
+        logits, loss, _ = gpt.run(x, y, reduction='none')
+        logits_s, loss_s, _ = gpt.run(x, y, replace={site: spliced}, reduction='none')
+        logp, logp_s = torch.log_softmax(logits.float(), -1), torch.log_softmax(logits_s.float(), -1)
+        kl += (logp.exp() * (logp - logp_s)).sum().item()
+        ce['clean'] += loss.sum().item()
+        ce['spliced'] += loss_s.sum().item()
+        ce['zero'] += gpt.run(x, y, replace={site: torch.zeros_like}, reduction='none')[1].sum().item()
+        ce['mean'] += gpt.run(x, y, replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)},
+                              reduction='none')[1].sum().item()
+        n_tok += y.numel()
+    sae.train(was_training)
+    m = acc.compute()
+    ce = {k: v / max(n_tok, 1) for k, v in ce.items()}
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b != 0 else float('nan')
+
+    m.update(ce_clean=ce['clean'], ce_spliced=ce['spliced'], ce_zero_ablation=ce['zero'],
+             ce_mean_ablation=ce['mean'], kl_spliced=kl / max(n_tok, 1),
+             loss_recovered=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),
+             loss_recovered_mean_abl=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),
+             eval_tokens=n_tok, alive_frac=1.0 - m['dead_frac'])
+    m['ultralow_frac_of_alive'] = m['ultralow_frac'] / max(m['alive_frac'], 1e-12)
+    return m

@@ -1,0 +1,104 @@
+"""
+Seconds per SAE training step against the matmul roofline, measured in the same process.
+
+    python -m bench.sae_step                       # d=512, F=4096, B=4096, fp32 and bf16
+    python -m bench.sae_step --profile=True        # plus a torch.profiler table of the fused step
+    python -m bench.sae_step --n_features=1024 --rounds=3
+
+The step is anthropic2023's `sae_step_` (forward, loss, backward, parallel-gradient removal, Adam,
+renormalisation). Its roofline is the six (B×d)·(d×F)-sized GEMMs a step needs with autograd (2 forward,
+4 backward: 12·B·d·F FLOPs), timed alone with preallocated outputs. This machine's speed drifts (shared
+cores), so GEMM blocks and step blocks alternate for `rounds` rounds and medians are compared. The fused step
+does 5 of the 6 GEMMs (db_dec comes from db_enc @ W_enc), so its ratio can go below 1. "autograd" is the
+same step through loss().backward(), for comparison.
+"""
+import os
+import statistics
+import time
+
+import torch
+
+from autoencoder import SAEConfig, SparseAutoencoder, make_adam, sae_step_
+
+d_in = 512  # activation width d
+n_features = 4096  # dictionary size F
+batch_size = 4096  # rows per step B
+dtypes = 'float32,bfloat16'  # matmul dtypes to measure (bf16 = autocast_dtype of the step)
+rounds = 10  # alternating GEMM-block / step-block rounds
+steps_per_round = 2  # steps timed per round
+autograd = True  # also time the autograd step (fused=False)
+profile = False  # print a torch.profiler table of a few fused steps
+threads = 0  # torch threads (0 = PyTorch's default)
+exec(open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configurator.py')).read())
+
+
+def gemm_block(B: int, d: int, n: int, dt: torch.dtype):
+    """The step's six GEMMs with their shapes and transposes, writing into preallocated outputs."""
+    x, g = torch.randn(B, d, dtype=dt), torch.randn(B, d, dtype=dt)
+    W_enc, W_dec = torch.randn(n, d, dtype=dt), torch.randn(d, n, dtype=dt)
+    f, df = torch.randn(B, n, dtype=dt), torch.randn(B, n, dtype=dt)
+    o_bf, o_bd, o_dn, o_nd = (torch.empty(B, n, dtype=dt), torch.empty(B, d, dtype=dt),
+                              torch.empty(d, n, dtype=dt), torch.empty(n, d, dtype=dt))
+
+    def run():
+        torch.mm(x, W_enc.T, out=o_bf)  # pre = x̄ W_encᵀ
+        torch.mm(f, W_dec.T, out=o_bd)  # x̂ = f W_decᵀ
+        torch.mm(g.T, f, out=o_dn)  # dW_dec = gᵀ f
+        torch.mm(g, W_dec, out=o_bf)  # df = g W_dec
+        torch.mm(df.T, x, out=o_nd)  # dW_enc = dpreᵀ x̄
+        torch.mm(df, W_enc, out=o_bd)  # dx̄ = dpre W_enc
+    return run
+
+
+def timed(fn, reps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def main() -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    B, d, n = batch_size, d_in, n_features
+    flops = 12 * B * d * n
+    print(f"d={d} F={n} B={B} threads={torch.get_num_threads()} rounds={rounds}: "
+          f"roofline = 6 GEMMs = {flops / 1e9:.1f} GFLOP/step")
+    rows = []
+    for name in dtypes.split(','):
+        dt = getattr(torch, name)
+        cdt = None if dt == torch.float32 else dt
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(SAEConfig(d_in=d, n_features=n))
+        opt = make_adam(sae, lr=1e-4)
+        x = torch.randn(B, d)
+        steps = {'fused': lambda: sae_step_(sae, opt, x, 1e-3, cdt)}
+        if autograd:
+            steps['autograd'] = lambda: sae_step_(sae, opt, x, 1e-3, cdt, fused=False)
+        gemm = gemm_block(B, d, n, dt)
+        gemm()
+        for fn in steps.values():
+            fn()  # warm-up: workspace, Adam state
+        t_gemm, t_step = [], {k: [] for k in steps}
+        for _ in range(rounds):
+            t_gemm.append(timed(gemm, 1))
+            for k, fn in steps.items():
+                t_step[k].append(timed(fn, steps_per_round))
+        roof = statistics.median(t_gemm)
+        for k, ts in t_step.items():
+            s = statistics.median(ts)
+            rows.append((name, k, s, roof, s / roof, flops / s / 1e9, flops / roof / 1e9))
+        if profile:
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as prof
+            with prof(activities=[ProfilerActivity.CPU]) as p:
+                for _ in range(3):
+                    steps['fused']()
+            print(p.key_averages().table(sort_by='self_cpu_time_total', row_limit=15))
+    print(f"{'dtype':9} {'step':9} {'s/step':>8} {'roofline':>9} {'ratio':>6} {'GFLOP/s':>8} {'GEMM GFLOP/s':>13}")
+    for name, k, s, roof, r, gf, gg in rows:
+        print(f"{name:9} {k:9} {s:8.3f} {roof:9.3f} {r:6.2f} {gf:8.0f} {gg:13.0f}")
+
+
+if __name__ == '__main__':
+    main()
