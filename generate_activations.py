@@ -1,0 +1,234 @@
+"""
+Harvest a trained transformer's activations at one hook site into the on-disk store train_sae.py reads.
+
+CPU demo (after `python train_transformer.py config/demo/transformer.py`), ~1 min on 2 cores:
+    python generate_activations.py config/demo/activations.py
+Seed reproduction (20M contexts of 1024 tokens x 200 positions = 4B rows of blocks.0.mlp_hidden), a GPU or 8:
+    python generate_activations.py config/activations.py
+    torchrun --standalone --nproc_per_node=8 generate_activations.py config/activations.py
+Killed? Run the same command again: it resumes after the last complete shard, and the finished store is
+byte-identical to an uninterrupted run (shard g's contexts, positions and row order depend only on seed and g,
+so the rank count does not matter either). Any key can be overridden: --n_contexts=1000; --help lists them.
+
+Writes <out_dir>/activations/: shard_XXXXX.bin (raw row-major [rows, d] arrays, rows shuffled across contexts,
+each written to a temp name, fsynced and renamed) and meta.json (rewritten atomically after every shard).
+Under torchrun every rank writes its own shards (g = rank, rank + world, ...; multi-node needs a shared disk)
+and rank 0 writes meta.json.
+"""
+import hashlib
+import math
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from activations import ShardWriter, fill_rows_, resolve_site, shard_contexts, shard_plan
+from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device, load_checkpoint,
+                    load_data_meta, print0, read_json, token_memmap)
+from model import load_gpt
+
+# -----------------------------------------------------------------------------
+# I/O
+out_dir = 'out'  # the run folder; the store goes to <out_dir>/activations/
+transformer_ckpt = ''  # the transformer checkpoint; '' = <out_dir>/transformer/ckpt.pt
+# what to harvest
+dataset = ''  # a folder under data/ or a path; '' = the dataset the transformer was trained on
+split = 'train'  # 'train' or 'val'
+layer = -1  # block index; -1 = the last block
+site = 'mlp_hidden'  # resid_pre, attn_out, resid_mid, mlp_hidden (the paper's), mlp_out, resid_post
+n_contexts = 10000  # random windows of the token stream to run the model on
+tokens_per_context = 200  # distinct positions kept per context (the seed: 200 of 1024)
+context_length = 0  # tokens per window; 0 = the model's block_size
+# store
+dtype = 'float16'  # row dtype on disk: 'float16' (half the bytes) or 'float32'
+rows_per_shard = 2 ** 20  # rows per shard file (rounded down to whole contexts); RAM holds one shard
+# system
+batch_size = 32  # contexts per forward pass
+seed = 1337  # contexts, positions and row order of shard g are drawn from (seed, g)
+device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
+# -----------------------------------------------------------------------------
+exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+# -----------------------------------------------------------------------------
+
+device = get_device(device)
+ddp, rank, local_rank, world_size, device = ddp_setup(device)
+master = rank == 0
+if dtype not in ('float16', 'float32'):
+    die(f"dtype='{dtype}' is not 'float16' or 'float32'")
+for key in ('n_contexts', 'tokens_per_context', 'rows_per_shard', 'batch_size'):
+    if globals()[key] <= 0:
+        die(f"{key}={globals()[key]} must be positive")
+store_dir = os.path.join(out_dir, 'activations')
+meta_path = os.path.join(store_dir, 'meta.json')
+ckpt_path = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
+ckpt = load_checkpoint(ckpt_path, hint="train one first: python train_transformer.py config/demo/transformer.py")
+model = load_gpt(ckpt, device)
+try:
+    hook, d = resolve_site(model, site, layer)
+except ValueError as e:
+    die(str(e))
+layer = int(hook.split('.')[1])
+if not dataset:
+    dataset = ckpt.get('data', {}).get('dataset') or ckpt.get('config', {}).get('dataset', '')
+    if not dataset:
+        die(f"{ckpt_path} does not say which dataset it was trained on: pass --dataset=...")
+data_dir = data_dir_of(dataset)
+data_meta = load_data_meta(data_dir)
+if data_meta['vocab_size'] > model.config.vocab_size:
+    die(f"{data_dir} has vocab {data_meta['vocab_size']}, more than the model's {model.config.vocab_size}: "
+        f"the transformer was trained on another dataset")
+ckpt = None  # free it
+T = context_length or model.config.block_size
+if T > model.config.block_size:
+    die(f"context_length={T} is longer than the model's block_size {model.config.block_size}")
+if tokens_per_context > T:
+    die(f"tokens_per_context={tokens_per_context} is more than the {T} positions of a context")
+n_tokens = len(token_memmap(data_dir, split, data_meta['dtype']))
+if n_tokens < T:
+    die(f"{os.path.join(data_dir, split + '.bin')} has {n_tokens} tokens, fewer than context_length={T}")
+cps = max(1, rows_per_shard // tokens_per_context)  # contexts per shard
+n_shards = math.ceil(n_contexts / cps)
+row_bytes = d * np.dtype(dtype).itemsize
+total_rows = n_contexts * tokens_per_context
+
+
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(2 ** 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- rank 0: new store, resume, or done
+# fields that must match for an existing store to be continued
+SAME = ('site', 'd', 'dtype', 'tokens_per_context', 'context_length', 'n_contexts', 'contexts_per_shard', 'split',
+        'n_tokens', 'transformer_sha256', 'seed')
+status = None  # (error message | 'complete' | None, the meta dict)
+if master:
+    meta = dict(d=d, dtype=dtype, n_rows=0, shards=[], complete=False, site=hook, layer=layer,
+                tokens_per_context=tokens_per_context, context_length=T, n_contexts=n_contexts,
+                contexts_per_shard=cps, n_shards=n_shards, dataset=data_dir, split=split, n_tokens=n_tokens,
+                transformer_ckpt=ckpt_path, transformer_sha256=sha256_of(ckpt_path), seed=seed,
+                world_size=world_size)
+    msg = None
+    if os.path.exists(meta_path):
+        old = read_json(meta_path)
+        diff = [k for k in SAME if not isinstance(old, dict) or old.get(k) != meta[k]]
+        if diff:
+            was = ', '.join(f"{k}={old.get(k)!r}" for k in diff) if isinstance(old, dict) else 'something else'
+            now = ', '.join(f"{k}={meta[k]!r}" for k in diff)
+            msg = (f"{meta_path} was written with {was}, but this run has {now}: "
+                   f"use another out_dir or delete {store_dir}")
+        else:  # keep the shards that are intact; a missing or truncated one is harvested again (same bytes)
+            ok = [s for s in old['shards'] if os.path.isfile(os.path.join(store_dir, s['file'])) and
+                  os.path.getsize(os.path.join(store_dir, s['file'])) == s['rows'] * row_bytes]
+            for s in old['shards']:
+                if s not in ok:
+                    print(f"note: {os.path.join(store_dir, s['file'])} is missing or truncated: harvesting it again")
+            if old['complete'] and len(ok) == len(old['shards']):
+                msg, meta = 'complete', old
+            else:
+                meta['shards'], meta['n_rows'] = ok, sum(s['rows'] for s in ok)
+    if msg is None:
+        os.makedirs(store_dir, exist_ok=True)
+        for f in os.listdir(store_dir):  # temp files of a killed run
+            if f.startswith(('shard_', 'meta.json')) and '.tmp' in f:
+                os.remove(os.path.join(store_dir, f))
+        atomic_write_json(meta_path, meta)
+    status = (msg, meta)
+if ddp:
+    box = [status]
+    dist.broadcast_object_list(box, src=0)
+    status = box[0]
+msg, meta = status
+if msg == 'complete':
+    print0(f"{store_dir} is already complete ({meta['n_rows']:,} rows of {meta['site']}, d={meta['d']}): "
+           f"nothing to do (delete it or pick another out_dir to harvest again)")
+    ddp_cleanup(ddp)
+    raise SystemExit(0)
+if msg is not None:
+    if master:
+        die(msg)
+    raise SystemExit(2)
+
+# ----------------------------------------------------------------------------- harvest
+done = {s['contexts'][0] // cps for s in meta['shards']}  # shard g holds contexts [g*cps, (g+1)*cps)
+todo = [g for g in range(n_shards) if g not in done]
+mine = todo[rank::world_size]
+n_rounds = math.ceil(len(todo) / world_size)
+print0(f"harvesting {hook} (d={d}) of {ckpt_path} on {data_dir} [{split}, {n_tokens:,} tokens]: "
+       f"{n_contexts:,} contexts x {tokens_per_context} of {T} positions = {total_rows:,} rows "
+       f"({total_rows * row_bytes / 1e9:.2f} GB {dtype}) in {n_shards} shard(s) of {cps * tokens_per_context:,} rows, "
+       f"on {device} x {world_size} rank(s)")
+if done:
+    print0(f"resuming {store_dir}: {len(done)} of {n_shards} shards already written ({meta['n_rows']:,} rows)")
+buf = np.empty((cps * tokens_per_context, d), dtype=dtype)  # one shard (+ <= 1/4 held back while it is saved)
+my_rows = sum(np.diff(shard_contexts(g, n_contexts, cps))[0] * tokens_per_context for g in mine)
+bar = tqdm(total=my_rows, desc=f'harvest{" rank 0" if ddp else ""}', unit='row', unit_scale=True,
+           disable=not master, dynamic_ncols=True)
+planner = ThreadPoolExecutor(1)  # draws the next shard's contexts and positions while this one runs
+
+
+def plan_of(g: int) -> Future:
+    return planner.submit(shard_plan, seed, g, n_contexts, cps, n_tokens, T, tokens_per_context)
+
+
+def publish(entry: dict | None) -> None:
+    """Record the shards (one per rank) of a round that are now under their final names; rank 0 writes meta.json."""
+    entries = [entry]
+    if ddp:
+        entries = [None] * world_size
+        dist.all_gather_object(entries, entry)
+    if master:
+        meta['shards'] = sorted(meta['shards'] + [e for e in entries if e], key=lambda e: e['contexts'][0])
+        meta['n_rows'] = sum(e['rows'] for e in meta['shards'])
+        meta['world_size'] = world_size
+        meta['complete'] = meta['n_rows'] == total_rows
+        atomic_write_json(meta_path, meta)
+        bar.set_postfix(shards=f"{len(meta['shards'])}/{n_shards}", refresh=False)
+
+
+writer = ShardWriter()  # shard r is written, fsynced and renamed in the background while r+1 is computed
+t0 = time.time()
+written = 0
+next_plan = plan_of(mine[0]) if mine else None
+entry = None
+for r in range(n_rounds):
+    last, entry = entry, None
+    if r < len(mine):
+        g = mine[r]
+        plan = next_plan.result()
+        next_plan = plan_of(mine[r + 1]) if r + 1 < len(mine) else None
+        out = buf[:plan.rows]
+        fill_rows_(model, hook, data_dir, split, data_meta['dtype'], plan, out, batch_size, device, bar.update,
+                   writer.free)  # rows are held back while the previous shard is still being copied out
+        name = f'shard_{g:05d}.bin'
+        entry = dict(file=name, rows=plan.rows, contexts=list(shard_contexts(g, n_contexts, cps)), rank=rank)
+        writer.write(os.path.join(store_dir, name), out, entry)  # returns once the previous shard is in place
+        written += plan.rows
+    if entry is None:
+        writer.wait()
+    if r > 0:
+        publish(last)
+writer.close()
+publish(entry)
+bar.close()
+planner.shutdown()
+elapsed = time.time() - t0
+if ddp:
+    total = torch.tensor(written)
+    dist.all_reduce(total)
+    written = int(total.item())
+if master:
+    rate = written / max(elapsed, 1e-9)
+    print(f"done: wrote {written:,} rows ({written * row_bytes / 1e9:.3f} GB, {row_bytes} bytes/row) in {elapsed:.1f}s "
+          f"= {rate:,.0f} rows/s ({world_size} rank(s))")
+    print(f"store: {store_dir} ({meta['n_rows']:,} rows x d={d} {dtype} in {len(meta['shards'])} shards, "
+          f"complete={meta['complete']})")
+    print(f"next: python train_sae.py config/demo/sae.py --out_dir={out_dir}")
+ddp_cleanup(ddp)

@@ -1,0 +1,240 @@
+"""generate_activations.py and activations.py: the store's contract, resume after a kill, torchrun, readers."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from activations import ActivationStore, OnTheFlySource, StoreError, shard_plan
+from conftest import REPO, make_token_dataset, run_script
+from model import GPT, GPTConfig, load_gpt
+
+SITE = 'blocks.0.mlp_hidden'
+N_CONTEXTS, K, T, CPS = 12000, 8, 32, 300  # 96,000 rows in 40 shards of 300 contexts (2,400 rows)
+MODEL_ARGS = dict(n_layer=1, n_head=2, n_embd=16, block_size=T, bias=True, vocab_size=64, dropout=0.0,
+                  activation='gelu')
+TORCHRUN = shutil.which('torchrun') or os.path.join(os.path.dirname(sys.executable), 'torchrun')
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory) -> dict:
+    """A tiny dataset and a random-init tiny GPT checkpoint with train_transformer.py's keys."""
+    tmp = tmp_path_factory.mktemp('act')
+    data = make_token_dataset(str(tmp / 'data'))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**MODEL_ARGS))
+    ckpt = str(tmp / 'ckpt.pt')
+    torch.save({'model': model.state_dict(), 'model_args': MODEL_ARGS, 'config': {'dataset': data},
+                'data': {'dataset': data, 'vocab_size': 64}}, ckpt)
+    return dict(tmp=tmp, data=data, ckpt=ckpt)
+
+
+def args(env: dict, out: str, *extra: str) -> list[str]:
+    return ['generate_activations.py', f'--out_dir={out}', f'--transformer_ckpt={env["ckpt"]}',
+            f'--n_contexts={N_CONTEXTS}', f'--tokens_per_context={K}', f'--rows_per_shard={CPS * K}',
+            '--batch_size=32', '--seed=7', '--device=cpu', *extra]
+
+
+@pytest.fixture(scope='module')
+def ref(env) -> str:
+    """An uninterrupted single-process harvest; returns its store folder."""
+    out = str(env['tmp'] / 'ref')
+    p = run_script(*args(env, out))
+    assert 'done: wrote 96,000 rows' in p.stdout and 'next: python train_sae.py' in p.stdout
+    return os.path.join(out, 'activations')
+
+
+def store_files(store: str) -> dict[str, bytes]:
+    return {f: open(os.path.join(store, f), 'rb').read() for f in sorted(os.listdir(store))}
+
+
+def recompute(env: dict, plan, ctx: slice) -> torch.Tensor:
+    """The model's rows for the plan's contexts `ctx`, in context order (n*k, d)."""
+    model = load_gpt(torch.load(env['ckpt'], weights_only=True))
+    tokens = np.fromfile(os.path.join(env['data'], 'train.bin'), dtype=np.uint16)
+    starts, pos = plan.starts[ctx], plan.positions[ctx]
+    x = torch.from_numpy(np.stack([tokens[s:s + T] for s in starts]).astype(np.int64))
+    with torch.no_grad():
+        _, _, acts = model.run(x, capture=[SITE], need_logits=False)
+    return acts[SITE][torch.arange(len(pos))[:, None], torch.from_numpy(pos)].reshape(-1, acts[SITE].shape[-1])
+
+
+def test_meta_and_round_trip_fp16(env, ref):
+    store = ActivationStore(ref)
+    m = store.meta
+    assert (m['d'], m['dtype'], m['n_rows'], m['complete'], m['site'], m['layer']) == (64, 'float16', 96000, True,
+                                                                                      SITE, 0)
+    assert (m['tokens_per_context'], m['context_length'], m['n_contexts'], m['seed'], m['split']) == \
+        (K, T, N_CONTEXTS, 7, 'train')
+    assert len(m['transformer_sha256']) == 64 and m['transformer_ckpt'] == env['ckpt']
+    assert [s['file'] for s in m['shards']] == [f'shard_{g:05d}.bin' for g in range(40)]
+    n_tokens = m['n_tokens']
+    plan = shard_plan(7, 5, N_CONTEXTS, CPS, n_tokens, T, K)
+    rows = torch.from_numpy(np.array(store.memmap(5)))  # (2400, 64) fp16
+    want = recompute(env, plan, slice(0, 40))  # the first 40 contexts of shard 5
+    got = rows[torch.from_numpy(plan.dest[:40 * K])].float()
+    torch.testing.assert_close(got, want.half().float(), atol=2e-3, rtol=2e-3)
+
+
+def test_round_trip_fp32_exact_and_layer_site(env, tmp_path):
+    out = str(tmp_path / 'f32')
+    run_script(*args(env, out, '--dtype=float32', '--n_contexts=64', '--site=mlp_hidden', '--layer=-1'))
+    store = ActivationStore(os.path.join(out, 'activations'))
+    assert store.dtype == np.float32 and store.n_rows == 64 * K and len(store.shards) == 1
+    plan = shard_plan(7, 0, 64, CPS, store.meta['n_tokens'], T, K)
+    got = torch.from_numpy(np.array(store.memmap(0)))[torch.from_numpy(plan.dest)]
+    torch.testing.assert_close(got, recompute(env, plan, slice(0, 64)), atol=1e-5, rtol=1e-5)
+
+
+def test_rows_are_shuffled_across_contexts(env, ref):
+    store = ActivationStore(ref)
+    plan = shard_plan(7, 0, N_CONTEXTS, CPS, store.meta['n_tokens'], T, K)
+    ctx_of_row = np.empty(plan.rows, dtype=np.int64)
+    ctx_of_row[plan.dest] = np.arange(plan.rows) // K  # which context each stored row came from
+    same_adjacent = np.mean(ctx_of_row[1:] == ctx_of_row[:-1])
+    assert same_adjacent < 0.01  # unshuffled: (K-1)/K = 0.875; a random order: (K-1)/(rows-1) = 0.003
+    spans = [np.ptp(np.flatnonzero(ctx_of_row == c)) for c in range(20)]
+    assert np.median(spans) > plan.rows / 2  # one context's rows are spread over the whole shard
+    # and the stored bytes follow that order (rows of context 0 are where dest says)
+    got = torch.from_numpy(np.array(store.memmap(0)))[torch.from_numpy(plan.dest[:K])].float()
+    torch.testing.assert_close(got, recompute(env, plan, slice(0, 1)).half().float(), atol=2e-3, rtol=2e-3)
+
+
+def test_kill_then_resume_is_byte_identical(env, ref, tmp_path):
+    out = str(tmp_path / 'killed')
+    store = os.path.join(out, 'activations')
+    cmd = [sys.executable, *args(env, out)]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    t0 = time.time()
+    while not os.path.exists(os.path.join(store, 'shard_00002.bin')) and time.time() - t0 < 60:  # 0 is in meta.json
+        time.sleep(0.002)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    meta = json.load(open(os.path.join(store, 'meta.json')))
+    assert not meta['complete'] and len(meta['shards']) < 40  # killed mid-run
+    with pytest.raises(StoreError, match='incomplete'):
+        ActivationStore(store)
+    part = ActivationStore(store, allow_incomplete=True)
+    assert part.n_rows == sum(s['rows'] for s in meta['shards'])
+    r = run_script(*args(env, out))
+    assert 'resuming' in r.stdout
+    assert store_files(store) == store_files(ref)  # every shard and meta.json, byte for byte; no temp files left
+
+
+def test_rerun_complete_and_mismatch(env, ref):
+    out = os.path.dirname(ref)
+    p = run_script(*args(env, out))
+    assert 'already complete' in p.stdout and 'done:' not in p.stdout
+    p = run_script(*args(env, out, '--site=resid_post'), check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and 'Traceback' not in p.stderr
+    assert 'site=' in lines[0] and 'use another out_dir or delete' in lines[0]
+
+
+@pytest.mark.skipif(not os.path.exists(TORCHRUN), reason='torchrun not installed')
+def test_torchrun_two_ranks_disjoint_and_identical(env, ref, tmp_path):
+    out = str(tmp_path / 'ddp')
+    p = run_script(TORCHRUN, '--standalone', '--nproc_per_node=2', *args(env, out))
+    assert '2 rank(s)' in p.stdout
+    store = os.path.join(out, 'activations')
+    meta = json.load(open(os.path.join(store, 'meta.json')))
+    assert meta['complete'] and meta['world_size'] == 2
+    by_rank = {r: [s for s in meta['shards'] if s['rank'] == r] for r in (0, 1)}
+    assert len(by_rank[0]) == len(by_rank[1]) == 20
+    ranges = sorted(tuple(s['contexts']) for s in meta['shards'])
+    assert ranges[0][0] == 0 and ranges[-1][1] == N_CONTEXTS
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # disjoint, and together every context
+    got, want = store_files(store), store_files(ref)
+    assert [f for f in got if f.endswith('.bin')] == [f for f in want if f.endswith('.bin')]
+    assert all(got[f] == want[f] for f in want if f.endswith('.bin'))  # the same rows as one process
+
+
+def test_damaged_store_is_a_one_line_error_naming_the_file(ref, tmp_path):
+    def damaged(name: str, fn) -> str:
+        d = str(tmp_path / name)
+        shutil.copytree(ref, d)
+        fn(d)
+        with pytest.raises(StoreError) as e:
+            ActivationStore(d)
+        msg = str(e.value)
+        assert '\n' not in msg
+        return msg
+
+    def truncate(d):
+        with open(os.path.join(d, 'shard_00003.bin'), 'r+b') as f:
+            f.truncate(1000)
+
+    def edit_meta(path, **kw):
+        m = json.load(open(os.path.join(path, 'meta.json')))
+        json.dump({**m, **kw}, open(os.path.join(path, 'meta.json'), 'w'))
+
+    assert 'shard_00003.bin' in damaged('trunc', truncate) and 'truncated' in damaged('trunc2', truncate)
+    assert 'shard_00007.bin' in damaged('missing', lambda d: os.remove(os.path.join(d, 'shard_00007.bin')))
+    assert 'd=32' in damaged('wrong_d', lambda p: edit_meta(p, d=32))
+    assert 'incomplete' in damaged('incomplete', lambda d: edit_meta(d, complete=False))
+    assert 'meta.json' in damaged('nometa', lambda d: os.remove(os.path.join(d, 'meta.json')))
+    assert 'not valid JSON' in damaged('badjson', lambda d: open(os.path.join(d, 'meta.json'), 'w').write('{'))
+    # bit rot with the right size: verify() compares crc32s
+    d = str(tmp_path / 'flip')
+    shutil.copytree(ref, d)
+    with open(os.path.join(d, 'shard_00001.bin'), 'r+b') as f:
+        f.seek(100)
+        f.write(b'\xff\xff')
+    with pytest.raises(StoreError, match='shard_00001.bin'):
+        ActivationStore(d).verify()
+
+
+def test_harvest_heals_a_truncated_shard(env, ref, tmp_path):
+    out = str(tmp_path / 'heal')
+    shutil.copytree(ref, os.path.join(out, 'activations'))
+    with open(os.path.join(out, 'activations', 'shard_00011.bin'), 'r+b') as f:
+        f.truncate(10)
+    p = run_script(*args(env, out))
+    assert 'shard_00011.bin is missing or truncated' in p.stdout
+    assert store_files(os.path.join(out, 'activations')) == store_files(ref)
+
+
+def test_batches_resume_epochs_sample_sequential(ref):
+    store = ActivationStore(ref)
+    kw = dict(seed=3, shuffle_buffer=10_000, chunk_rows=1000)
+    it = store.batches(1000, **kw)
+    first = [next(it) for _ in range(200)]  # a bit over 2 epochs of 96,000 rows
+    assert it.position == 200 and first[0].shape == (1000, 64) and first[0].dtype == torch.float32
+    again = store.batches(1000, start=57, **kw)  # resume mid-epoch, and across the epoch boundary
+    for i in range(57, 200):
+        assert torch.equal(next(again), first[i]), i
+    assert again.position == 200
+    seq = torch.cat(list(store.sequential(7000)))
+    assert seq.shape == (96000, 64)
+    epoch = torch.cat(first[:96])  # each epoch visits every row once
+    assert torch.equal(torch.sort(epoch.view(-1)).values, torch.sort(seq.view(-1)).values)
+    assert not torch.equal(torch.cat(first[96:192]), epoch)  # a new order in the next epoch
+    assert not torch.equal(store.batches(1000, seed=4, shuffle_buffer=10_000, chunk_rows=1000).__next__(), first[0])
+    s = store.sample(500, seed=1)
+    assert s.shape == (500, 64) and torch.equal(s, store.sample(500, seed=1))
+    rows = {tuple(r.tolist()) for r in seq[:, :8]}
+    assert all(tuple(r.tolist()) in rows for r in s[:, :8])
+
+
+def test_on_the_fly_matches_store_statistics_and_resumes(env, ref):
+    store = ActivationStore(ref)
+    model = load_gpt(torch.load(env['ckpt'], weights_only=True))
+    src = OnTheFlySource(model, env['data'], 'train', SITE, context_length=T, tokens_per_context=K,
+                         batch_size_contexts=64, seed=0, device='cpu', shuffle_buffer=4096)
+    assert src.d == store.d == 64
+    it = src.batches(2048, seed=1)
+    fly = torch.cat([next(it) for _ in range(24)])  # 49k rows from ~6k contexts
+    disk = torch.cat(list(store.sequential(10000)))
+    tol = 0.1 * disk.std(0) + 1e-3
+    assert ((fly.mean(0) - disk.mean(0)).abs() < tol).all()
+    assert ((fly.std(0) - disk.std(0)).abs() < tol).all()
+    resumed = src.batches(2048, seed=1, start=7)
+    assert all(torch.equal(next(resumed), fly[i * 2048:(i + 1) * 2048]) for i in range(7, 12))
+    assert src.sample(300, seed=0).shape == (300, 64)

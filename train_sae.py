@@ -1,0 +1,280 @@
+"""
+Train a sparse autoencoder (SAE) on transformer activations: Anthropic's 2023 recipe (with neuron
+resampling), its April 2024 update, or TopK with AuxK, selected by `kind`.
+
+CPU demo (after the demo transformer and harvest):
+    python train_sae.py config/demo/sae.py
+The seed's run (4096 features, batch 8192, lr 3e-4, λ 1e-3, resampling 4x), one GPU or several:
+    python train_sae.py config/sae.py
+    torchrun --standalone --nproc_per_node=8 train_sae.py config/sae.py
+No activation store on disk: --source=onthefly computes activations with the transformer as training goes.
+Resume after a crash: --init_from=resume. --help lists every key.
+
+Writes <out_dir>/sae/ckpt.pt (resumable), metrics.json (every metric, config, tokens seen), and a
+SAELens-loadable export (sae_weights.safetensors + cfg.json).
+"""
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from activations import ActivationStore, OnTheFlySource, StoreError
+from autoencoder import (SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale, evaluate_sae,
+                         init_b_dec_, l1_coeff_at, lr_at, make_adam, resample_dead_, saelens_cfg, save_saelens,
+                         sae_step_)
+from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device,
+                    load_checkpoint, load_data_meta, max_rank_divergence, print0, rng_state, save_checkpoint,
+                    set_rng_state, token_memmap)
+from model import load_gpt, parse_site
+
+# -----------------------------------------------------------------------------
+# I/O
+out_dir = 'out'  # the run folder: reads <out_dir>/activations/, writes <out_dir>/sae/
+activations_dir = ''  # '' = <out_dir>/activations
+source = 'store'  # 'store' (a harvested activation store) or 'onthefly' (run the transformer as training goes)
+transformer_ckpt = ''  # '' = <out_dir>/transformer/ckpt.pt (needed for evaluation and for source='onthefly')
+init_from = 'scratch'  # 'scratch' or 'resume' (from <out_dir>/sae/ckpt.pt)
+# the autoencoder
+kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 'topk'
+n_features = 4096  # dictionary size
+k = 32  # topk: latents kept per token
+l1_coeff = 1e-3  # λ of the sparsity penalty (anthropic2023, april2024)
+# optimisation
+lr = 3e-4
+batch_size = 8192  # activation rows per step (per rank)
+max_steps = 500000
+warmup_frac = 0.0  # lr warm-up over this fraction of max_steps (april2024 uses ~0.01)
+decay_frac = 0.0  # linear lr decay to 0 over this last fraction of max_steps (april2024: 0.2)
+l1_warmup_frac = 0.0  # λ warm-up over this fraction of max_steps (april2024: 0.05)
+grad_clip = 0.0  # clip the gradient norm at this value (april2024: 1.0); 0 = off
+autocast_dtype = 'float32'  # 'bfloat16' runs the SAE's matmuls in bf16 (parameters and Adam stay fp32)
+# neuron resampling (anthropic2023)
+resample_steps = (25000, 50000, 75000, 100000)  # resample dead neurons at these steps; () = never
+resample_rows = 819200  # rows whose loss decides where dead neurons go
+geometric_median_rows = 65536  # rows for b_dec's geometric-median init (and the dataset mean)
+# data stream
+shuffle_buffer = 262144  # rows mixed in the reader's shuffle buffer
+site = ''  # source='onthefly': the hook site ('' = the last block's mlp_hidden); a store knows its own
+onthefly_contexts = 32  # source='onthefly': contexts per transformer forward
+onthefly_tokens_per_context = 200  # source='onthefly': positions sampled per context (capped at block_size)
+# evaluation
+eval_interval = 5000  # evaluate every this many steps (and at the end)
+eval_contexts = 64  # val contexts per periodic evaluation (all positions of each)
+final_eval_contexts = 1024  # val contexts for the final metrics (density, dead, ultralow, CE losses)
+eval_batch_size = 16  # contexts per transformer forward in evaluation
+ckpt_interval = 2000  # save ckpt.pt every this many steps
+# logging
+log_interval = 100
+wandb_log = False  # works offline with WANDB_MODE=offline
+wandb_project = 'monosemanticity'
+wandb_run_name = 'sae'
+# system
+device = 'auto'
+seed = 0
+# -----------------------------------------------------------------------------
+exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+# -----------------------------------------------------------------------------
+
+device = get_device(device)
+ddp, ddp_rank, ddp_local_rank, world_size, device = ddp_setup(device)
+master = ddp_rank == 0
+if autocast_dtype not in ('float32', 'bfloat16', 'float16'):
+    die(f"autocast_dtype '{autocast_dtype}' is not float32, bfloat16 or float16")
+sae_dir = os.path.join(out_dir, 'sae')
+activations_dir = activations_dir or os.path.join(out_dir, 'activations')
+transformer_ckpt = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
+torch.manual_seed(seed)
+
+# ----------------------------------------------------------------------------- the transformer and the data
+tckpt = load_checkpoint(transformer_ckpt, device, hint='run train_transformer.py first (or set transformer_ckpt)')
+gpt = load_gpt(tckpt, device)
+for p in gpt.parameters():
+    p.requires_grad_(False)
+data_dir = data_dir_of(tckpt.get('data', {}).get('dataset') or tckpt['config']['dataset'])
+data_meta = load_data_meta(data_dir)
+if source == 'store':
+    try:
+        store = ActivationStore(activations_dir)
+    except StoreError as e:
+        die(f"{e}")
+    if site and site != store.meta['site']:
+        die(f"site='{site}' but the store in {activations_dir} holds {store.meta['site']}")
+    site = store.meta['site']
+    data: ActivationStore | OnTheFlySource = store
+    context_length = store.meta['context_length']
+    tokens_per_context = store.meta['tokens_per_context']
+elif source == 'onthefly':
+    site = site or f"blocks.{gpt.config.n_layer - 1}.mlp_hidden"
+    context_length = gpt.config.block_size
+    tokens_per_context = min(onthefly_tokens_per_context, context_length)
+    try:
+        data = OnTheFlySource(gpt, data_dir, 'train', site, context_length, tokens_per_context, onthefly_contexts,
+                              seed + 1000 * ddp_rank, device, shuffle_buffer)
+    except (ValueError, StoreError) as e:
+        die(str(e))
+else:
+    die(f"source '{source}' is not 'store' or 'onthefly'")
+layer, _ = parse_site(site)
+d_in = data.d
+
+
+def rows_sample(n: int, salt: int) -> torch.Tensor:
+    """n random activation rows (fp32, on device) for initialisation and resampling."""
+    return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
+
+
+# ----------------------------------------------------------------------------- the SAE and its optimizer
+try:
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k), device=device)
+except ValueError as e:
+    die(str(e))
+opt = make_adam(sae, lr)
+step, data_pos, resample_gen = 0, 0, torch.Generator().manual_seed(seed + 1)
+if init_from == 'resume':
+    ck = load_checkpoint(os.path.join(sae_dir, 'ckpt.pt'), device, hint='nothing to resume: use --init_from=scratch')
+    if ck['sae_config'] != config_dict(sae):
+        die(f"{sae_dir}/ckpt.pt holds a {ck['sae_config']} SAE, not the configured one: "
+            f"use the same kind/n_features/k or another out_dir")
+    sae.load_state_dict(ck['sae'])
+    opt.load_state_dict(ck['optimizer'])
+    step, data_pos, data_mean = ck['step'], ck['data_pos'][ddp_rank], ck['data_mean'].to(device)
+    resample_gen.set_state(ck['resample_rng'])
+    set_rng_state(ck['rng'])
+    print0(f"resuming from {sae_dir}/ckpt.pt at step {step}")
+elif init_from == 'scratch':
+    init_rows = rows_sample(geometric_median_rows, salt=0)
+    data_mean = init_rows.mean(0)  # the dataset mean, for mean-ablation CE
+    if kind == 'april2024':
+        sae.scale.fill_(estimate_scale(init_rows))
+    init_b_dec_(sae, init_rows)
+    del init_rows
+    if ddp:  # rank 0's initialisation everywhere
+        for t in [*sae.parameters(), *sae.buffers(), data_mean]:
+            torch.distributed.broadcast(t.data, 0)
+else:
+    die(f"init_from '{init_from}' is not 'scratch' or 'resume'")
+batches = data.batches(batch_size, seed=seed + 1000 * ddp_rank, start=data_pos, shuffle_buffer=shuffle_buffer)
+cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
+window_tokens = {}  # resample step -> the dead window: half the interval since the previous resampling
+prev = 0
+for s in sorted(resample_steps):
+    window_tokens[s] = (s - prev) // 2 * batch_size * world_size
+    prev = s
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(n_contexts: int) -> dict:
+    """evaluate_sae on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
+    val = token_memmap(data_dir, 'val', data_meta['dtype'])
+    T = min(context_length, len(val) - 1)
+    n_contexts = max(1, min(n_contexts, (len(val) - 1) // T))
+    starts = np.arange(n_contexts) * ((len(val) - 1 - T) // max(n_contexts - 1, 1))
+
+    def batches():
+        for i in range(0, n_contexts, eval_batch_size):
+            idx = np.stack([val[s:s + T + 1].astype(np.int64) for s in starts[i:i + eval_batch_size]])
+            idx = torch.from_numpy(idx).to(device)  # (B, T+1)
+            yield idx[:, :-1], idx[:, 1:]
+
+    return {**evaluate_sae(sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
+
+
+def save(final: bool = False) -> None:
+    positions = [data_pos]
+    if ddp:
+        positions = [0] * world_size
+        torch.distributed.all_gather_object(positions, data_pos)
+    if master:
+        save_checkpoint({'sae': sae.state_dict(), 'sae_config': config_dict(sae), 'optimizer': opt.state_dict(),
+                         'step': step, 'data_pos': positions, 'data_mean': data_mean.cpu(), 'rng': rng_state(),
+                         'resample_rng': resample_gen.get_state(), 'config': config, 'site': site,
+                         'transformer_ckpt': transformer_ckpt, 'complete': final},
+                        os.path.join(sae_dir, 'ckpt.pt'))
+
+
+def summary(m: dict) -> str:
+    return (f"mse {m['mse']:.4g}, fvu {m['fvu']:.3f}, L0 {m['l0']:.1f}, alive {m['alive_frac']:.1%}, "
+            f"loss recovered {m['loss_recovered']:.3f} (mean-abl {m['loss_recovered_mean_abl']:.3f}), "
+            f"CE clean/spliced/zero {m['ce_clean']:.3f}/{m['ce_spliced']:.3f}/{m['ce_zero_ablation']:.3f}")
+
+
+# ----------------------------------------------------------------------------- the training loop
+if master:
+    os.makedirs(sae_dir, exist_ok=True)
+if wandb_log and master:
+    import wandb
+    wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+print0(f"SAE {kind}: {d_in} -> {n_features} features on {site} ({source}: "
+       f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
+       f"{max_steps} steps, {device} {autocast_dtype}")
+bar = tqdm(total=max_steps, initial=step, desc='sae', unit='step', disable=not master, dynamic_ncols=True)
+t_start, step_start = time.time(), step
+m = None
+while step < max_steps:
+    if kind == 'anthropic2023' and step in window_tokens and step > 0:
+        dead = dead_mask(sae, window_tokens[step])
+        n_dead = int(dead.sum())
+        if n_dead:
+            resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)
+            if ddp:  # every rank resampled the same neurons; take rank 0's rows
+                for t in (sae.W_enc, sae.b_enc, sae.W_dec):
+                    torch.distributed.broadcast(t.data, 0)
+        bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
+
+    lr_now = lr_at(step, max_steps, lr, warmup_frac, decay_frac)
+    for g in opt.param_groups:
+        g['lr'] = lr_now
+    l1_now = l1_coeff_at(step, max_steps, l1_coeff, l1_warmup_frac)
+    x = next(batches).to(device, non_blocking=True)
+    data_pos += 1
+    stats = sae_step_(sae, opt, x, l1_now, cdt, grad_clip, want_l0=(step + 1) % log_interval == 0)
+    step += 1
+    bar.update(1)
+
+    if step % log_interval == 0 and master:
+        tok_s = (step - step_start) * batch_size * world_size / (time.time() - t_start)
+        bar.set_postfix(mse=f"{stats['mse'].item():.3g}", l0=f"{stats['l0'].item():.1f}",
+                        dead=f"{dead_mask(sae, 20 * batch_size).float().mean().item():.0%}",
+                        tok_s=f'{tok_s:,.0f}', refresh=False)
+        if wandb_log:
+            wandb.log({'step': step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
+                       'train/l1': stats['l1'].item(), 'train/loss': stats['loss'].item(), 'lr': lr_now,
+                       'l1_coeff': l1_now, 'tokens_per_s': tok_s})
+    if step % ckpt_interval == 0 and step < max_steps:
+        save()
+    if step % eval_interval == 0 and step < max_steps:
+        m = evaluate(eval_contexts)
+        bar.write(f"step {step}: {summary(m)}") if master else None
+        if wandb_log and master:
+            hist = np.repeat(m['density_hist']['edges'][:-1], m['density_hist']['counts'])
+            wandb.log({'step': step, **{f'eval/{k_}': v for k_, v in m.items() if isinstance(v, (int, float))},
+                       'eval/log10_density': wandb.Histogram(hist) if len(hist) else None})
+bar.close()
+
+elapsed = time.time() - t_start
+m = evaluate(final_eval_contexts)
+save(final=True)
+if master:
+    tokens_seen = step * batch_size * world_size
+    metrics = {k_: v for k_, v in m.items() if k_ != 'density'}
+    metrics.update(kind=kind, site=site, d_in=d_in, n_features=n_features, steps=step, tokens_seen=tokens_seen,
+                   train_seconds_this_run=round(elapsed, 1),
+                   tokens_per_s_this_run=round((step - step_start) * batch_size * world_size / max(elapsed, 1e-9)),
+                   density_window_tokens=m['eval_tokens'], config=config)
+    metrics['density'] = [round(v, 8) for v in m['density'].tolist()]
+    cfg = saelens_cfg(sae, site, model_name=os.path.abspath(transformer_ckpt), hook_layer=layer,
+                      context_size=context_length)
+    save_saelens(sae, sae_dir, cfg)
+    atomic_write_json(os.path.join(sae_dir, 'metrics.json'), metrics)
+    print(f"final ({m['eval_tokens']:,} val tokens): {summary(m)}; ultralow {m['ultralow_frac_of_alive']:.1%} "
+          f"of alive, KL {m['kl_spliced']:.4f}")
+    print(f"trained {step} steps ({tokens_seen:,} tokens) in {elapsed:.0f}s; wrote {sae_dir}/ckpt.pt, "
+          f"metrics.json, sae_weights.safetensors + cfg.json")
+    print(f"next: python build_interface.py config/demo/interface.py --out_dir={out_dir}")
+if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
+    print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(sae):g}")
+if wandb_log and master:
+    wandb.finish()
+ddp_cleanup(ddp)
