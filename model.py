@@ -177,7 +177,7 @@ class GPT(nn.Module):
         """
         device = idx.device
         b, t = idx.size()
-        assert t <= self.config.block_size, f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}"
+        assert t <= self.config.block_size, f"sequence of length {t} > block size {self.config.block_size}"
         capture, replace = set(capture), dict(replace or {})
         for name in capture | set(replace):
             layer, _ = parse_site(name)
@@ -219,7 +219,8 @@ class GPT(nn.Module):
                 loss = loss.view(b, t)
         return logits, loss, acts
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """nanoGPT's forward: (logits, loss) with targets; logits of the last position only without."""
         if targets is not None:
             logits, loss, _ = self.run(idx, targets)

@@ -67,8 +67,8 @@ def test_replace_identity_and_zero():
 def test_capture_sees_value_before_replacement_and_stops_early():
     model = tiny_gpt()
     x, _ = batch()
-    logits, loss, acts = model.run(x, capture=['blocks.0.mlp_hidden'], replace={'blocks.0.mlp_hidden': torch.zeros_like},
-                                   need_logits=False)
+    logits, loss, acts = model.run(x, capture=['blocks.0.mlp_hidden'],
+                                   replace={'blocks.0.mlp_hidden': torch.zeros_like}, need_logits=False)
     assert logits is None and loss is None and acts['blocks.0.mlp_hidden'].abs().sum() > 0
     calls = []
     h = model.transformer.h[1].register_forward_pre_hook(lambda m, i: calls.append(1))

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_MODEL, run_script
+from conftest import TINY_MODEL, run_script
 
 
 def train(data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
