@@ -1,0 +1,135 @@
+"""
+Time and peak RAM of build_interface.py for 4096 features on CPU, at two numbers of contexts.
+
+    python -m bench.interface                                   # 4096 features, n_contexts 256 and 1024
+    python -m bench.interface --n_contexts=128,512 --threads=2  # any two (or more) sizes
+
+Setup (made in a temp folder, no training, no network): a random-init demo-size GPT (1 layer, d_model 128,
+4 heads, vocab 4096, block 256), an SAE 512 -> 4096 with random weights whose encoder biases make each
+feature fire on 1-5% of tokens, synthetic val tokens, and a small tiktoken Encoding built in-process.
+build_interface.py runs as a subprocess (as a user runs it); its peak RSS comes from os.wait4. RAM should
+not depend on n_contexts (nothing of size n_tokens x n_features is held); time grows with it.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tiktoken
+import torch
+from safetensors.torch import save_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from model import GPT, GPTConfig  # noqa: E402
+from tokenizer import save_tokenizer  # noqa: E402
+
+n_contexts = '256,1024'  # comma-separated sizes to run
+n_features = 4096
+context_length = 256
+batch_size = 32
+threads = 2  # OMP threads of the subprocess (the target machine has 2 cores)
+ablation = 'auto'
+keep = False  # keep the temp folder (prints its path)
+exec(open(os.path.join(REPO, 'configurator.py')).read())
+
+VOCAB, D_MODEL = 4096, 128
+
+
+def make_inputs(root: str, n_tokens: int) -> None:
+    """Random model, SAE, tokens and tokenizer under root/ in the layouts the pipeline writes."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    data = os.path.join(root, 'data')
+    os.makedirs(data, exist_ok=True)
+    ranks = {bytes([i]): i for i in range(256)}
+    while len(ranks) < VOCAB - 1:  # byte strings of 2-6 letters/punctuation/UTF-8 pieces as the other tokens
+        b = bytes(rng.choice(list(b' etaoinshrdlu\n().,:=_<>"\xc3\xa9'), rng.integers(2, 7)).tolist())
+        ranks.setdefault(b, len(ranks))
+    enc = tiktoken.Encoding('bench', pat_str=r"""\S+|\s+""", mergeable_ranks=ranks,
+                            special_tokens={'<|endoftext|>': VOCAB - 1})
+    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
+    zipf = np.minimum(rng.zipf(1.2, n_tokens), VOCAB - 1) - 1  # a skewed token distribution
+    zipf.astype(np.uint16).tofile(os.path.join(data, 'val.bin'))
+    zipf[:10000].astype(np.uint16).tofile(os.path.join(data, 'train.bin'))
+    with open(os.path.join(data, 'meta.json'), 'w') as f:
+        json.dump(dict(vocab_size=VOCAB, dtype='uint16', eot_token=VOCAB - 1, tokenizer='bpe',
+                       tokenizer_file='tokenizer.json', corpus='synthetic (bench)', train_tokens=10000,
+                       val_tokens=n_tokens), f)
+    args = dict(n_layer=1, n_head=4, n_embd=D_MODEL, block_size=256, bias=True, vocab_size=VOCAB, dropout=0.0,
+                activation='gelu')
+    model = GPT(GPTConfig(**args)).eval()
+    os.makedirs(os.path.join(root, 'transformer'))
+    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
+                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': VOCAB}},
+               os.path.join(root, 'transformer', 'ckpt.pt'))
+    # SAE: random unit decoder rows; encoder biases at each feature's (1 - p) quantile, p ~ U(1%, 5%)
+    d_in = 4 * D_MODEL
+    idx = torch.from_numpy(zipf[:256 * 16].astype(np.int64)).view(16, 256)
+    with torch.no_grad():
+        _, _, acts = model.run(idx, capture=['blocks.0.mlp_hidden'], need_logits=False)
+    x = acts['blocks.0.mlp_hidden'].reshape(-1, d_in)
+    W_dec = torch.randn(n_features, d_in)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    W_enc = W_dec.T.contiguous() / x.std()
+    b_dec = x.mean(0)
+    pre = (x - b_dec) @ W_enc
+    p = torch.empty(n_features).uniform_(0.01, 0.05)
+    b_enc = -torch.stack([pre[:, i].quantile(1 - p[i]) for i in range(n_features)])
+    os.makedirs(os.path.join(root, 'sae'))
+    save_file({'W_enc': W_enc, 'W_dec': W_dec, 'b_enc': b_enc.contiguous(), 'b_dec': b_dec.contiguous()},
+              os.path.join(root, 'sae', 'sae_weights.safetensors'))
+    with open(os.path.join(root, 'sae', 'cfg.json'), 'w') as f:
+        json.dump({'architecture': 'standard', 'd_in': d_in, 'd_sae': n_features, 'hook_name': 'blocks.0.mlp_hidden',
+                   'apply_b_dec_to_input': True}, f)
+
+
+def run(root: str, n: int) -> dict:
+    """build_interface.py on n contexts; wall seconds, peak RSS (MB) and the script's own phase timings."""
+    cmd = [sys.executable, os.path.join(REPO, 'build_interface.py'), f'--out_dir={root}', f'--n_contexts={n}',
+           f'--context_length={context_length}', f'--batch_size={batch_size}', '--device=cpu', f'--ablation={ablation}']
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
+    t0 = time.time()
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.time() - t0
+    if status != 0:
+        raise SystemExit(f"build_interface.py failed:\n{out[-3000:]}")
+    with open(os.path.join(root, 'interface', 'meta.json')) as f:
+        meta = json.load(f)
+    return {'n_contexts': n, 'tokens': meta['n_tokens'], 'wall': wall, 'rss_mb': usage.ru_maxrss / 1024,
+            'seconds': meta['seconds']}
+
+
+def main() -> None:
+    sizes = [int(s) for s in str(n_contexts).split(',')]
+    root = tempfile.mkdtemp(prefix='bench_interface_')
+    make_inputs(root, max(sizes) * (context_length + 1) + 1000)
+    print(f"{n_features} features, SAE 512 -> {n_features} (random, 1-5% firing), 1-layer d_model {D_MODEL} vocab "
+          f"{VOCAB}; {threads} threads; {root}")
+    rows = []
+    for n in sizes:
+        r = run(root, n)
+        rows.append(r)
+        s = r['seconds']
+        print(f"n_contexts {n:5d} ({r['tokens']:,} tokens): {r['wall']:6.1f}s total, "
+              f"{1000 * r['wall'] / n_features:.1f} ms/feature, peak RSS {r['rss_mb']:.0f} MB  "
+              f"[pass1 {s['pass1']}s, pass2 {s['pass2']}s, pass3 {s['pass3']}s, weights {s['weights']}s, "
+              f"pages {s['write']}s]", flush=True)
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        print(f"RSS ratio {b['rss_mb'] / a['rss_mb']:.2f} for {b['n_contexts'] / a['n_contexts']:.0f}x the contexts; "
+              f"time ratio {b['wall'] / a['wall']:.2f}")
+    if keep:
+        print(f"kept {root}")
+    else:
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

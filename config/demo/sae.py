@@ -1,0 +1,20 @@
+# CPU demo: an SAE on the demo transformer's MLP activations (blocks.0.mlp_hidden, d=512) from the store of
+# python generate_activations.py config/demo/activations.py, in a few minutes on 2 cores.
+out_dir = 'out/demo'
+source = 'store'
+kind = 'anthropic2023'
+n_features = 2048
+l1_coeff = 3e-3
+lr = 1e-3
+batch_size = 1024
+max_steps = 3000
+resample_steps = (500, 1000, 1500, 2000)
+resample_rows = 65536
+geometric_median_rows = 16384
+autocast_dtype = 'bfloat16'
+eval_interval = 1000
+eval_contexts = 16
+final_eval_contexts = 512
+ckpt_interval = 1000
+log_interval = 50
+device = 'cpu'

@@ -1,0 +1,349 @@
+"""build_interface.py on a tiny model + tiny SAE: every statistic against brute force over all tokens."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tiktoken
+import torch
+from safetensors.torch import save_file
+
+from conftest import REPO, run_script
+from model import GPT, GPTConfig
+from tokenizer import save_tokenizer
+
+SITE = 'blocks.0.mlp_hidden'
+XSS = [b'<script>alert(1)</script>', b'"><img src=x onerror=alert(1)>']
+N_FEAT, D_IN, T, CTX, BATCH, TOP_K, WINDOW, N_INT, S = 40, 64, 32, 30, 7, 4, 3, 12, 5
+ARGS = [f'--n_contexts={CTX}', f'--context_length={T}', f'--batch_size={BATCH}', f'--top_k={TOP_K}',
+        f'--window={WINDOW}', f'--n_intervals={N_INT}', f'--interval_samples={S}', '--n_example_texts=4',
+        '--example_length=24', '--coact_tokens=500', '--device=cpu', '--seed=3']
+
+
+def tiny_encoding() -> tiktoken.Encoding:
+    """Byte tokens 0-255, two whole-token XSS strings (256, 257), the first two bytes of '日' (258), eot 259."""
+    ranks = {bytes([i]): i for i in range(256)}
+    for b in XSS + ['日'.encode()[:2]]:
+        ranks[b] = len(ranks)
+    return tiktoken.Encoding('tiny', pat_str=r"""\S+|\s+""", mergeable_ranks=ranks,
+                             special_tokens={'<|endoftext|>': len(ranks)})
+
+
+def build_site(root: str, *extra: str, logit_scale: float = 10.0, topk: int = 0) -> dict:
+    """Dataset + tokenizer, a 1-layer GPT, an SAE (one dead feature) under root; run build_interface.py."""
+    rng = np.random.default_rng(0)
+    data = os.path.join(root, 'data')
+    os.makedirs(data, exist_ok=True)
+    enc = tiny_encoding()
+    pieces = [list('def f(x):\n\treturn x + 1  # café, naïve \r\n'.encode()), [256], [257], [258, 0xA5],
+              list('日本語 <b>"&amp;</b>\''.encode()), list(' the cat sat on the mat.'.encode())]
+    ids = []
+    while len(ids) < 6000:
+        ids += pieces[rng.integers(len(pieces))]
+        if rng.random() < 0.05:
+            ids.append(enc.eot_token)
+    arr = np.array(ids, dtype=np.uint16)
+    arr.tofile(os.path.join(data, 'val.bin'))
+    arr.tofile(os.path.join(data, 'train.bin'))
+    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
+    with open(os.path.join(data, 'meta.json'), 'w') as f:
+        json.dump(dict(vocab_size=enc.n_vocab, dtype='uint16', eot_token=enc.eot_token, tokenizer='bpe',
+                       tokenizer_file='tokenizer.json', corpus='test', train_tokens=len(arr), val_tokens=len(arr)), f)
+    torch.manual_seed(0)
+    args = dict(n_layer=1, n_head=2, n_embd=16, block_size=T, bias=True, vocab_size=enc.n_vocab, dropout=0.0,
+                activation='gelu')
+    model = GPT(GPTConfig(**args))
+    with torch.no_grad():  # larger weights than at init, so that ablations move the log-probs visibly
+        model.transformer.h[0].mlp.c_proj.weight.mul_(20)
+        model.lm_head.weight.mul_(logit_scale)
+        model.transformer.ln_f.weight.uniform_(0.5, 1.5)
+        model.transformer.ln_f.bias.normal_(0, 0.1)
+    out = os.path.join(root, 'out')
+    os.makedirs(os.path.join(out, 'transformer'), exist_ok=True)
+    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
+                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': enc.n_vocab}},
+               os.path.join(out, 'transformer', 'ckpt.pt'))
+    with torch.no_grad():
+        idx = torch.from_numpy(arr[:T * 16].astype(np.int64)).view(16, T)
+        x = model.run(idx, capture=[SITE], need_logits=False)[2][SITE].reshape(-1, D_IN)
+    W_dec = torch.randn(N_FEAT, D_IN)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    W_enc = torch.randn(D_IN, N_FEAT) / (x.std() * D_IN ** 0.5)
+    b_dec = x.mean(0)
+    b_enc = -torch.rand(N_FEAT) * 1.5
+    b_enc[7] = -1e6  # dead
+    os.makedirs(os.path.join(out, 'sae'), exist_ok=True)
+    save_file({'W_enc': W_enc.contiguous(), 'W_dec': W_dec.contiguous(), 'b_enc': b_enc, 'b_dec': b_dec},
+              os.path.join(out, 'sae', 'sae_weights.safetensors'))
+    with open(os.path.join(out, 'sae', 'cfg.json'), 'w') as f:
+        json.dump({'architecture': 'topk' if topk else 'standard', 'd_in': D_IN, 'd_sae': N_FEAT, 'hook_name': SITE,
+                   'apply_b_dec_to_input': True, **({'k': topk} if topk else {})}, f)
+    p = run_script('build_interface.py', f'--out_dir={out}', *ARGS, *extra)
+    return {'root': root, 'out': out, 'data': data, 'site': os.path.join(out, 'interface'), 'model': model,
+            'val': arr, 'stdout': p.stdout, 'enc': enc,
+            'sae': {'W_enc': W_enc, 'W_dec': W_dec, 'b_enc': b_enc, 'b_dec': b_dec}}
+
+
+def read_js(path: str) -> object:
+    """The JSON inside `loadFeatures(...);` or `window.X=...;`: data files hold nothing but JSON."""
+    text = open(path, encoding='ascii').read().strip()
+    body = text[len('loadFeatures('):-2] if text.startswith('loadFeatures(') else text.split('=', 1)[1][:-1]
+    return json.loads(body)
+
+
+def read_features(site_dir: str) -> dict:
+    """Every feature's data, from the features/NNNN.js files."""
+    feats = {}
+    for path in sorted(glob.glob(os.path.join(site_dir, 'features', '*.js'))):
+        feats.update({d['id']: d for d in read_js(path)})
+    return feats
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    return build_site(str(tmp_path_factory.mktemp('interface')))
+
+
+@pytest.fixture(scope='module')
+def brute(site):
+    """f for every token, computed like the script (same batches) but independently of its code."""
+    meta = json.load(open(os.path.join(site['site'], 'meta.json')))
+    starts = np.array(meta['context_starts'])
+    toks = torch.from_numpy(np.stack([site['val'][s:s + T + 1].astype(np.int64) for s in starts]))
+    sae, model = site['sae'], site['model']
+    fs, rs = [], []
+    with torch.no_grad():
+        for b0 in range(0, len(toks), BATCH):
+            _, _, acts = model.run(toks[b0:b0 + BATCH, :-1], capture=[SITE, 'blocks.0.resid_post'], need_logits=False)
+            x = acts[SITE].reshape(-1, D_IN)
+            fs.append(torch.relu((x - sae['b_dec']) @ sae['W_enc'] + sae['b_enc']).view(-1, T, N_FEAT))
+            rs.append(acts['blocks.0.resid_post'])
+    feats = read_features(site['site'])
+    assert sorted(feats) == list(range(N_FEAT))
+    return {'meta': meta, 'toks': toks, 'f': torch.cat(fs), 'r': torch.cat(rs), 'feats': feats}
+
+
+def test_site_is_complete_and_log_ends_with_index(site):
+    d = site['site']
+    for name in ('index.html', 'feature.html', 'examples.html', 'style.css', 'common.js', 'data/vocab.js',
+                 'data/index.js', 'data/examples.js', 'meta.json'):
+        assert os.path.isfile(os.path.join(d, name)), name
+    assert len(glob.glob(os.path.join(d, 'features', '*.js'))) == -(-N_FEAT // 64)
+    assert json.load(open(os.path.join(d, 'meta.json')))['complete']
+    assert not glob.glob(os.path.join(site['out'], 'interface.*'))  # no temp or old folder left behind
+    assert site['stdout'].strip().splitlines()[-1] == f"open {os.path.abspath(os.path.join(d, 'index.html'))}"
+
+
+def test_density_max_and_histograms(site, brute):
+    f, feats = brute['f'].reshape(-1, N_FEAT), brute['feats']
+    index = read_js(os.path.join(site['site'], 'data', 'index.js'))
+    assert index['n_fire'] == (f > 0).sum(0).tolist()
+    assert feats[7]['n_fire'] == 0 and feats[7]['top'] == []
+    assert sum(len(iv['samples']) for iv in feats[7]['intervals']) == 0
+    for i in range(N_FEAT):
+        d, v = feats[i], f[:, i][f[:, i] > 0]
+        assert d['density'] == pytest.approx(len(v) / len(f))
+        if not len(v):
+            continue
+        mx = v.max()
+        assert d['max'] == pytest.approx(mx.item(), abs=1e-4)
+        assert d['mean'] == pytest.approx(v.mean().item(), abs=1e-3)
+        H = len(d['hist'])
+        assert d['hist'] == torch.bincount((v / mx * H).long().clamp(max=H - 1), minlength=H).tolist()
+        interval = (v / mx * N_INT).long().clamp(max=N_INT - 1)
+        assert [iv['n'] for iv in d['intervals']] == torch.bincount(interval, minlength=N_INT).tolist()
+        assert sum(iv['share'] for iv in d['intervals']) == pytest.approx(1, abs=1e-3)
+
+
+def test_top_examples_are_the_best_context_maxima(brute):
+    f, toks = brute['f'], brute['toks']
+    for i in range(N_FEAT):
+        top = brute['feats'][i]['top']
+        best = f[:, :, i].max(1).values  # (contexts,)
+        want = best[best > 0].sort(descending=True).values[:TOP_K]
+        assert [w['a'] for w in top] == pytest.approx(want.tolist(), abs=1e-5)
+        assert len({w['c'] for w in top}) == len(top)  # one example per context
+        for w in top:
+            assert f[w['c'], w['p'], i].item() == pytest.approx(w['a'], abs=1e-5)
+            s, n = w['s'], len(w['v'])
+            assert s == max(0, w['p'] - WINDOW) and s + n - 1 == min(T - 1, w['p'] + WINDOW)
+            assert w['t'] == toks[w['c'], s:s + n + 1].tolist()  # the window and the token after it
+            assert w['v'] == pytest.approx(f[w['c'], s:s + n, i].tolist(), abs=6e-4)
+
+
+def test_interval_samples_are_members_one_per_context(brute):
+    f = brute['f']
+    for i in range(N_FEAT):
+        d = brute['feats'][i]
+        if not d['n_fire']:
+            continue
+        mx = f[:, :, i].max()
+        j_of = (f[:, :, i] / mx * N_INT).long().clamp(max=N_INT - 1)
+        for j, iv in enumerate(d['intervals']):
+            member = (f[:, :, i] > 0) & (j_of == j)  # (contexts, T)
+            n_ctx = int(member.any(1).sum())
+            assert len(iv['samples']) == min(S, n_ctx)
+            assert len({w['c'] for w in iv['samples']}) == len(iv['samples'])
+            for w in iv['samples']:
+                assert member[w['c'], w['p']]
+                assert f[w['c'], w['p'], i].item() == pytest.approx(w['a'], abs=1e-6)
+                assert iv['lo'] - 1e-4 <= w['a'] <= iv['hi'] + 1e-4
+
+
+def test_logit_weights_through_linearised_layernorm(site, brute):
+    model, W_dec = site['model'], site['sae']['W_dec']
+    r = brute['r'].reshape(-1, 16)
+    ln_scale = (r.var(-1, unbiased=False) + 1e-5).rsqrt().mean().item()
+    assert brute['meta']['ln_scale'] == pytest.approx(ln_scale, rel=1e-4)
+    u = W_dec @ model.transformer.h[0].mlp.c_proj.weight.detach().T  # (F, C)
+    u = u - u.mean(1, keepdim=True)
+    lw = (u * model.transformer.ln_f.weight.detach() * ln_scale) @ model.lm_head.weight.detach().T  # (F, V)
+    for i in range(N_FEAT):
+        L = brute['feats'][i]['logits']
+        top, bot = lw[i].topk(10), lw[i].topk(10, largest=False)
+        assert [w for _, w in L['pos']] == pytest.approx(top.values.tolist(), abs=1e-3)
+        assert [w for _, w in L['neg']] == pytest.approx(bot.values.tolist(), abs=1e-3)
+        assert lw[i, [t for t, _ in L['pos']]].tolist() == pytest.approx(top.values.tolist(), abs=1e-3)
+        assert sum(L['hist']) == lw.shape[1]
+        assert L['lo'] == pytest.approx(lw[i].min().item(), abs=1e-3)
+
+
+def ablated_effects(site, toks: torch.Tensor, feat: int) -> torch.Tensor:
+    """log p(next token) clean - with the site replaced by x - f_i W_dec[i]: a real forward pass. (B, T)"""
+    sae, model = site['sae'], site['model']
+
+    def zero_feature(x):
+        fi = torch.relu((x - sae['b_dec']) @ sae['W_enc'][:, feat] + sae['b_enc'][feat])  # (B, T)
+        return x - fi[..., None] * sae['W_dec'][feat]
+
+    with torch.no_grad():
+        clean = torch.log_softmax(model.run(toks[:, :-1])[0], -1)
+        abl = torch.log_softmax(model.run(toks[:, :-1], replace={SITE: zero_feature})[0], -1)
+    y = toks[:, 1:, None]
+    return (clean.gather(2, y) - abl.gather(2, y))[..., 0]
+
+
+@pytest.mark.parametrize('which', ['top', 'intervals'])
+def test_ablation_effect_equals_a_forward_pass_without_the_feature(site, brute, which):
+    checked = 0
+    for i in range(0, N_FEAT, 3):
+        d = brute['feats'][i]
+        wins = d['top'] if which == 'top' else [w for iv in d['intervals'] for w in iv['samples']]
+        for w in wins[:3]:
+            eff = ablated_effects(site, brute['toks'][w['c']:w['c'] + 1], i)[0]
+            s, n = w['s'], len(w['e'])
+            assert w['e'] == pytest.approx(eff[s:s + n].tolist(), abs=3e-4, rel=2e-3)
+            checked += int(any(abs(e) > 1e-2 for e in w['e']))
+    assert checked > 5  # the effects are not all ~0
+
+
+def test_ablation_with_large_logits(tmp_path):
+    """Logits beyond exp()'s float32 range take the max-shifted log-sum-exp path: still a forward pass's values."""
+    big = build_site(str(tmp_path), logit_scale=300.0)
+    assert big['model'].lm_head.weight.norm(dim=1).max() * 1.5 * 4 > 80  # the bound that selects that path
+    feats = read_features(big['site'])
+    meta = json.load(open(os.path.join(big['site'], 'meta.json')))
+    toks = torch.from_numpy(np.stack([big['val'][s:s + T + 1].astype(np.int64) for s in meta['context_starts']]))
+    for i in (0, 9, 21):
+        for w in feats[i]['top'][:2]:
+            eff = ablated_effects(big, toks[w['c']:w['c'] + 1], i)[0]
+            assert w['e'] == pytest.approx(eff[w['s']:w['s'] + len(w['e'])].tolist(), abs=2e-3, rel=2e-3)
+
+
+def test_topk_sae(tmp_path):
+    """A SAELens 'topk' SAE: at most k features per token, the k largest of the ReLU'd pre-activations."""
+    s = build_site(str(tmp_path), topk=3)
+    meta = json.load(open(os.path.join(s['site'], 'meta.json')))
+    assert meta['architecture'] == 'topk'
+    toks = torch.from_numpy(np.stack([s['val'][st:st + T].astype(np.int64) for st in meta['context_starts']]))
+    with torch.no_grad():
+        x = s['model'].run(toks, capture=[SITE], need_logits=False)[2][SITE].reshape(-1, D_IN)
+    pre = torch.relu((x - s['sae']['b_dec']) @ s['sae']['W_enc'] + s['sae']['b_enc'])
+    v, i = pre.topk(3, dim=1)
+    f = torch.zeros_like(pre).scatter_(1, i, v)
+    index = read_js(os.path.join(s['site'], 'data', 'index.js'))
+    assert index['n_fire'] == (f > 0).sum(0).tolist()
+    assert all(len(feats) <= 6 for e in read_js(os.path.join(s['site'], 'data', 'examples.js')) for feats in e['feats'])
+
+
+def test_rerun_ablation_agrees_with_the_local_formula(site, brute, tmp_path):
+    out = str(tmp_path / 'rerun')
+    run_script('build_interface.py', f'--out_dir={out}', f"--transformer_ckpt={site['out']}/transformer/ckpt.pt",
+               f"--sae_dir={site['out']}/sae", *ARGS, '--ablation=rerun')
+    assert json.load(open(os.path.join(out, 'interface', 'meta.json')))['ablation'] == 'rerun'
+    feats = read_features(os.path.join(out, 'interface'))
+    for i in range(0, N_FEAT, 4):
+        d, ref = feats[i], brute['feats'][i]
+        assert [(w['c'], w['p']) for w in d['top']] == [(w['c'], w['p']) for w in ref['top']]
+        for w, r in zip(d['top'], ref['top']):
+            assert w['e'] == pytest.approx(r['e'], abs=3e-4, rel=2e-3)
+
+
+def test_neighbours_and_top_tokens(site, brute):
+    f, toks = brute['f'], brute['toks'][:, :-1]
+    Wn = site['sae']['W_dec'] / site['sae']['W_dec'].norm(dim=1, keepdim=True)
+    cos = Wn @ Wn.T
+    cos.fill_diagonal_(-2)
+    A = (f.reshape(-1, N_FEAT)[:500] > 0).float()  # co-activation counts over the first coact_tokens tokens
+    C = A.T @ A
+    score = C / (C.diagonal()[:, None] * C.diagonal()[None, :]).sqrt().clamp_min(1e-12)
+    for i in range(N_FEAT):
+        d = brute['feats'][i]
+        assert [c for _, c in d['cos']] == pytest.approx(cos[i].topk(10).values.tolist(), abs=1e-3)
+        assert all(cos[i, j].item() == pytest.approx(c, abs=1e-3) for j, c in d['cos'])
+        for j, sc, p in d['coact']:
+            assert j != i and score[i, j].item() == pytest.approx(sc, abs=1e-3)
+            assert C[i, j].item() / C[i, i].item() == pytest.approx(p, abs=1e-3)
+        others = score[i].clone()
+        others[i] = -1
+        others[C[i] == 0] = -1
+        assert len(d['coact']) == min(10, int((others > 0).sum()))
+        fired = toks[f[:, :, i] > 0]
+        counts = torch.bincount(fired, minlength=site['enc'].n_vocab)
+        assert [n for _, n in d['top_tokens']] == counts.sort(descending=True).values[:len(d['top_tokens'])].tolist()
+        assert all(counts[t].item() == n for t, n in d['top_tokens'])
+
+
+def test_example_texts_list_the_active_features(site, brute):
+    meta, sae, model = brute['meta'], site['sae'], site['model']
+    ex = read_js(os.path.join(site['site'], 'data', 'examples.js'))
+    L = meta['example_length']
+    assert len(ex) == 4 and [e['start'] for e in ex] == meta['example_starts']
+    for e in ex:
+        toks = torch.from_numpy(site['val'][e['start']:e['start'] + L].astype(np.int64))[None]
+        assert e['toks'] == toks[0].tolist()
+        with torch.no_grad():
+            x = model.run(toks, capture=[SITE], need_logits=False)[2][SITE][0]
+        f = torch.relu((x - sae['b_dec']) @ sae['W_enc'] + sae['b_enc'])  # (L, F)
+        for t in range(L):
+            pairs = e['feats'][t]
+            active = (f[t] > 0).nonzero()[:, 0]
+            assert sorted(pairs[0::2]) == sorted(active.tolist())
+            assert pairs[1::2] == sorted(pairs[1::2], reverse=True)
+            assert pairs[1::2] == pytest.approx(f[t, pairs[0::2]].tolist(), abs=6e-4)
+
+
+def test_tokens_are_data_never_markup(site):
+    d = site['site']
+    vocab = read_js(os.path.join(d, 'data', 'vocab.js'))
+    assert vocab[256] == XSS[0].decode() and vocab[257] == XSS[1].decode()
+    assert vocab[258] == list('日'.encode()[:2])  # partial UTF-8 is kept as bytes, never written raw
+    assert vocab[0xC3] == [0xC3] and vocab[ord('<')] == '<'
+    for path in glob.glob(os.path.join(d, '*.html')):
+        html = open(path, encoding='utf-8').read()
+        assert 'alert(' not in html and '<img' not in html
+    for path in glob.glob(os.path.join(d, 'data', '*.js')) + glob.glob(os.path.join(d, 'features', '*.js')):
+        raw = open(path, 'rb').read()
+        assert raw.isascii()  # ensure_ascii: every non-ASCII character is a \\u escape inside a JSON string
+        read_js(path)  # and the whole file is one JSON value in a call/assignment: no executable token text
+    for name in ('common.js', 'page_index.js', 'page_feature.js', 'page_examples.js'):
+        src = open(os.path.join(REPO, 'interface', name)).read()
+        assert 'innerHTML' not in src and 'insertAdjacentHTML' not in src and 'document.write' not in src
+
+
+def test_failed_run_leaves_the_old_site(site):
+    before = open(os.path.join(site['site'], 'meta.json')).read()
+    p = run_script('build_interface.py', f"--out_dir={site['out']}", '--sae_dir=/nonexistent', *ARGS, check=False)
+    assert p.returncode != 0 and p.stderr.strip().count('\n') == 0 and 'train_sae.py' in p.stderr
+    assert open(os.path.join(site['site'], 'meta.json')).read() == before
