@@ -24,10 +24,16 @@ install-dev: install
 	$(PIP) install -q -r requirements-dev.txt
 
 test: install-dev
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
 
 lint:
 	$(PYTHON) -m ruff check .
+
+# each stage runs only if its output is not complete; a stage interrupted midway resumes; a stage that runs
+# again discards what was computed from its old output
+TRANSFORMER_DONE = $(PYTHON) -c "import sys, torch; \
+	sys.exit(0 if torch.load('$(DEMO)/transformer/last.pt', weights_only=True).get('complete') else 1)" 2>/dev/null
 
 demo: install
 ifeq ($(FORCE),1)
@@ -35,12 +41,16 @@ ifeq ($(FORCE),1)
 endif
 	@if [ -f data/pystdlib/meta.json ]; then echo "[demo] data/pystdlib is prepared: skipping (FORCE=1 redoes it)"; \
 	else $(PYTHON) data/pystdlib/prepare.py; fi
-	@if $(PYTHON) -c "import sys, torch; sys.exit(0 if torch.load('$(DEMO)/transformer/last.pt', weights_only=True).get('complete') else 1)" 2>/dev/null; \
-	then echo "[demo] $(DEMO)/transformer is trained: skipping"; \
-	else $(PYTHON) train_transformer.py config/demo/transformer.py; fi
+	@if $(TRANSFORMER_DONE); then echo "[demo] $(DEMO)/transformer is trained: skipping"; \
+	else rm -rf $(DEMO)/activations $(DEMO)/sae $(DEMO)/interface; \
+	  if [ -f $(DEMO)/transformer/last.pt ]; then resume=--init_from=resume; else resume=; fi; \
+	  $(PYTHON) train_transformer.py config/demo/transformer.py $$resume; fi
 	$(PYTHON) generate_activations.py config/demo/activations.py
 	@if [ -f $(DEMO)/sae/metrics.json ]; then echo "[demo] $(DEMO)/sae is trained: skipping"; \
-	else $(PYTHON) train_sae.py config/demo/sae.py; fi
+	else rm -rf $(DEMO)/interface; \
+	  if [ -f $(DEMO)/sae/ckpt.pt ]; then resume=--init_from=resume; else resume=; fi; \
+	  $(PYTHON) train_sae.py config/demo/sae.py $$resume; fi
 	@if [ -f $(DEMO)/interface/index.html ]; then echo "[demo] $(DEMO)/interface is built: skipping"; \
 	else $(PYTHON) build_interface.py config/demo/interface.py; fi
-	@$(PYTHON) build_interface.py config/demo/interface.py --results_only=True
+	@echo; $(PYTHON) -c "from common import results_table; print(results_table('$(DEMO)'))"
+	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"

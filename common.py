@@ -221,3 +221,33 @@ def matmul_flops(device: str, dtype: str = 'float32', n: int = 1024, reps: int =
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best
+
+
+def results_table(out_dir: str) -> str:
+    """The headline numbers of a run folder (transformer val loss, SAE metrics.json) as a Markdown table."""
+    rows = []
+    last = os.path.join(out_dir, 'transformer', 'last.pt')
+    if os.path.isfile(last):
+        ck = torch.load(last, map_location='cpu', weights_only=True)
+        rows.append(('transformer val loss (nats/token)', f"{ck['best_val_loss']:.3f}"))
+        rows.append(('transformer iterations', f"{ck['iter_num']:,}"))
+    mpath = os.path.join(out_dir, 'sae', 'metrics.json')
+    if os.path.isfile(mpath):
+        with open(mpath) as f:
+            m = json.load(f)
+        rows += [('SAE', f"{m['kind']}, {m['d_in']} -> {m['n_features']} features, {m['tokens_seen']:,} tokens"),
+                 ('L0 (features active per token)', f"{m['l0']:.1f}"),
+                 ('FVU (fraction of variance unexplained)', f"{m['fvu']:.3f}"),
+                 ('alive features', f"{m['alive_frac']:.1%}"),
+                 ('ultralow (density < 1e-5) of alive', f"{m['ultralow_frac_of_alive']:.1%}"),
+                 ('CE clean / spliced / zero-ablated / mean-ablated',
+                  f"{m['ce_clean']:.3f} / {m['ce_spliced']:.3f} / {m['ce_zero_ablation']:.3f} / "
+                  f"{m['ce_mean_ablation']:.3f}"),
+                 ('loss recovered (zero ablation)', f"{m['loss_recovered']:.3f}"),
+                 ('loss recovered (mean ablation)', f"{m['loss_recovered_mean_abl']:.3f}"),
+                 ('evaluation window', f"{m['eval_tokens']:,} val tokens")]
+    if not rows:
+        return f"(no results in {out_dir} yet)"
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'metric'.ljust(width)} | value |", f"| {'-' * width} | --- |"]
+    return "\n".join(lines + [f"| {k.ljust(width)} | {v} |" for k, v in rows])
