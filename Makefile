@@ -8,7 +8,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 CPU_TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install install-dev test lint demo
+.PHONY: install install-dev test lint demo readme
 
 # make demo: the whole pipeline on CPU with config/demo/*.py. Finished stages are skipped; FORCE=1 redoes all.
 DEMO := out/demo
@@ -54,3 +54,8 @@ endif
 	else $(PYTHON) build_interface.py config/demo/interface.py; fi
 	@echo; $(PYTHON) -c "from common import results_table; print(results_table('$(DEMO)'))"
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
+
+# make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
+README_FEATURE ?= 0
+readme:
+	$(PYTHON) tools/readme_assets.py --out_dir=$(DEMO) --feature=$(README_FEATURE)

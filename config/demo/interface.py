@@ -4,7 +4,7 @@ out_dir = 'out/demo'
 device = 'cpu'
 dtype = 'float32'
 
-n_contexts = 256  # x 256 tokens = 65k validation tokens for densities, top examples and intervals
+n_contexts = 1024  # x 256 tokens = 262k validation tokens for densities, top examples and intervals
 context_length = 256  # the demo transformer's block_size
 batch_size = 32
 top_k = 20
