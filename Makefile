@@ -56,6 +56,6 @@ endif
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
 
 # make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
-README_FEATURE ?= 0
+README_FEATURE ?= 4
 readme:
 	$(PYTHON) tools/readme_assets.py --out_dir=$(DEMO) --feature=$(README_FEATURE)

@@ -40,6 +40,7 @@ init_from = 'scratch'  # 'scratch' or 'resume' (from <out_dir>/sae/ckpt.pt)
 kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 'topk'
 n_features = 4096  # dictionary size
 k = 32  # topk: latents kept per token
+auxk_dead_tokens = 10_000_000  # topk: a latent silent for this many tokens is dead and trained by the AuxK loss
 l1_coeff = 1e-3  # λ of the sparsity penalty (anthropic2023, april2024)
 # optimisation
 lr = 3e-4
@@ -127,7 +128,8 @@ def rows_sample(n: int, salt: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the SAE and its optimizer
 try:
-    sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k), device=device)
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k,
+                                      dead_tokens=auxk_dead_tokens), device=device)
 except ValueError as e:
     die(str(e))
 opt = make_adam(sae, lr)

@@ -38,7 +38,7 @@ def screenshot(url: str, path: str, width: int, height: int) -> None:
 
 os.makedirs(os.path.join(REPO_ROOT, 'assets'), exist_ok=True)
 screenshot(f"file://{site}/index.html", os.path.join(REPO_ROOT, 'assets', 'index.png'), 1200, 430)
-screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'assets', 'feature.png'), 1200, 1100)
+screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'assets', 'feature.png'), 1400, 1400)
 
 readme = os.path.join(REPO_ROOT, 'README.md')
 text = open(readme).read()

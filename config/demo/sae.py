@@ -7,18 +7,19 @@ out_dir = 'out/demo'
 source = 'store'
 kind = 'topk'
 k = 20
+auxk_dead_tokens = 100_000  # the demo sees ~3.6M tokens: revive latents silent for ~100 steps
 n_features = 2048
 l1_coeff = 3e-3  # used by kind='anthropic2023' / 'april2024'
 lr = 1e-3
 batch_size = 1024
-max_steps = 3500
+max_steps = 2800
 resample_steps = (500, 1000, 1500, 2000)  # kind='anthropic2023' only
 resample_rows = 65536
 geometric_median_rows = 16384
 autocast_dtype = 'bfloat16'
 eval_interval = 1000
 eval_contexts = 16
-final_eval_contexts = 512
+final_eval_contexts = 1024  # 262k val tokens: the window for density, dead and ultralow
 ckpt_interval = 500
 log_interval = 50
 device = 'cpu'

@@ -17,10 +17,10 @@ activation = 'gelu'
 dropout = 0.0
 
 learning_rate = 3e-3
-max_iters = 2000
-lr_decay_iters = 2000
+max_iters = 1100
+lr_decay_iters = 1100
 min_lr = 3e-4
-warmup_iters = 100
+warmup_iters = 50
 eval_interval = 500
 eval_iters = 20
 log_interval = 10
