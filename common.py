@@ -174,7 +174,7 @@ def prepare_hint(data_dir: str) -> str:
     script = os.path.join('data', name, 'prepare.py')
     if os.path.isfile(os.path.join(REPO_ROOT, script)):
         return f"run `python {script}` first"
-    return "run one of data/*/prepare.py with out_dir set to it first"
+    return f"run a data/<ds>/prepare.py with --out_dir={data_dir} first"
 
 
 def load_data_meta(data_dir: str) -> dict:

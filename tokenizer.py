@@ -17,9 +17,10 @@ import numpy as np
 import tiktoken
 from tqdm import tqdm
 
+from common import prepare_hint
+
 EOT = '<|endoftext|>'
 META_KEYS = ('vocab_size', 'dtype', 'eot_token', 'tokenizer', 'tokenizer_file', 'corpus', 'train_tokens', 'val_tokens')
-_REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # -----------------------------------------------------------------------------
 # the tokenizer: train with rustbpe, run with tiktoken
@@ -93,13 +94,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 # meta.json: what later stages read
 
 
-def _prepare_hint(data_dir: str) -> str:
-    ds = os.path.basename(os.path.normpath(data_dir))
-    if os.path.isfile(os.path.join(_REPO_ROOT, 'data', ds, 'prepare.py')):
-        return f"run `python data/{ds}/prepare.py` first"
-    return f"run a data/<ds>/prepare.py with --out_dir={data_dir} first"
-
-
 def read_meta(data_dir: str) -> dict:
     """Load <data_dir>/meta.json; a missing or malformed file is one error line naming the prepare command."""
     path = os.path.join(data_dir, 'meta.json')
@@ -107,12 +101,12 @@ def read_meta(data_dir: str) -> dict:
         with open(path, encoding='utf-8') as f:
             meta = json.load(f)
     except FileNotFoundError:
-        raise SystemExit(f"error: {path} not found: {_prepare_hint(data_dir)}") from None
+        raise SystemExit(f"error: {path} not found: {prepare_hint(data_dir)}") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise SystemExit(f"error: {path} is not valid JSON ({e}): {_prepare_hint(data_dir)}") from None
+        raise SystemExit(f"error: {path} is not valid JSON ({e}): {prepare_hint(data_dir)}") from None
     missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else list(META_KEYS)
     if missing:
-        raise SystemExit(f"error: {path} lacks {', '.join(missing)}: {_prepare_hint(data_dir)}")
+        raise SystemExit(f"error: {path} lacks {', '.join(missing)}: {prepare_hint(data_dir)}")
     return meta
 
 
@@ -131,7 +125,7 @@ def load_tokenizer(data_dir: str) -> tiktoken.Encoding:
                          f"(expected 'gpt2' or 'bpe')")
     if enc.n_vocab != meta['vocab_size'] or enc.eot_token != meta['eot_token']:
         raise SystemExit(f"error: tokenizer of {data_dir} has n_vocab={enc.n_vocab}, eot={enc.eot_token} but "
-                         f"meta.json says {meta['vocab_size']}, {meta['eot_token']}: {_prepare_hint(data_dir)}")
+                         f"meta.json says {meta['vocab_size']}, {meta['eot_token']}: {prepare_hint(data_dir)}")
     return enc
 
 
