@@ -1,4 +1,4 @@
-# CPU demo: the feature browser of the demo SAE (after train_sae.py config/demo/sae.py), ~1-2 min on 2 cores.
+# CPU demo: the feature browser of the demo SAE (after train_sae.py config/demo/sae.py), ~30 s on 2 cores.
 # Open out/demo/interface/index.html in a browser afterwards (works from disk, no server).
 out_dir = 'out/demo'
 device = 'cpu'

@@ -1,5 +1,6 @@
 # CPU demo: the seed's architecture (1 layer, d_model 128, 4 heads, MLP 512, GELU) on the Python standard
-# library's own source (python data/pystdlib/prepare.py), in a few minutes on 2 cores.
+# library's own source (python data/pystdlib/prepare.py): 1100 iterations x 4096 tokens, ~4.5 min on 2 cores,
+# val loss ~3.67 nats/token.
 out_dir = 'out/demo'
 dataset = 'pystdlib'
 device = 'cpu'
