@@ -73,6 +73,10 @@ exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator
 device = get_device(device)
 ddp, ddp_rank, ddp_local_rank, ddp_world_size, device = ddp_setup(device)
 master_process = ddp_rank == 0
+if gradient_accumulation_steps < ddp_world_size:
+    print0(f"note: gradient_accumulation_steps={gradient_accumulation_steps} < {ddp_world_size} ranks: each rank "
+           f"does 1 micro-step, so an iteration covers {ddp_world_size / gradient_accumulation_steps:g}x the tokens")
+    gradient_accumulation_steps = ddp_world_size
 if gradient_accumulation_steps % ddp_world_size != 0:
     die(f"gradient_accumulation_steps={gradient_accumulation_steps} is not divisible by the "
         f"{ddp_world_size} ranks: pick a multiple of {ddp_world_size}")

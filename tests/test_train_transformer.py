@@ -70,3 +70,12 @@ def test_torchrun_two_ranks_identical_params(tiny_data, tmp_path):
     ck = torch.load(os.path.join(out, 'transformer', 'last.pt'), weights_only=True)
     assert ck['iter_num'] == 4 and len(ck['batch_rng']) == 2
     assert not torch.equal(ck['batch_rng'][0], ck['batch_rng'][1])  # each rank draws its own batches
+
+
+def test_torchrun_with_fewer_micro_steps_than_ranks(tiny_data, tmp_path):
+    """The demo config (gradient_accumulation_steps=1) runs under 2 ranks: one micro-step per rank, with a note."""
+    torchrun = shutil.which('torchrun') or os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    p = run_script(torchrun, '--standalone', '--nproc_per_node=2', 'train_transformer.py', f'--dataset={tiny_data}',
+                   f'--out_dir={tmp_path}', *TINY_MODEL, '--max_iters=2', '--eval_interval=2', '--eval_iters=1')
+    assert 'each rank does 1 micro-step' in p.stdout and '2 rank(s)' in p.stdout
+    assert 'max |parameter difference| vs rank 0 = 0' in p.stdout

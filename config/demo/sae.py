@@ -12,7 +12,7 @@ n_features = 2048
 l1_coeff = 3e-3  # used by kind='anthropic2023' / 'april2024'
 lr = 1e-3
 batch_size = 1024
-max_steps = 2800
+max_steps = 2600
 resample_steps = (500, 1000, 1500, 2000)  # kind='anthropic2023' only
 resample_rows = 65536
 geometric_median_rows = 16384
