@@ -67,7 +67,10 @@ def ddp_setup(device: str) -> tuple[bool, int, int, int, str]:
 
 
 def ddp_cleanup(ddp: bool) -> None:
+    """Barrier, then destroy the process group while Python is fully alive: a gloo group left to interpreter
+    teardown can abort the process ('terminate called without an active exception')."""
     if ddp:
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -272,4 +272,5 @@ if ddp:  # check that DDP kept every rank's parameters identical
     print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(raw_model):g}")
 if wandb_log and master_process:
     wandb.finish()
+del model  # the DDP wrapper holds the process group: release it before destroying the group
 ddp_cleanup(ddp)

@@ -18,6 +18,11 @@ def run_script(*args: str, cwd: str = REPO, check: bool = True, env: dict | None
     cmd = [sys.executable, *args] if args[0].endswith('.py') else list(args)
     full_env = {**os.environ, 'WANDB_MODE': 'disabled', 'OMP_NUM_THREADS': '1', **(env or {})}
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if p.returncode != 0 and any(a.startswith('--nproc_per_node') for a in args) \
+            and 'terminate called without an active exception' in p.stderr:
+        # torch 2.13 + gloo: now and then (~1 run in 20 here) a rank aborts in C++ teardown after all its work
+        # and output are done (README, "Known issues"). Run once more so that this does not hide real failures.
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
