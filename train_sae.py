@@ -175,7 +175,8 @@ def evaluate(n_contexts: int) -> dict:
     starts = np.arange(n_contexts) * ((len(val) - 1 - T) // max(n_contexts - 1, 1))
 
     def batches():
-        for i in range(0, n_contexts, eval_batch_size):
+        for i in tqdm(range(0, n_contexts, eval_batch_size), desc='eval', unit='batch', leave=False,
+                      disable=not master, dynamic_ncols=True):
             idx = np.stack([val[s:s + T + 1].astype(np.int64) for s in starts[i:i + eval_batch_size]])
             idx = torch.from_numpy(idx).to(device)  # (B, T+1)
             yield idx[:, :-1], idx[:, 1:]
