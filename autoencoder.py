@@ -10,8 +10,13 @@ Three kinds share one module, `SparseAutoencoder`, selected by `SAEConfig.kind`:
                    + λ·mean_b Σ_i f_i ‖W_dec[:, i]‖, no norm constraint, decoder init norm 0.1, W_enc = W_decᵀ,
                    inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, lr warm-up and
                    linear decay, grad-norm clip 1 (pass grad_clip=1.0 to `sae_step_`).
-    topk           Gao et al. (2024): f = TopK(ReLU(W_enc x̄ + b_enc), k), loss = mean((x̂ - x)^2) + AuxK/32,
-                   unit-norm decoder as anthropic2023.
+    topk           Gao et al. (2024), as openai/sparse_autoencoder's train.py: f = ReLU(TopK(W_enc x̄ + b_enc, k)),
+                   loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
+                   W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
+                   batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10.
+Any kind can instead work on per-token normalised inputs (`normalize='layer_norm'`, OpenAI's `LN` preprocessing:
+x' = (x - mean_d x) / (std_d x + 1e-5), undone after decoding; SAELens' normalize_activations='layer_norm').
+RECIPES holds each kind's published optimisation hyperparameters (lr, λ, schedules, clipping, Adam).
 
 Storage (all kinds): W_enc (F, d), b_enc (F,), W_dec (d, F) (columns are features), b_dec (d,), and buffers
 `scale` () and `tokens_since_fired` (F,). The export (`save_saelens`) uses SAELens' layout instead.
@@ -20,10 +25,10 @@ Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_
     sae = SparseAutoencoder(SAEConfig(d_in=512, n_features=4096, kind=kind))
     sae.scale.fill_(estimate_scale(sample_rows))     # april2024 only
     init_b_dec_(sae, sample_rows)                    # geometric median (anthropic2023, topk); april2024: no-op
-    opt = make_adam(sae, lr)
+    recipe = Recipe(**RECIPES[kind], max_steps=max_steps)   # or your own values
+    opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
     for step in range(max_steps):
-        # april2024: group['lr'] = lr_at(step, max_steps, lr); l1 = l1_coeff_at(step, max_steps, l1_coeff)
-        stats = sae_step_(sae, opt, x, l1, grad_clip=1.0 if kind == 'april2024' else 0.0)
+        stats = train_step_(sae, opt, x, step, recipe)  # lr / λ schedules, sae_step_ (clipping as the recipe says)
         if step in resample_steps:                   # anthropic2023
             resample_dead_(sae, opt, dead_mask(sae, window_tokens), rows, generator)
     save_saelens(sae, out_dir, saelens_cfg(sae, 'blocks.0.mlp_hidden', model_name=..., hook_layer=0))
@@ -42,7 +47,37 @@ from safetensors.torch import save as safetensors_bytes
 from common import atomic_write_bytes, atomic_write_json
 
 KINDS = ('anthropic2023', 'april2024', 'topk')
+NORMALIZE = ('none', 'layer_norm')
 Tensor = torch.Tensor
+
+# Each kind's published optimisation recipe; train_sae.py takes every key it is not given from here.
+RECIPES = {
+    # the seed's run (shehper/monosemantic, after "Towards Monosemanticity"): Adam lr 3e-4, λ 1e-3, constant
+    'anthropic2023': dict(lr=3e-4, l1_coeff=1e-3, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
+                          grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8),
+    # Anthropic, "Circuits Updates - April 2024", training SAEs: lr 5e-5, λ 5 warmed up over the first 5%, lr
+    # decayed linearly to 0 over the last 20%, gradient norm clipped at 1, Adam (0.9, 0.999)
+    'april2024': dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.2, l1_warmup_frac=0.05,
+                      grad_clip=1.0, adam_betas=(0.9, 0.999), adam_eps=1e-8),
+    # openai/sparse_autoencoder train.py Config: lr 1e-4, eps 6.25e-10, no clipping, no schedule; no λ (no L1)
+    'topk': dict(lr=1e-4, l1_coeff=0.0, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
+                 grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10),
+}
+
+
+@dataclass
+class Recipe:
+    """How an SAE is optimised over a run (RECIPES[kind] + max_steps gives the published one)."""
+
+    lr: float  # peak Adam learning rate
+    l1_coeff: float  # λ of the sparsity penalty (anthropic2023: on mean_b Σ_i f_i with the MSE averaged over d)
+    max_steps: int  # length of the run: the schedules are fractions of it
+    warmup_frac: float = 0.0  # lr linear warm-up over this first fraction of the run
+    decay_frac: float = 0.0  # lr linear decay to 0 over this last fraction of the run
+    l1_warmup_frac: float = 0.0  # λ linear warm-up from 0 over this first fraction of the run
+    grad_clip: float = 0.0  # clip the global gradient norm at this value; 0 = off
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
 
 @dataclass
@@ -57,11 +92,14 @@ class SAEConfig:
     aux_coeff: float = 1 / 32  # topk: weight of the AuxK loss
     dead_tokens: int = 10_000_000  # topk: a latent that has not fired for this many tokens is dead for AuxK
     dec_init_norm: float = 0.1  # april2024: norm of the decoder columns at init
+    normalize: str = 'none'  # 'layer_norm': per-token normalised inputs (OpenAI's LN preprocessing); see module doc
     dtype: str = 'float32'  # parameter dtype (matmuls may run in bf16 via autocast_dtype)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize '{self.normalize}' is not one of {', '.join(NORMALIZE)}")
         if self.kind == 'topk' and not 0 < self.k <= self.n_features:
             raise ValueError(f"topk SAE needs 0 < k <= n_features, got k={self.k}")
 
@@ -79,6 +117,8 @@ class SparseAutoencoder(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(d, n, device=device, dtype=dt))  # (d, F)
         self.b_dec = nn.Parameter(torch.zeros(d, device=device, dtype=dt))  # (d,)
         self.register_buffer('scale', torch.ones((), device=device, dtype=dt))  # input scale (april2024)
+        # topk: 1 / mse(data mean, x) over a data sample, the normaliser of the main MSE term (set by init_mse_scale_)
+        self.register_buffer('mse_scale', torch.ones((), device=device, dtype=torch.float32))
         self.register_buffer('tokens_since_fired', torch.zeros(n, device=device, dtype=torch.long))
         self._ws: dict[str, Tensor] = {}  # scratch buffers reused by the fused step (not saved)
         self.reset_parameters()
@@ -102,12 +142,35 @@ class SparseAutoencoder(nn.Module):
         """Whether decoder columns are kept at unit norm (anthropic2023, topk)."""
         return self.cfg.kind != 'april2024'
 
-    def encode_pre(self, x: Tensor) -> Tensor:
-        """(B, d) -> pre-activations (B, F) = W_enc (scale·x - b_dec) + b_enc."""
-        xs = x.to(self.W_enc.dtype) * self.scale
+    def preprocess(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """(B, d) input -> (the SAE's input space (B, d), the (mean, std) (B, 1) each to undo layer_norm, or None).
+
+        The SAE's input space is scale·x (scale = 1 except april2024), or with normalize='layer_norm' the
+        per-token normalised (x - mean) / (std + 1e-5) (openai/sparse_autoencoder model.py `LN`, unbiased std).
+        """
+        x = x.to(self.W_enc.dtype)
+        if self.cfg.normalize == 'layer_norm':
+            mu = x.mean(-1, keepdim=True)
+            xc = x - mu
+            std = xc.std(-1, keepdim=True)
+            return xc / (std + 1e-5), (mu, std)
+        return x * self.scale, None
+
+    def postprocess(self, y: Tensor, stats: tuple[Tensor, Tensor] | None) -> Tensor:
+        """A reconstruction in the SAE's input space -> input units (inverse of preprocess)."""
+        if stats is not None:
+            return y * stats[1] + stats[0]
+        return y / self.scale
+
+    def encode_pre_scaled(self, xs: Tensor) -> Tensor:
+        """(B, d) in the SAE's input space -> pre-activations (B, F) = W_enc (xs - b_dec) + b_enc."""
         if self.apply_b_dec_to_input:
             xs = xs - self.b_dec
         return torch.addmm(self.b_enc, xs, self.W_enc.T)
+
+    def encode_pre(self, x: Tensor) -> Tensor:
+        """(B, d) -> pre-activations (B, F)."""
+        return self.encode_pre_scaled(self.preprocess(x)[0])
 
     def activate(self, pre: Tensor) -> Tensor:
         """Pre-activations (B, F) -> features (B, F): ReLU, then TopK for topk."""
@@ -120,17 +183,14 @@ class SparseAutoencoder(nn.Module):
         return self.activate(self.encode_pre(x))
 
     def decode_scaled(self, f: Tensor) -> Tensor:
-        """Features (B, F) -> reconstruction in the scaled space (B, d) = W_dec f + b_dec."""
+        """Features (B, F) -> reconstruction in the SAE's input space (B, d) = W_dec f + b_dec."""
         return torch.addmm(self.b_dec, f, self.W_dec.T)
 
-    def decode(self, f: Tensor) -> Tensor:
-        """Features (B, F) -> reconstruction x̂ (B, d) in the input's units."""
-        return self.decode_scaled(f) / self.scale
-
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, d) -> (x̂ (B, d), f (B, F))."""
-        f = self.encode(x)
-        return self.decode(f), f
+        """(B, d) -> (x̂ (B, d) in the input's units, f (B, F))."""
+        xs, stats = self.preprocess(x)
+        f = self.activate(self.encode_pre_scaled(xs))
+        return self.postprocess(self.decode_scaled(f), stats), f
 
     def dead_mask(self) -> Tensor:
         """(F,) bool: latents that have not fired for cfg.dead_tokens tokens (the AuxK set of topk)."""
@@ -139,44 +199,70 @@ class SparseAutoencoder(nn.Module):
     def loss(self, x: Tensor, l1_coeff: float = 0.0, dead: Tensor | None = None) -> dict[str, Tensor]:
         """Differentiable loss of a batch x (B, d). Returns {loss, recon, l1, aux, mse, f}.
 
-        recon: the reconstruction term (anthropic2023, topk: mean over elements; april2024: ‖·‖² summed over d,
-        mean over batch, in the scaled space); l1: the sparsity term before λ (april2024: weighted by decoder
-        norms); aux: topk's AuxK term before its coefficient (0 otherwise; `dead` defaults to `dead_mask()`);
-        mse: mean over elements in the input's units (for logging); f: the features (B, F).
+        recon: the reconstruction term in the SAE's input space (anthropic2023: mean over elements; april2024:
+        ‖·‖² summed over d, mean over batch; topk: mean over elements × mse_scale); l1: the sparsity term
+        before λ (april2024: weighted by decoder norms); aux: topk's AuxK term before its coefficient (0 when no
+        latent is dead; `dead` defaults to the latents dead after this batch, see auxk_dead); mse: mean over
+        elements in the input's units (for logging); f: the features (B, F).
         """
-        x = x.to(self.W_enc.dtype)
-        xs = x * self.scale  # (B, d)
-        pre = self.encode_pre(x)  # (B, F)
+        xs, stats = self.preprocess(x)  # (B, d)
+        pre = self.encode_pre_scaled(xs)  # (B, F)
         f = self.activate(pre)  # (B, F)
         err = self.decode_scaled(f).float() - xs  # (B, d)
         sq = err.pow(2)
-        mse = sq.mean() / self.scale.float() ** 2
+        mse = self._mse_in_input_units(sq, stats)
         zero = err.new_zeros(())
         l1, aux = zero, zero
         if self.cfg.kind == 'april2024':
             recon = sq.sum(1).mean()
             l1 = (f.float().sum(0) * col_norms(self.W_dec)).sum() / x.shape[0]
-        else:
+        elif self.cfg.kind == 'anthropic2023':
             recon = sq.mean()
-            if self.cfg.kind == 'anthropic2023':
-                l1 = f.float().sum() / x.shape[0]
-            else:
-                aux = self._auxk_loss(pre, err.detach(), self.dead_mask() if dead is None else dead)
+            l1 = f.float().sum() / x.shape[0]
+        else:
+            recon = sq.mean() * self.mse_scale
+            aux = self._auxk_loss(pre, err.detach(), self.auxk_dead(f) if dead is None else dead)
         loss = recon + l1_coeff * l1 + self.cfg.aux_coeff * aux
         return {'loss': loss, 'recon': recon, 'l1': l1, 'aux': aux, 'mse': mse, 'f': f}
 
+    def _mse_in_input_units(self, sq: Tensor, stats: tuple[Tensor, Tensor] | None) -> Tensor:
+        """Mean of squared errors sq (B, d) taken in the SAE's input space, converted to the input's units."""
+        if stats is not None:
+            return (sq * stats[1].float().pow(2)).mean()
+        return sq.mean() / self.scale.float() ** 2
+
+    @torch.no_grad()
+    def auxk_dead(self, f: Tensor) -> Tensor:
+        """(F,) bool: the latents dead after this batch f (B, F): silent for cfg.dead_tokens tokens counting it.
+
+        As openai/sparse_autoencoder: the fire statistics are updated with the batch before the AuxK mask is
+        taken, and a latent fires when its activation exceeds 1e-3 (FIRE_THRESHOLD).
+        """
+        n_tokens = f.shape[0] * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+        return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired_mask(self, f)
+
     def _auxk_loss(self, pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
-        """AuxK (Gao et al. 2024): the top-k_aux dead latents reconstruct the residual -err (B, d)."""
+        """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
+        by the ReLU'd top-k_aux pre-activations of the dead latents (openai/sparse_autoencoder train.py)."""
         n_dead = int(dead.sum())
-        if n_dead == 0:
+        if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
             return err.new_zeros(())
-        k_aux = self.cfg.k_aux or self.cfg.d_in // 2
-        k = min(k_aux, n_dead)
+        k = min(self.cfg.k_aux or self.cfg.d_in // 2, n_dead)
         masked = pre.masked_fill(~dead, -math.inf)  # (B, F)
         vals, idx = masked.topk(k, dim=-1, sorted=False)  # (B, k)
-        z = torch.zeros_like(pre).scatter_(-1, idx, vals)  # (B, F)
+        z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)
         e_hat = z @ self.W_dec.T  # (B, d)
-        return min(n_dead / k_aux, 1.0) * (e_hat.float() + err).pow(2).mean()
+        e = -err
+        var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
+        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
+
+
+FIRE_THRESHOLD = {'topk': 1e-3}  # activation above which a latent counts as fired (openai: vals > 1e-3); else 0
+
+
+def fired_mask(sae: SparseAutoencoder, f: Tensor) -> Tensor:
+    """(F,) bool: the latents that fired anywhere in the batch f (B, F)."""
+    return (f > FIRE_THRESHOLD.get(sae.cfg.kind, 0.0)).any(0)
 
 
 def topk_relu(pre: Tensor, k: int) -> Tensor:
@@ -235,9 +321,18 @@ def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-7, chunk: int 
 
 @torch.no_grad()
 def init_b_dec_(sae: SparseAutoencoder, rows: Tensor) -> None:
-    """b_dec = geometric median of scale·rows (anthropic2023, topk); april2024 keeps b_dec = 0 (its init)."""
+    """b_dec = geometric median of the rows (N, d) in the SAE's input space (anthropic2023, topk: the paper's and
+    openai's init); april2024 keeps b_dec = 0 (its init)."""
     if sae.apply_b_dec_to_input:
-        sae.b_dec.copy_(geometric_median(rows.float() * sae.scale.float()))
+        sae.b_dec.copy_(geometric_median(sae.preprocess(rows.to(sae.W_enc.device))[0].float()))
+
+
+@torch.no_grad()
+def init_mse_scale_(sae: SparseAutoencoder, rows: Tensor) -> None:
+    """topk: mse_scale = 1 / mean((x - mean x)²) over the rows (N, d) in the SAE's input space: the main loss is
+    the MSE normalised by the data's variance (openai/sparse_autoencoder train.py `mse_scale`)."""
+    xs = sae.preprocess(rows.to(sae.W_enc.device))[0].double()
+    sae.mse_scale.fill_(1.0 / (xs - xs.mean(0)).pow(2).mean().item())
 
 
 @torch.no_grad()
@@ -305,6 +400,8 @@ def _set_grad(p: Tensor, g: Tensor) -> None:
 def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: torch.dtype) -> dict[str, Tensor]:
     """Loss and gradients of anthropic2023 / april2024 by hand: 5 GEMMs, 2 elementwise passes over (B, F).
 
+    x (B, d) is in the input's units; with normalize='layer_norm' it is normalised here first (scale is then 1).
+
     Biases ride along inside the GEMMs as an extra column of ones ("augmented" operands), so that
     [x̄ 1] @ [W_enc b_enc]ᵀ gives the pre-activations, [g 1]ᵀ @ f gives dW_dec and Σ_b f (the L1 term and
     the fired mask), [g 1] @ [W_dec; w] gives dL/df including the L1 gradient w, and dpreᵀ @ [x̄ 1] gives
@@ -315,7 +412,9 @@ def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: tor
     anth = cfg.kind == 'anthropic2023'
     B, d, n = x.shape[0], cfg.d_in, cfg.n_features
     pdt = sae.W_enc.dtype
-    x = x.to(pdt)
+    x, stats = sae.preprocess(x) if cfg.normalize == 'layer_norm' else (x.to(pdt), None)
+    if stats is not None:
+        s = torch.ones_like(s)  # x is normalised already (scale does not apply)
     # forward
     xa = _buf(sae, 'xa', (B, d + 1), cdt)  # (B, d+1) = [s·x - b_dec, 1]
     if anth:
@@ -348,9 +447,9 @@ def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: tor
     gW_enc.copy_(ge[:, :d])
     sae.W_enc.grad = gW_enc
     _set_grad(sae.b_enc, ge[:, d].contiguous())
-    if gd.dtype == pdt:
-        sae.W_dec.grad = gd[:d]  # contiguous rows: no copy
-    else:
+    if gd.dtype == pdt and gd[:d].is_contiguous():  # F a multiple of 16 (no row padding): no copy
+        sae.W_dec.grad = gd[:d]
+    else:  # a padded (strided) grad would make the fused Adam step wrong
         sae.W_dec.grad = _buf(sae, 'gW_dec', (d, n), pdt, pad=False).copy_(gd[:d])
     db_dec = err.sum(0) * c  # (d,)
     if anth:
@@ -363,8 +462,9 @@ def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: tor
         recon = sse / B
     sae.b_dec.grad = db_dec
     zero = sse.new_zeros(())
-    return {'loss': recon + l1_coeff * l1, 'recon': recon, 'l1': l1, 'aux': zero,
-            'mse': sse / (B * d) / s ** 2, 'fired': fsum > 0, 'f': f}
+    mse = sse / (B * d) / s ** 2 if stats is None else sae._mse_in_input_units(err.float().pow(2), stats)
+    return {'loss': recon + l1_coeff * l1, 'recon': recon, 'l1': l1, 'aux': zero, 'mse': mse, 'fired': fsum > 0,
+            'f': f}
 
 
 def _sync_grads_(sae: SparseAutoencoder) -> None:
@@ -415,7 +515,7 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
         with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
             out = sae.loss(x, l1_coeff)
         out['loss'].backward()
-        out['fired'] = (out['f'] > 0).any(0)
+        out['fired'] = fired_mask(sae, out['f'])
     _sync_grads_(sae)
     if sae.unit_norm:
         remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised after every step
@@ -429,6 +529,18 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
     if want_l0:
         out['l0'] = (f > 0).sum(dtype=torch.float32) / x.shape[0]
     return {k: v.detach() for k, v in out.items()}
+
+
+def train_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, step: int, recipe: Recipe,
+                autocast_dtype: torch.dtype | None = None, want_l0: bool = False) -> dict:
+    """Step `step` (0-based) of a run: sets the recipe's lr and λ for this step (lr_at, l1_coeff_at), then
+    sae_step_ with the recipe's gradient clipping. Returns sae_step_'s stats plus the lr and l1_coeff used."""
+    lr = lr_at(step, recipe.max_steps, recipe.lr, recipe.warmup_frac, recipe.decay_frac)
+    for group in opt.param_groups:
+        group['lr'] = lr
+    l1_coeff = l1_coeff_at(step, recipe.max_steps, recipe.l1_coeff, recipe.l1_warmup_frac)
+    stats = sae_step_(sae, opt, x, l1_coeff, autocast_dtype, recipe.grad_clip, want_l0=want_l0)
+    return {**stats, 'lr': lr, 'l1_coeff': l1_coeff}
 
 
 # ----------------------------------------------------------------------------- resampling (anthropic2023)
@@ -559,7 +671,7 @@ def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None =
     cfg = {'architecture': 'topk' if sae.cfg.kind == 'topk' else 'standard',
            'd_in': sae.cfg.d_in, 'd_sae': sae.cfg.n_features, 'dtype': 'float32', 'device': 'cpu',
            'hook_name': hook_name, 'apply_b_dec_to_input': sae.apply_b_dec_to_input,
-           'normalize_activations': 'none', 'activation_fn': 'relu', 'activation_fn_str': 'relu',
+           'normalize_activations': sae.cfg.normalize, 'activation_fn': 'relu', 'activation_fn_str': 'relu',
            'model_name': model_name, 'hook_layer': hook_layer, 'context_size': context_size,
            'hook_head_index': None, 'dataset_path': None, 'prepend_bos': False,
            'finetuning_scaling_factor': False}
@@ -587,7 +699,11 @@ def load_saelens(path: str, device: torch.device | str = 'cpu') -> SparseAutoenc
     kind = cfg.get('sae_kind') or ('topk' if arch == 'topk' else
                                    'anthropic2023' if cfg.get('apply_b_dec_to_input', True) else 'april2024')
     k = cfg.get('k') or cfg.get('activation_fn_kwargs', {}).get('k', 32)
-    sae = SparseAutoencoder(SAEConfig(d_in=cfg['d_in'], n_features=cfg['d_sae'], kind=kind, k=k), device=device)
+    normalize = cfg.get('normalize_activations') or 'none'
+    if normalize not in NORMALIZE:
+        raise ValueError(f"{path}: normalize_activations '{normalize}' is not supported ({', '.join(NORMALIZE)})")
+    sae = SparseAutoencoder(SAEConfig(d_in=cfg['d_in'], n_features=cfg['d_sae'], kind=kind, k=k,
+                                      normalize=normalize), device=device)
     with torch.no_grad():
         sae.W_enc.copy_(sd['W_enc'].T)
         sae.W_dec.copy_(sd['W_dec'].T)

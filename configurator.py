@@ -10,6 +10,11 @@ Fixes nanoGPT's configurator faults: `--key=value` splits on the first `=`; an i
 key; a `None` default can be overridden with any value; an unknown key (config file or command line) is an
 error naming the closest known key; `--help` lists every key with its default; every failure is one line
 on stderr and exit code 2.
+
+Keys whose value depends on another key (train_sae.py: each SAE kind's published lr, λ, schedules): the script
+sets them to None and defines `_config_defaults(g) -> (label, {key: value})`; after all arguments, every key
+still None takes its value from there (a value given in a config file or on the command line wins and is
+checked against the type of that default). `--help`, given last, shows the values in effect.
 """
 import ast
 import builtins
@@ -70,11 +75,30 @@ def parse_value(raw: str, default):
         return raw  # a bare string; coerce() rejects it for non-string keys
 
 
+def fill_defaults(g: dict) -> tuple[str, list[str]]:
+    """Give every None key the value of the script's `_config_defaults(g)`; returns (its label, the keys filled)."""
+    hook = g.get('_config_defaults')
+    if not callable(hook):
+        return '', []
+    label, values = hook(g)
+    filled = []
+    for k, v in values.items():
+        if g.get(k) is None:
+            g[k] = v
+            filled.append(k)
+        else:
+            g[k] = coerce(k, g[k], v, 'config')
+    return label, filled
+
+
 def help_text(g: dict, script: str) -> str:
-    lines = [f"usage: python {script} [config/FILE.py ...] [--key=value ...]", "", "keys (default):"]
+    g = dict(g)
+    label, filled = fill_defaults(g)
+    lines = [f"usage: python {script} [config/FILE.py ...] [--key=value ...]", "",
+             "keys (values in effect with the arguments before --help):"]
     keys = config_keys(g)
     width = max((len(k) for k in keys), default=0)
-    lines += [f"  --{k.ljust(width)} = {g[k]!r}" for k in keys]
+    lines += [f"  --{k.ljust(width)} = {g[k]!r}" + (f"  ({label})" if k in filled else '') for k in keys]
     return "\n".join(lines)
 
 
@@ -108,6 +132,7 @@ def configure(g: dict, argv: list[str], script: str = 'script.py') -> dict:
             if key not in defaults:
                 raise ConfigError(f"unknown key '{key}' on the command line{_closest(key, keys)}")
             g[key] = coerce(key, parse_value(raw, defaults[key]), defaults[key], 'command line')
+    fill_defaults(g)
     return {k: g[k] for k in keys}
 
 

@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from activations import ActivationStore, OnTheFlySource, StoreError
-from autoencoder import (SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale, evaluate_sae,
-                         init_b_dec_, l1_coeff_at, lr_at, make_adam, resample_dead_, saelens_cfg, save_saelens,
-                         sae_step_)
+from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale,
+                         evaluate_sae, init_b_dec_, init_mse_scale_, make_adam, resample_dead_, saelens_cfg,
+                         save_saelens, train_step_)
 from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device,
                     load_checkpoint, load_data_meta, max_rank_divergence, print0, rng_state, save_checkpoint,
                     set_rng_state, token_memmap)
@@ -41,15 +41,18 @@ kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 't
 n_features = 4096  # dictionary size
 k = 32  # topk: latents kept per token
 auxk_dead_tokens = 10_000_000  # topk: a latent silent for this many tokens is dead and trained by the AuxK loss
-l1_coeff = 1e-3  # λ of the sparsity penalty (anthropic2023, april2024)
-# optimisation
-lr = 3e-4
+normalize = 'none'  # 'layer_norm': per-token normalised inputs (openai/sparse_autoencoder's LN), any kind
+# optimisation: None = the kind's published value (autoencoder.RECIPES; --help shows the values in effect)
+l1_coeff = None  # λ of the sparsity penalty; anthropic2023: λ_paper / d (its MSE is averaged over d), seed 1e-3
+lr = None  # Adam learning rate (anthropic2023 3e-4, april2024 5e-5, topk 1e-4)
+warmup_frac = None  # lr linear warm-up over this first fraction of max_steps (0 for every kind)
+decay_frac = None  # lr linear decay to 0 over this last fraction of max_steps (april2024: 0.2)
+l1_warmup_frac = None  # λ linear warm-up from 0 over this first fraction of max_steps (april2024: 0.05)
+grad_clip = None  # clip the gradient norm at this value, 0 = off (april2024: 1.0)
+adam_betas = None  # Adam (β1, β2): (0.9, 0.999) for every kind
+adam_eps = None  # Adam ε (topk: 6.25e-10 as openai/sparse_autoencoder; others 1e-8)
 batch_size = 8192  # activation rows per step (per rank)
 max_steps = 500000
-warmup_frac = 0.0  # lr warm-up over this fraction of max_steps (april2024 uses ~0.01)
-decay_frac = 0.0  # linear lr decay to 0 over this last fraction of max_steps (april2024: 0.2)
-l1_warmup_frac = 0.0  # λ warm-up over this fraction of max_steps (april2024: 0.05)
-grad_clip = 0.0  # clip the gradient norm at this value (april2024: 1.0); 0 = off
 autocast_dtype = 'float32'  # 'bfloat16' runs the SAE's matmuls in bf16 (parameters and Adam stay fp32)
 # neuron resampling (anthropic2023)
 resample_steps = (25000, 50000, 75000, 100000)  # resample dead neurons at these steps; () = never
@@ -74,6 +77,13 @@ wandb_run_name = 'sae'
 # system
 device = 'auto'
 seed = 0
+
+
+def _config_defaults(g: dict) -> tuple[str, dict]:
+    """The published recipe of the configured kind fills the optimisation keys left at None (configurator.py)."""
+    return f"kind={g['kind']!r} default", dict(RECIPES.get(g['kind'], RECIPES['anthropic2023']))
+
+
 # -----------------------------------------------------------------------------
 exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
 # -----------------------------------------------------------------------------
@@ -129,10 +139,12 @@ def rows_sample(n: int, salt: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the SAE and its optimizer
 try:
     sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k,
-                                      dead_tokens=auxk_dead_tokens), device=device)
+                                      dead_tokens=auxk_dead_tokens, normalize=normalize), device=device)
 except ValueError as e:
     die(str(e))
-opt = make_adam(sae, lr)
+recipe = Recipe(lr=lr, l1_coeff=l1_coeff, max_steps=max_steps, warmup_frac=warmup_frac, decay_frac=decay_frac,
+                l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip, adam_betas=tuple(adam_betas), adam_eps=adam_eps)
+opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
 step, data_pos, resample_gen = 0, 0, torch.Generator().manual_seed(seed + 1)
 if init_from == 'resume':
     ck = load_checkpoint(os.path.join(sae_dir, 'ckpt.pt'), device, hint='nothing to resume: use --init_from=scratch')
@@ -143,15 +155,23 @@ if init_from == 'resume':
     opt.load_state_dict(ck['optimizer'])
     step, data_pos, data_mean = ck['step'], ck['data_pos'][ddp_rank], ck['data_mean'].to(device)
     resample_gen.set_state(ck['resample_rng'])
+    resampled = ck.get('resampled', [])
     set_rng_state(ck['rng'])
     print0(f"resuming from {sae_dir}/ckpt.pt at step {step}")
 elif init_from == 'scratch':
     init_rows = rows_sample(geometric_median_rows, salt=0)
+    if not torch.isfinite(init_rows).all():
+        die(f"the activation rows hold non-finite values ({int((~torch.isfinite(init_rows)).any(1).sum())} of "
+            f"{len(init_rows)} sampled rows): harvest again with generate_activations.py (--dtype=float32 if "
+            f"float16 overflowed)")
     data_mean = init_rows.mean(0)  # the dataset mean, for mean-ablation CE
-    if kind == 'april2024':
-        sae.scale.fill_(estimate_scale(init_rows))
+    if kind == 'april2024' and normalize == 'none':
+        sae.scale.fill_(estimate_scale(init_rows))  # E‖scale·x‖ = √d (April 2024 update)
+    if kind == 'topk':
+        init_mse_scale_(sae, init_rows)  # the main loss is the MSE / the data's variance (openai)
     init_b_dec_(sae, init_rows)
     del init_rows
+    resampled = []  # one record per resampling: {step, n_dead, window_tokens}
     if ddp:  # rank 0's initialisation everywhere
         for t in [*sae.parameters(), *sae.buffers(), data_mean]:
             torch.distributed.broadcast(t.data, 0)
@@ -162,7 +182,8 @@ cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
 window_tokens = {}  # resample step -> the dead window: half the interval since the previous resampling
 prev = 0
 for s in sorted(resample_steps):
-    window_tokens[s] = (s - prev) // 2 * batch_size * world_size
+    if 0 < s < max_steps:
+        window_tokens[s] = (s - prev) // 2 * batch_size * world_size
     prev = s
 
 
@@ -184,7 +205,16 @@ def evaluate(n_contexts: int) -> dict:
     return {**evaluate_sae(sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
 
 
+def check_finite_weights(where: str) -> None:
+    """Stop with one line if any SAE tensor holds NaN/inf (nothing is saved from such a model)."""
+    for name, t in [*sae.named_parameters(), *sae.named_buffers()]:
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            die(f"{where}: the SAE's {name} holds {int((~torch.isfinite(t)).sum())} non-finite values; nothing "
+                f"was saved (lower --lr, or check the activations)")
+
+
 def save(final: bool = False) -> None:
+    check_finite_weights(f"step {step}")
     positions = [data_pos]
     if ddp:
         positions = [0] * world_size
@@ -192,7 +222,8 @@ def save(final: bool = False) -> None:
     if master:
         save_checkpoint({'sae': sae.state_dict(), 'sae_config': config_dict(sae), 'optimizer': opt.state_dict(),
                          'step': step, 'data_pos': positions, 'data_mean': data_mean.cpu(), 'rng': rng_state(),
-                         'resample_rng': resample_gen.get_state(), 'config': config, 'site': site,
+                         'resample_rng': resample_gen.get_state(), 'resampled': resampled, 'config': config,
+                         'site': site,
                          'transformer_ckpt': transformer_ckpt, 'complete': final},
                         os.path.join(sae_dir, 'ckpt.pt'))
 
@@ -206,17 +237,29 @@ def summary(m: dict) -> str:
 # ----------------------------------------------------------------------------- the training loop
 if master:
     os.makedirs(sae_dir, exist_ok=True)
+    for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):  # outputs of an earlier run: stale now
+        if os.path.exists(os.path.join(sae_dir, name)):
+            os.remove(os.path.join(sae_dir, name))
 if wandb_log and master:
     import wandb
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 print0(f"SAE {kind}: {d_in} -> {n_features} features on {site} ({source}: "
        f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
        f"{max_steps} steps, {device} {autocast_dtype}")
+print0(f"recipe: lr {recipe.lr:g} (warm-up {recipe.warmup_frac:g}, decay {recipe.decay_frac:g} of the run), "
+       f"l1_coeff {recipe.l1_coeff:g} (warm-up {recipe.l1_warmup_frac:g}), grad_clip {recipe.grad_clip:g}, "
+       f"Adam betas {recipe.adam_betas} eps {recipe.adam_eps:g}, normalize {normalize}")
+if kind == 'anthropic2023':
+    if window_tokens:
+        print0(f"resampling dead neurons at steps {', '.join(str(s_) for s_ in sorted(window_tokens))}")
+    else:
+        print0(f"note: no resampling will happen: no resample_steps in (0, max_steps={max_steps}) "
+               f"(resample_steps={tuple(resample_steps)})")
 bar = tqdm(total=max_steps, initial=step, desc='sae', unit='step', disable=not master, dynamic_ncols=True)
 t_start, step_start = time.time(), step
 m = None
 while step < max_steps:
-    if kind == 'anthropic2023' and step in window_tokens and step > 0:
+    if kind == 'anthropic2023' and step in window_tokens:
         dead = dead_mask(sae, window_tokens[step])
         n_dead = int(dead.sum())
         if n_dead:
@@ -224,15 +267,17 @@ while step < max_steps:
             if ddp:  # every rank resampled the same neurons; take rank 0's rows
                 for t in (sae.W_enc, sae.b_enc, sae.W_dec):
                     torch.distributed.broadcast(t.data, 0)
+        resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': window_tokens[step]})
         bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
 
-    lr_now = lr_at(step, max_steps, lr, warmup_frac, decay_frac)
-    for g in opt.param_groups:
-        g['lr'] = lr_now
-    l1_now = l1_coeff_at(step, max_steps, l1_coeff, l1_warmup_frac)
     x = next(batches).to(device, non_blocking=True)
     data_pos += 1
-    stats = sae_step_(sae, opt, x, l1_now, cdt, grad_clip, want_l0=(step + 1) % log_interval == 0)
+    stats = train_step_(sae, opt, x, step, recipe, cdt, want_l0=(step + 1) % log_interval == 0)
+    if not torch.isfinite(stats['loss']):  # one scalar: < 1% of a step (bench.sae_step)
+        what = 'batch holds non-finite activations' if not torch.isfinite(x).all() else 'loss is non-finite'
+        die(f"step {step}: the {what} ({stats['loss'].item()}); stopped without writing metrics.json or the export "
+            f"(ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with --dtype=float32 "
+            f"if float16 overflowed) or lower --lr")
     step += 1
     bar.update(1)
 
@@ -243,8 +288,9 @@ while step < max_steps:
                         tok_s=f'{tok_s:,.0f}', refresh=False)
         if wandb_log:
             wandb.log({'step': step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
-                       'train/l1': stats['l1'].item(), 'train/loss': stats['loss'].item(), 'lr': lr_now,
-                       'l1_coeff': l1_now, 'tokens_per_s': tok_s})
+                       'train/l1': stats['l1'].item(), 'train/aux': stats['aux'].item(),
+                       'train/loss': stats['loss'].item(), 'lr': stats['lr'], 'l1_coeff': stats['l1_coeff'],
+                       'tokens_per_s': tok_s})
     if step % ckpt_interval == 0 and step < max_steps:
         save()
     if step % eval_interval == 0 and step < max_steps:
@@ -257,7 +303,11 @@ while step < max_steps:
 bar.close()
 
 elapsed = time.time() - t_start
+check_finite_weights('after training')
 m = evaluate(final_eval_contexts)
+bad = [k_ for k_ in ('mse', 'fvu', 'l0', 'ce_clean', 'ce_spliced', 'kl_spliced') if not np.isfinite(m[k_])]
+if bad:
+    die(f"the final evaluation gave non-finite {', '.join(bad)}: nothing written (check the transformer)")
 save(final=True)
 if master:
     tokens_seen = step * batch_size * world_size
@@ -265,7 +315,7 @@ if master:
     metrics.update(kind=kind, site=site, d_in=d_in, n_features=n_features, steps=step, tokens_seen=tokens_seen,
                    train_seconds_this_run=round(elapsed, 1),
                    tokens_per_s_this_run=round((step - step_start) * batch_size * world_size / max(elapsed, 1e-9)),
-                   density_window_tokens=m['eval_tokens'], config=config)
+                   density_window_tokens=m['eval_tokens'], resampled=resampled, config=config)
     metrics['density'] = [round(v, 8) for v in m['density'].tolist()]
     cfg = saelens_cfg(sae, site, model_name=os.path.abspath(transformer_ckpt), hook_layer=layer,
                       context_size=context_length)

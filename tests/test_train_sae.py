@@ -1,12 +1,16 @@
 """train_sae.py run as a user runs it: tiny transformer -> harvest -> SAE, resume, DDP, export, errors."""
 import json
+import math
 import os
+import re
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from activations import ActivationStore
 from autoencoder import load_saelens
 from conftest import TINY_MODEL, make_token_dataset, run_script
 
@@ -36,7 +40,7 @@ def copy_run(src: str, dst) -> str:
 def test_end_to_end_metrics_and_export(harvested, tmp_path):
     out = copy_run(harvested, tmp_path / 'run')
     p = run_script('train_sae.py', f'--out_dir={out}', '--max_steps=60', *SAE_ARGS)
-    assert 'resampled' in p.stdout and 'next: python build_interface.py' in p.stdout
+    assert 'resampling dead neurons at steps 20, 40' in p.stdout and 'next: python build_interface.py' in p.stdout
     m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
     for key in ('mse', 'fvu', 'l0', 'l1', 'dead_frac', 'ultralow_frac', 'density_hist', 'ce_clean', 'ce_spliced',
                 'ce_zero_ablation', 'ce_mean_ablation', 'loss_recovered', 'loss_recovered_mean_abl', 'kl_spliced',
@@ -81,7 +85,7 @@ def test_onthefly_source_trains(harvested, tmp_path):
 @pytest.mark.parametrize('kind', ['april2024', 'topk'])
 def test_other_kinds_train_and_export(harvested, tmp_path, kind):
     out = copy_run(harvested, tmp_path / 'run')
-    run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20', '--grad_clip=1.0',
+    run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20', '--l1_coeff=0.1',
                *SAE_ARGS)
     m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
     assert m['kind'] == kind and m['fvu'] < 1.0
@@ -113,3 +117,128 @@ def test_torchrun_two_ranks_stay_in_sync(harvested, tmp_path):
     assert 'ranks in sync: max |parameter difference| vs rank 0 = 0' in p.stdout
     m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
     assert m['tokens_seen'] == 30 * 256 * 2
+
+
+# ----------------------------------------------------------------------------- recipe elements in the real run
+
+def brute_geometric_median(x: torch.Tensor, iters: int = 3000) -> torch.Tensor:
+    """Weiszfeld's iteration in float64, run far past convergence."""
+    x = x.double()
+    m = x.mean(0)
+    for _ in range(iters):
+        w = 1 / (x - m).norm(dim=1).clamp_min(1e-12)
+        m = (w[:, None] * x).sum(0) / w.sum()
+    return m
+
+
+@pytest.mark.parametrize('kind,normalize', [('anthropic2023', 'none'), ('topk', 'none'), ('april2024', 'none'),
+                                            ('topk', 'layer_norm')])
+def test_initialisation_of_a_run(harvested, tmp_path, kind, normalize):
+    """What train_sae.py initialises from the data (max_steps=0 saves the initial SAE): b_dec at the geometric
+    median (anthropic2023, topk), topk's MSE normaliser, april2024's input scale and decoder norms."""
+    out = copy_run(harvested, tmp_path / 'run')
+    run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', f'--normalize={normalize}', '--k=8',
+               '--max_steps=0', *SAE_ARGS)
+    sd = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['sae']
+    rows = ActivationStore(os.path.join(out, 'activations')).sample(1000, seed=0).double()  # seed·7919 + 0
+    if normalize == 'layer_norm':
+        rows = (rows - rows.mean(1, keepdim=True)) / ((rows - rows.mean(1, keepdim=True)).std(1, keepdim=True) + 1e-5)
+    norms = sd['W_dec'].norm(dim=0)
+    torch.testing.assert_close(sd['W_enc'], sd['W_dec'].T)  # W_enc = W_decᵀ at init
+    if kind == 'april2024':
+        assert sd['scale'].item() == pytest.approx(math.sqrt(64) / rows.norm(dim=1).mean().item(), rel=1e-5)
+        assert sd['b_dec'].abs().max() == 0 and torch.allclose(norms, torch.full_like(norms, 0.1))
+        return
+    assert torch.allclose(norms, torch.ones_like(norms)) and sd['scale'].item() == 1.0
+    median = brute_geometric_median(rows)
+    assert not torch.allclose(rows.mean(0), median, atol=2e-5, rtol=1e-5)  # the mean would not pass below
+    torch.testing.assert_close(sd['b_dec'].double(), median, atol=2e-5, rtol=1e-5)
+    if kind == 'topk':
+        assert sd['mse_scale'].item() == pytest.approx(1 / (rows - rows.mean(0)).pow(2).mean().item(), rel=1e-5)
+
+
+def test_resampling_in_the_run(harvested, tmp_path):
+    """At a resample step train_sae.py resamples exactly the features dead over the window (half the interval),
+    each to a loss-weighted data row (unit norm) with encoder norm 0.2 x the mean alive one, b_enc 0 and fresh
+    Adam state; nothing else changes. The resumed run has lr 0, so the checkpoint after it shows the resampling."""
+    out = copy_run(harvested, tmp_path / 'run')
+    args = [a for a in SAE_ARGS if not a.startswith('--lr')] + ['--l1_coeff=3e-3', '--lr=1e-2']
+    run_script('train_sae.py', f'--out_dir={out}', '--max_steps=20', *args)
+    before = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)
+    p = run_script('train_sae.py', f'--out_dir={out}', '--max_steps=21', '--init_from=resume', *args[:-1], '--lr=0')
+    after = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)
+    a, b = before['sae'], after['sae']
+    dead = a['tokens_since_fired'] >= 10 * 256  # window of the step-20 resampling: (20 - 0) // 2 steps
+    n_dead = int(dead.sum())
+    assert 0 < n_dead < 128 and f"step 20: resampled {n_dead} dead neurons" in p.stdout
+    assert json.load(open(os.path.join(out, 'sae', 'metrics.json')))['resampled'] == [
+        {'step': 20, 'n_dead': n_dead, 'window_tokens': 2560}]
+    for key in ('W_enc', 'b_enc'):  # lr 0: the alive features are untouched
+        assert torch.equal(a[key][~dead], b[key][~dead]), key
+    torch.testing.assert_close(a['W_dec'][:, ~dead], b['W_dec'][:, ~dead])
+    assert torch.all(b['b_enc'][dead] == 0)
+    rows = ActivationStore(os.path.join(out, 'activations')).sample(2000, seed=20)  # resample_rows, seed·7919 + 20
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    cos = (b['W_dec'][:, dead].T @ rows.T).max(1).values  # each new direction is one of the sampled rows
+    assert torch.allclose(cos, torch.ones_like(cos), atol=1e-5)
+    alive_norm = a['W_enc'][~dead].norm(dim=1).mean()
+    torch.testing.assert_close(b['W_enc'][dead], b['W_dec'][:, dead].T * 0.2 * alive_norm, atol=1e-6, rtol=1e-5)
+    # Adam: the resampled rows restarted from zero state, so after one step m² = (1-β1)²/(1-β2) · v exactly
+    state = after['optimizer']['state'][0]  # W_enc
+    m, v = state['exp_avg'][dead], state['exp_avg_sq'][dead]
+    nz = v > 1e-30
+    assert nz.any() and torch.allclose(m[nz] ** 2, 10 * v[nz], rtol=1e-3, atol=0)
+    m_alive, v_alive = state['exp_avg'][~dead], state['exp_avg_sq'][~dead]
+    nz = v_alive > 1e-30
+    assert not torch.allclose(m_alive[nz] ** 2, 10 * v_alive[nz], rtol=1e-3, atol=0)
+
+
+def test_no_resampling_is_announced(harvested, tmp_path):
+    out = copy_run(harvested, tmp_path / 'run')
+    p = run_script('train_sae.py', f'--out_dir={out}', '--max_steps=10', *SAE_ARGS)
+    assert 'note: no resampling will happen' in p.stdout
+    assert json.load(open(os.path.join(out, 'sae', 'metrics.json')))['resampled'] == []
+
+
+def test_each_kind_brings_its_published_recipe(harvested, tmp_path):
+    """--kind=april2024 runs the April 2024 recipe unless a key is given; the values in effect are shown by --help,
+    the start-up line and metrics.json, and the run used them (the final lr is the decayed one)."""
+    out = copy_run(harvested, tmp_path / 'run')
+    args = [a for a in SAE_ARGS if not a.startswith('--lr')]
+    p = run_script('train_sae.py', f'--out_dir={out}', '--kind=april2024', '--max_steps=40', *args)
+    cfg = json.load(open(os.path.join(out, 'sae', 'metrics.json')))['config']
+    assert (cfg['l1_warmup_frac'], cfg['decay_frac'], cfg['grad_clip'], cfg['lr'], cfg['l1_coeff']) == \
+        (0.05, 0.2, 1.0, 5e-5, 5.0)
+    assert tuple(cfg['adam_betas']) == (0.9, 0.999)
+    assert 'lr 5e-05 (warm-up 0, decay 0.2 of the run), l1_coeff 5 (warm-up 0.05), grad_clip 1' in p.stdout
+    opt = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['optimizer']
+    assert opt['param_groups'][0]['lr'] == pytest.approx(5e-5 * 1 / 8)  # step 39 of 40: decay over the last 8
+    assert opt['param_groups'][0]['betas'] == (0.9, 0.999)
+    # a config file and the command line still win, and are type-checked against the kind's default
+    conf = tmp_path / 'mine.py'
+    conf.write_text("grad_clip = 0.5\nkind = 'april2024'\n")
+    p = run_script('train_sae.py', str(conf), '--decay_frac=0', '--help')
+    assert re.search(r"--grad_clip += 0.5\n", p.stdout) and re.search(r"--decay_frac += 0.0\n", p.stdout)
+    assert re.search(r"--l1_warmup_frac += 0.05  \(kind='april2024' default\)", p.stdout)
+    p = run_script('train_sae.py', '--kind=topk', '--help')
+    assert re.search(r"--adam_eps += 6.25e-10  \(kind='topk' default\)", p.stdout)
+    p = run_script('train_sae.py', '--grad_clip=big', check=False)
+    assert p.returncode == 2 and 'grad_clip' in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_non_finite_rows_stop_the_run(harvested, tmp_path):
+    """A store with NaN rows: train_sae.py exits non-zero with one line and writes no metrics.json or export."""
+    for where, n_bad in (('init', 400), ('step', 1)):
+        out = copy_run(harvested, tmp_path / where)
+        store = ActivationStore(os.path.join(out, 'activations'))
+        shard = store.memmap(0)
+        rows = np.memmap(shard.filename, dtype=shard.dtype, mode='r+', shape=shard.shape)
+        rows[:n_bad] = np.nan
+        rows.flush()
+        p = run_script('train_sae.py', f'--out_dir={out}', '--max_steps=40', *SAE_ARGS, check=False)
+        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert 'non-finite' in p.stderr
+        if where == 'step':
+            assert p.stderr.startswith('error: step ') and 'batch holds non-finite activations' in p.stderr
+        for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):
+            assert not os.path.exists(os.path.join(out, 'sae', name)), name
