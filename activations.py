@@ -43,6 +43,16 @@ class StoreError(ValueError):
     """A store that cannot be read as it is; the message is one line naming the file."""
 
 
+class NonFiniteRows(ValueError):
+    """Rows that would hold NaN or inf. what: 'NaN' or 'inf' (the model's own activations), or 'overflow'
+    (finite values beyond the store dtype's range; max_abs = their largest |x|). context: index into the plan,
+    start: its first token."""
+
+    def __init__(self, msg: str, what: str, context: int, start: int, max_abs: float = math.nan):
+        super().__init__(msg)
+        self.what, self.context, self.start, self.max_abs = what, context, start, max_abs
+
+
 # ----------------------------------------------------------------------------- what is harvested
 
 def resolve_site(model: GPT, site: str, layer: int = -1) -> tuple[str, int]:
@@ -111,7 +121,8 @@ def fill_rows_(model: GPT, site: str, data_dir: str, split: str, token_dtype: st
                out: np.ndarray, batch_size: int, device: str, on_batch: Callable[[int], None] | None = None,
                free: threading.Event | None = None) -> None:
     """Run the model on the plan's contexts, batch_size at a time; out[dest[j]] = row j (rows in out's dtype).
-    free: while it is not set (out is still being written to disk), rows are held back, up to a quarter of out."""
+    free: while it is not set (out is still being written to disk), rows are held back, up to a quarter of out.
+    Raises NonFiniteRows, naming the context, if a row is NaN or inf in out's dtype (the caller writes nothing)."""
     n, k = plan.positions.shape
     out_dtype = torch.float16 if out.dtype == np.float16 else torch.float32
     held: list[tuple[np.ndarray, np.ndarray]] = []
@@ -121,7 +132,14 @@ def fill_rows_(model: GPT, site: str, data_dir: str, split: str, token_dtype: st
         _, _, acts = model.run(x, capture=[site], need_logits=False)
         a = acts[site]  # (b, T, d)
         flat = torch.from_numpy((pos + np.arange(len(pos))[:, None] * a.shape[1]).reshape(-1)).to(device)  # (b*k,)
-        rows = a.reshape(-1, a.shape[-1]).index_select(0, flat).to(out_dtype).cpu().numpy()  # (b*k, d)
+        kept = a.reshape(-1, a.shape[-1]).index_select(0, flat)  # (b*k, d) in the model's dtype
+        # never write NaN/inf (the SAE would train on it silently): every |x| <= out dtype's max (NaN fails <=).
+        # A row's norm bounds its |x| and is NaN/inf if one is: one fast pass (~0.5% of the batch; isfinite on the
+        # float16 rows: ~15%). Entries are compared one by one only when a norm exceeds the limit.
+        limit = torch.finfo(out_dtype).max
+        if not torch.linalg.vector_norm(kept, dim=1).max() <= limit and not (kept.abs() <= limit).all():
+            raise nonfinite_rows(kept, out_dtype, site, plan, i, k, split)
+        rows = kept.to(out_dtype).cpu().numpy()  # (b*k, d)
         held.append((plan.dest[i * k:i * k + len(rows)], rows))
         if free is None or free.is_set() or sum(len(r) for _, r in held) >= len(out) // 4 or i + batch_size >= n:
             if free is not None:
@@ -131,6 +149,23 @@ def fill_rows_(model: GPT, site: str, data_dir: str, split: str, token_dtype: st
             held.clear()
         if on_batch is not None:
             on_batch(len(rows))
+
+
+def nonfinite_rows(kept: torch.Tensor, out_dtype: torch.dtype, site: str, plan: ContextPlan, first: int, k: int,
+                   split: str) -> NonFiniteRows:
+    """The error for a batch of rows kept (b*k, d), the first of them from the plan's context `first`, that are
+    not all finite in out_dtype."""
+    limit = torch.finfo(out_dtype).max
+    bad_row = int((~(kept.abs() <= limit)).any(1).nonzero()[0])
+    c = first + bad_row // k  # the plan's context holding the first bad row
+    start = int(plan.starts[c])
+    where = f"context {c} (tokens {start}..{start + plan.context_length - 1} of {split}.bin)"
+    if torch.isfinite(kept).all():
+        max_abs = kept.abs().max().item()
+        return NonFiniteRows(f"{site} rows of {where} overflow {str(out_dtype).removeprefix('torch.')} "
+                             f"(max |x| = {max_abs:.4g} > {limit:g})", 'overflow', c, start, max_abs)
+    what = 'NaN' if kept.isnan().any() else 'inf'
+    return NonFiniteRows(f"the transformer produced {what} at {site} in {where}", what, c, start)
 
 
 class ShardWriter:

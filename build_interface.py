@@ -28,7 +28,8 @@ All statistics are computed for all features at once, in streaming passes over n
   then    logit weights (decoder direction -> c_proj -> final LayerNorm linearised: centred, times ln_f.weight,
           times E[1/σ] of the final residual -> unembedding), decoder-cosine and co-activation neighbours,
           example texts.
-The SAE is read with autoencoder.load_saelens; W_dec is read from the safetensors file. The tokenizer comes
+The SAE is read with autoencoder.load_saelens; W_dec is read from the safetensors file. An SAE or transformer
+with NaN/inf weights is refused (one line naming the tensor) before anything is written. The tokenizer comes
 from tokenizer.load_tokenizer(dataset folder).
 """
 import json
@@ -93,10 +94,21 @@ for name, val, lo in (('n_contexts', n_contexts, 1), ('batch_size', batch_size, 
 if ablation not in ('auto', 'rerun', 'none'):
     die(f"ablation='{ablation}' is not 'auto', 'rerun' or 'none'")
 
+
+def refuse_nonfinite(tensors: dict[str, torch.Tensor], path: str, fix: str) -> None:
+    """One line naming the first tensor with NaN/inf entries (a diverged run): its statistics would be noise."""
+    for name, t in tensors.items():
+        n_bad = int((~torch.isfinite(t)).sum()) if t.is_floating_point() else 0
+        if n_bad:
+            die(f"{path}: {name} has {n_bad:,} non-finite (NaN/inf) entries of {t.numel():,}: {fix}")
+
+
 # ----------------------------------------------------------------------------- inputs
 
 ckpt_path = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
 checkpoint = load_checkpoint(ckpt_path, 'cpu', hint="train one with train_transformer.py (or set --transformer_ckpt)")
+refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,
+                 "retrain it with train_transformer.py or set --transformer_ckpt")
 model = load_gpt(checkpoint, device)
 mcfg = model.config
 sae_path = sae_dir or os.path.join(out_dir, 'sae')
@@ -122,6 +134,8 @@ final_site = f'blocks.{mcfg.n_layer - 1}.resid_post'
 
 
 sae_sd = load_file(os.path.join(sae_path, 'sae_weights.safetensors'))
+refuse_nonfinite(sae_sd, os.path.join(sae_path, 'sae_weights.safetensors'),
+                 "the SAE diverged: retrain it with train_sae.py (e.g. a lower lr) or set --sae_dir")
 W_dec = sae_sd['W_dec'].float().to(device)  # (F, d_in)
 n_feat, d_in = W_dec.shape
 sae = load_saelens(sae_path, device=device).eval()

@@ -10,6 +10,9 @@ Killed? Run the same command again: it resumes after the last complete shard, an
 byte-identical to an uninterrupted run (shard g's contexts, positions and row order depend only on seed and g,
 so the rank count does not matter either). Any key can be overridden: --n_contexts=1000; --help lists them.
 
+Rows are checked before they are written: NaN/inf from the transformer, or values beyond float16's range
+(then --dtype=float32), stop the harvest with one line naming the shard and context; that shard is not written.
+
 Writes <out_dir>/activations/: shard_XXXXX.bin (raw row-major [rows, d] arrays, rows shuffled across contexts,
 each written to a temp name, fsynced and renamed) and meta.json (rewritten atomically after every shard).
 Under torchrun every rank writes its own shards (g = rank, rank + world, ...; multi-node needs a shared disk)
@@ -26,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from activations import ShardWriter, fill_rows_, resolve_site, shard_contexts, shard_plan
+from activations import NonFiniteRows, ShardWriter, fill_rows_, resolve_site, shard_contexts, shard_plan
 from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device, load_checkpoint,
                     load_data_meta, print0, read_json, token_memmap)
 from model import load_gpt
@@ -119,7 +122,9 @@ if master:
     if os.path.exists(meta_path):
         old = read_json(meta_path)
         diff = [k for k in SAME if not isinstance(old, dict) or old.get(k) != meta[k]]
-        if diff:
+        if diff and isinstance(old, dict) and old.get('shards') == []:  # nothing kept yet: nothing to lose
+            print(f"note: {meta_path} lists no shards yet: starting the store again with this run's settings")
+        elif diff:
             was = ', '.join(f"{k}={old.get(k)!r}" for k in diff) if isinstance(old, dict) else 'something else'
             now = ', '.join(f"{k}={meta[k]!r}" for k in diff)
             msg = (f"{meta_path} was written with {was}, but this run has {now}: "
@@ -193,6 +198,20 @@ def publish(entry: dict | None) -> None:
         bar.set_postfix(shards=f"{len(meta['shards'])}/{n_shards}", refresh=False)
 
 
+def refusal(e: NonFiniteRows, g: int, listed: bool) -> str:
+    """The one line for shard g's non-finite rows; listed: meta.json already lists shards of this run."""
+    where = (f"context {shard_contexts(g, n_contexts, cps)[0] + e.context} "
+             f"(tokens {e.start}..{e.start + T - 1} of {split}.bin)")
+    head = f"refusing to write {os.path.join(store_dir, f'shard_{g:05d}.bin')}"
+    if e.what == 'overflow':
+        after = f" after deleting {store_dir} (it holds float16 shards)" if listed else ''
+        return (f"{head}: {hook} rows of {where} overflow float16 (max |x| = {e.max_abs:.4g} > 65504): "
+                f"rerun with --dtype=float32{after}")
+    after = f", then delete {store_dir}" if listed else ''
+    return (f"{head}: the transformer {ckpt_path} produced {e.what} at {hook} in {where}: retrain it "
+            f"(e.g. with a lower learning_rate) or pass another --transformer_ckpt{after}")
+
+
 writer = ShardWriter()  # shard r is written, fsynced and renamed in the background while r+1 is computed
 t0 = time.time()
 written = 0
@@ -205,9 +224,14 @@ for r in range(n_rounds):
         plan = next_plan.result()
         next_plan = plan_of(mine[r + 1]) if r + 1 < len(mine) else None
         out = buf[:plan.rows]
-        fill_rows_(model, hook, data_dir, split, data_meta['dtype'], plan, out, batch_size, device, bar.update,
-                   writer.free)  # rows are held back while the previous shard is still being copied out
         name = f'shard_{g:05d}.bin'
+        try:
+            fill_rows_(model, hook, data_dir, split, data_meta['dtype'], plan, out, batch_size, device, bar.update,
+                       writer.free)  # rows are held back while the previous shard is still being copied out
+        except NonFiniteRows as e:  # no byte of this shard reaches the disk
+            bar.leave = False
+            bar.close()  # erase the progress line: the error is the one line left on the terminal
+            die(refusal(e, g, listed=bool(done) or r >= 2))
         entry = dict(file=name, rows=plan.rows, contexts=list(shard_contexts(g, n_contexts, cps)), rank=rank)
         writer.write(os.path.join(store_dir, name), out, entry)  # returns once the previous shard is in place
         written += plan.rows

@@ -10,7 +10,8 @@ Seed reproduction (OpenWebText, gpt2 tokenizer), one GPU or a node with 8:
     torchrun --standalone --nproc_per_node=8 train_transformer.py config/transformer.py
 Resume after a crash: add --init_from=resume. Any key can be overridden: --batch_size=32; --help lists them.
 
-Writes <out_dir>/transformer/ckpt.pt (best val loss) and last.pt (latest, for resuming).
+Writes <out_dir>/transformer/ckpt.pt (best val loss) and last.pt (latest, for resuming). A NaN/inf loss (training
+or evaluation) stops the run with one line before anything is saved: both files keep the last good model.
 """
 import math
 import os
@@ -176,6 +177,17 @@ def get_lr(it: int) -> float:
     return min_lr + coeff * (learning_rate - min_lr)
 
 
+def stop_nonfinite(what: str) -> None:
+    """One line for a non-finite loss, then exit 2 without saving: the checkpoints on disk stay the good ones."""
+    bar.leave = False
+    bar.close()  # erase the progress line: the error is the one line left on the terminal
+    on_disk = (f"{os.path.join(ckpt_dir, 'last.pt')} (iteration {saved_iter}) is untouched" if saved_iter is not None
+               else "this run saved no checkpoint")
+    again = ", then rerun (--init_from=resume continues from last.pt)" if saved_iter is not None else ", then rerun"
+    die(f"{what}{f' on rank {ddp_rank}' if ddp else ''}: stopped before saving; {on_disk}; "
+        f"lower --learning_rate (now {learning_rate:g}){again}")
+
+
 def save(name: str, complete: bool) -> None:
     # the batch generator's state before the prefetched batch: a resumed run draws that batch again
     batch_rngs = [prefetch_state]
@@ -203,6 +215,7 @@ X, Y = batch('train', batch_gen)
 t0 = time.time()
 t_start, iter_start = t0, iter_num
 running_mfu, last_val = -1.0, float('nan')
+saved_iter = iter_num if init_from == 'resume' else None  # the iteration last.pt holds (None: nothing saved yet)
 tok_per_s = 0.0
 bar = tqdm(total=max_iters, initial=iter_num, desc='train', unit='it', disable=not master_process, dynamic_ncols=True)
 while True:
@@ -221,6 +234,9 @@ while True:
                        'mfu': running_mfu * 100, 'tokens_per_s': tok_per_s})
         if eval_only:
             break
+        for split in ('train', 'val'):  # a model that went non-finite is never saved
+            if not math.isfinite(losses[split]):
+                stop_nonfinite(f"the {split} loss is {losses[split]} at the evaluation of iteration {iter_num}")
         improved = losses['val'] < best_val_loss
         if improved:
             best_val_loss = losses['val']
@@ -228,19 +244,29 @@ while True:
             save('ckpt.pt', complete=last_iter)
         if always_save_checkpoint or last_iter:
             save('last.pt', complete=last_iter)
+            saved_iter = iter_num
         if last_iter:
             break
 
     # forward backward update, with optional gradient accumulation to simulate larger batch size
+    micro_losses = []
     for micro_step in range(gradient_accumulation_steps):
         if ddp:  # sync gradients only at the last micro step
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
         with ctx:
             logits, loss = model(X, Y)
             loss = loss / gradient_accumulation_steps
+        micro_losses.append(loss.detach())
         prefetch_state = batch_gen.get_state()
         X, Y = batch('train', batch_gen)  # prefetch the next batch while the backward pass runs on GPU
         scaler.scale(loss).backward()
+    # one device sync per iteration (also the logged loss): stop at the first non-finite loss, before the update.
+    # Only the loss: with fp16's GradScaler, inf/NaN gradients are normal (the scaler skips that step).
+    micro_loss = [v * gradient_accumulation_steps for v in torch.stack(micro_losses).tolist()]
+    if not all(map(math.isfinite, micro_loss)):
+        m = next(i for i, v in enumerate(micro_loss) if not math.isfinite(v))
+        step = f" (micro-step {m + 1} of {gradient_accumulation_steps})" if gradient_accumulation_steps > 1 else ''
+        stop_nonfinite(f"the training loss is {micro_loss[m]} at iteration {iter_num}{step}")
     if grad_clip != 0.0:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -253,7 +279,7 @@ while True:
     iter_num += 1
     bar.update(1)
     if iter_num % log_interval == 0 and master_process:
-        lossf = loss.item() * gradient_accumulation_steps
+        lossf = sum(micro_loss) / gradient_accumulation_steps  # the iteration's mean loss
         if iter_num - iter_start >= 5:  # let the training loop settle a bit
             mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps * ddp_world_size, dt, peak_flops)
             running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu

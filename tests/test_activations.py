@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from activations import ActivationStore, OnTheFlySource, StoreError, shard_plan
+from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_, shard_plan
 from conftest import REPO, make_token_dataset, run_script
 from model import GPT, GPTConfig, load_gpt
 
@@ -238,3 +238,84 @@ def test_on_the_fly_matches_store_statistics_and_resumes(env, ref):
     resumed = src.batches(2048, seed=1, start=7)
     assert all(torch.equal(next(resumed), fly[i * 2048:(i + 1) * 2048]) for i in range(7, 12))
     assert src.sample(300, seed=0).shape == (300, 64)
+
+
+def run_failing(*argv: str) -> tuple[int, list[str], str]:
+    """Run a script expected to fail: (exit code, the stderr lines a terminal shows, stderr). Bytes, not text
+    mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
+    p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
+    err = p.stderr.decode()
+    return p.returncode, [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())], err
+
+
+def edited_ckpt(env: dict, path: str, edit) -> str:
+    """A copy of the test checkpoint with edit(state_dict) applied."""
+    ck = torch.load(env['ckpt'], weights_only=True)
+    edit(ck['model'])
+    torch.save(ck, path)
+    return path
+
+
+def test_float16_overflow_is_refused_then_float32_succeeds(env, tmp_path):
+    """Rows beyond 65504 never reach a float16 store as inf: one line, exit 2, no shard; float32 then works."""
+    ckpt = edited_ckpt(env, str(tmp_path / 'big.pt'), lambda sd: sd['transformer.h.0.mlp.c_fc.weight'].mul_(1e7))
+    out = str(tmp_path / 'big')
+    store = os.path.join(out, 'activations')
+    code, lines, err = run_failing(*args(env, out, f'--transformer_ckpt={ckpt}', '--n_contexts=600'))
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err
+    assert 'shard_00000.bin' in lines[0] and 'context ' in lines[0] and SITE in lines[0]
+    assert 'overflow float16 (max |x| = ' in lines[0] and 'rerun with --dtype=float32' in lines[0]
+    assert not [f for f in os.listdir(store) if f.startswith('shard_')]  # nothing written, not even a temp file
+    assert json.load(open(os.path.join(store, 'meta.json')))['shards'] == []
+    p = run_script(*args(env, out, f'--transformer_ckpt={ckpt}', '--n_contexts=600', '--dtype=float32'))
+    assert 'lists no shards yet: starting the store again' in p.stdout
+    s = ActivationStore(store)  # the same out_dir: a store that lists no shards yet is started again
+    assert s.meta['complete'] and s.dtype == np.float32 and s.n_rows == 600 * K
+    x = torch.from_numpy(np.array(s.memmap(0)))
+    assert torch.isfinite(x).all() and x.abs().max() > 65504
+
+
+def test_nan_in_the_transformer_is_refused(env, tmp_path):
+    def nan_weight(sd):
+        sd['transformer.h.0.mlp.c_fc.weight'][5, 3] = float('nan')
+
+    ckpt = edited_ckpt(env, str(tmp_path / 'nan.pt'), nan_weight)
+    out = str(tmp_path / 'nan')
+    code, lines, err = run_failing(*args(env, out, f'--transformer_ckpt={ckpt}', '--n_contexts=600', '--dtype=float32'))
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err
+    assert f'the transformer {ckpt} produced NaN at {SITE} in context ' in lines[0] and 'shard_00000.bin' in lines[0]
+    assert 'retrain it' in lines[0]
+    assert not [f for f in os.listdir(os.path.join(out, 'activations')) if f.startswith('shard_')]
+
+
+def test_fill_rows_keeps_every_finite_row_and_refuses_the_rest(env):
+    """The boundary, with a stand-in model whose activations are set: |x| <= 65504 is written to float16 (even
+    when a row's norm is far above it), 65600 or NaN is refused naming the context; float32 keeps 1e38."""
+    class SetActivations:
+        def __init__(self, value: float, bad: tuple[int, float] | None = None):
+            self.value, self.bad, self.calls = value, bad, 0
+
+        def run(self, x, capture, need_logits):
+            a = torch.full((*x.shape, 64), self.value)  # (b, T, d)
+            if self.bad is not None and self.calls == self.bad[0] // 32:
+                a[self.bad[0] % 32, :, 5] = self.bad[1]  # every position of context bad[0]
+            self.calls += 1
+            return None, None, {SITE: a}
+
+    n_tokens = len(np.fromfile(os.path.join(env['data'], 'train.bin'), dtype=np.uint16))
+    plan = shard_plan(7, 0, 100, 100, n_tokens, T, K)
+
+    def fill(model, dtype=np.float16) -> np.ndarray:
+        out = np.empty((plan.rows, 64), dtype=dtype)
+        fill_rows_(model, SITE, env['data'], 'train', 'uint16', plan, out, 32, 'cpu')
+        return out
+
+    assert (fill(SetActivations(65504.0)) == 65504).all()  # row norm 65504 * 8: still every value fits
+    assert (fill(SetActivations(1e38), np.float32) == np.float32(1e38)).all()  # row norms overflow float32
+    with pytest.raises(NonFiniteRows, match=r'rows of context 70 \(tokens .*overflow float16 \(max \|x\| = 6.56e\+04'):
+        fill(SetActivations(1.0, bad=(70, 65600.0)))
+    with pytest.raises(NonFiniteRows, match='the transformer produced NaN at blocks.0.mlp_hidden in context 41 '):
+        fill(SetActivations(1.0, bad=(41, float('nan'))), np.float32)
+    with pytest.raises(NonFiniteRows, match='produced inf'):
+        fill(SetActivations(1.0, bad=(3, -float('inf'))))

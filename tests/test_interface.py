@@ -347,3 +347,30 @@ def test_failed_run_leaves_the_old_site(site):
     p = run_script('build_interface.py', f"--out_dir={site['out']}", '--sae_dir=/nonexistent', *ARGS, check=False)
     assert p.returncode != 0 and p.stderr.strip().count('\n') == 0 and 'train_sae.py' in p.stderr
     assert open(os.path.join(site['site'], 'meta.json')).read() == before
+
+
+@pytest.mark.parametrize('broken', ['sae', 'transformer'])
+def test_nonfinite_weights_are_refused_and_no_site_written(site, tmp_path, broken):
+    """A diverged SAE (or transformer) gives one line naming the tensor and its count of NaN/inf entries."""
+    sae_dir, ckpt = os.path.join(site['out'], 'sae'), os.path.join(site['out'], 'transformer', 'ckpt.pt')
+    if broken == 'sae':
+        sae_dir = str(tmp_path / 'sae')
+        os.makedirs(sae_dir)
+        W_enc = site['sae']['W_enc'].clone()
+        W_enc[3, :3] = float('nan')
+        save_file({**site['sae'], 'W_enc': W_enc.contiguous()}, os.path.join(sae_dir, 'sae_weights.safetensors'))
+        json.dump(json.load(open(os.path.join(site['out'], 'sae', 'cfg.json'))), open(f'{sae_dir}/cfg.json', 'w'))
+        want = f"{sae_dir}/sae_weights.safetensors: W_enc has 3 non-finite (NaN/inf) entries of {D_IN * N_FEAT:,}"
+    else:
+        ck = torch.load(ckpt, weights_only=True)
+        ck['model']['transformer.h.0.mlp.c_proj.weight'][0, :2] = float('inf')
+        ckpt = str(tmp_path / 'ckpt.pt')
+        torch.save(ck, ckpt)
+        want = f"{ckpt}: transformer.h.0.mlp.c_proj.weight has 2 non-finite (NaN/inf) entries of {16 * D_IN:,}"
+    out = str(tmp_path / 'out')
+    p = run_script('build_interface.py', f'--out_dir={out}', f'--sae_dir={sae_dir}', f'--transformer_ckpt={ckpt}',
+                   *ARGS, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and 'Traceback' not in p.stderr, p.stderr
+    assert lines[0].startswith(f'error: {want}: ')
+    assert not os.path.exists(out) or not os.listdir(out)  # no site, no half-built temp folder

@@ -8,12 +8,21 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_MODEL, run_script
+from conftest import REPO, TINY_MODEL, make_token_dataset, run_script
 
 
 def train(data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
     return run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL,
                       '--eval_iters=4', '--warmup_iters=2', *extra)
+
+
+def run_failing(*argv: str) -> tuple[int, list[str], str]:
+    """Run a script expected to fail: (exit code, the stderr lines a terminal shows, stderr). Bytes, not text
+    mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
+    p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
+    err = p.stderr.decode()
+    return p.returncode, [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())], err
 
 
 def test_loss_falls_in_30_iters(tiny_data, tmp_path):
@@ -79,3 +88,38 @@ def test_torchrun_with_fewer_micro_steps_than_ranks(tiny_data, tmp_path):
                    f'--out_dir={tmp_path}', *TINY_MODEL, '--max_iters=2', '--eval_interval=2', '--eval_iters=1')
     assert 'each rank does 1 micro-step' in p.stdout and '2 rank(s)' in p.stdout
     assert 'max |parameter difference| vs rank 0 = 0' in p.stdout
+
+
+@pytest.fixture(scope='module')
+def good_run(tmp_path_factory) -> tuple[str, str]:
+    """(dataset, out_dir) of 5 good iterations with 2 micro-steps each, saved at iteration 5."""
+    tmp = tmp_path_factory.mktemp('good')
+    data = make_token_dataset(str(tmp / 'data'))
+    train(data, str(tmp / 'out'), '--max_iters=5', '--eval_interval=5', '--gradient_accumulation_steps=2')
+    return data, str(tmp / 'out')
+
+
+@pytest.mark.parametrize('eval_interval, caught_by', [
+    (100, 'the training loss is nan at iteration 6 (micro-step 1 of 2)'),  # the check after the micro-steps
+    (1, 'the train loss is nan at the evaluation of iteration 6'),  # the check before a save
+], ids=['step', 'eval'])
+def test_nan_loss_stops_without_saving(good_run, tmp_path, eval_interval, caught_by):
+    """lr=1e30 makes the weights non-finite at the first update: one line, exit 2, the saved checkpoints intact."""
+    data, out = good_run[0], str(tmp_path / 'out')
+    shutil.copytree(good_run[1], out)
+    ckpt_dir = os.path.join(out, 'transformer')
+    before = {f: open(os.path.join(ckpt_dir, f), 'rb').read() for f in sorted(os.listdir(ckpt_dir))}
+    assert sorted(before) == ['ckpt.pt', 'last.pt']
+    code, lines, err = run_failing('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL,
+                                   '--eval_iters=4', '--warmup_iters=2', '--gradient_accumulation_steps=2',
+                                   '--init_from=resume', '--learning_rate=1e30', '--max_iters=30',
+                                   f'--eval_interval={eval_interval}')
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err
+    assert lines[0].startswith(f'error: {caught_by}: stopped before saving;')
+    assert f"{os.path.join(ckpt_dir, 'last.pt')} (iteration 5) is untouched" in lines[0]
+    assert 'lower --learning_rate (now 1e+30)' in lines[0]
+    after = {f: open(os.path.join(ckpt_dir, f), 'rb').read() for f in sorted(os.listdir(ckpt_dir))}
+    assert after == before  # byte for byte, and no temp file left behind
+    p = train(data, out, '--gradient_accumulation_steps=2', '--init_from=resume', '--max_iters=7',
+              '--eval_interval=7')  # the good checkpoint still resumes
+    assert 'at iter 5' in p.stdout
