@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from activations import ActivationStore, OnTheFlySource, StoreError
+from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreError
 from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale,
                          evaluate_sae, init_b_dec_, init_mse_scale_, make_adam, resample_dead_, saelens_cfg,
                          save_saelens, train_step_)
@@ -133,7 +133,10 @@ d_in = data.d
 
 def rows_sample(n: int, salt: int) -> torch.Tensor:
     """n random activation rows (fp32, on device) for initialisation and resampling."""
-    return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
+    try:
+        return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
+    except NonFiniteRows as e:
+        die(str(e))
 
 
 # ----------------------------------------------------------------------------- the SAE and its optimizer
@@ -270,7 +273,10 @@ while step < max_steps:
         resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': window_tokens[step]})
         bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
 
-    x = next(batches).to(device, non_blocking=True)
+    try:
+        x = next(batches).to(device, non_blocking=True)
+    except NonFiniteRows as e:  # source='onthefly': the transformer produced NaN/inf
+        die(f"step {step}: {e}")
     data_pos += 1
     stats = train_step_(sae, opt, x, step, recipe, cdt, want_l0=(step + 1) % log_interval == 0)
     if not torch.isfinite(stats['loss']):  # one scalar: < 1% of a step (bench.sae_step)

@@ -1,0 +1,222 @@
+"""
+Mutation check of the recipes: break each recipe element, metric definition and data guard one at a time, in a
+copy of the repo, and check that the test named for it fails. A guard whose test still passes is a test that
+cannot fail: the run ends with exit code 1 and names it.
+
+    python -m tools.guards                 # every guard (tens of minutes on 2 cores: not part of `make test`)
+    python -m tools.guards resampling L0   # only the guards whose element contains one of these words
+    python -m tools.guards --markdown      # the README table: element -> code -> test (no test is run)
+
+GUARDS is the one list: `make readme` writes it into the README, tests/test_guards.py checks that every
+`old` snippet is still in its file exactly once (so the list cannot silently go stale).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import NamedTuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Guard(NamedTuple):
+    element: str  # what the recipe / metric / check is
+    file: str  # where it is implemented
+    old: str  # a snippet of that file, present exactly once
+    new: str  # the same snippet with the element broken
+    test: str  # the pytest node id (or file / -k expression) that must fail on the broken code
+
+
+R, T = 'tests/test_recipes.py', 'tests/test_train_sae.py'
+STEP = f'{R}::test_train_step_follows_the_published_recipe'
+GUARDS = [
+    # ---------------------------------------------------------------- anthropic2023 (Towards Monosemanticity)
+    Guard('pre-encoder bias: x − b_dec enters the encoder (fused step)', 'autoencoder.py',
+          'torch.addcmul(-sae.b_dec, x, s, out=xa[:, :d])', 'torch.mul(x, s, out=xa[:, :d])', STEP),
+    Guard('pre-encoder bias (autograd path, encode)', 'autoencoder.py',
+          '            xs = xs - self.b_dec\n', '            xs = xs\n', STEP),
+    Guard('decoder columns renormalised to unit norm after every step', 'autoencoder.py',
+          '    if sae.unit_norm:\n        unit_norm_decoder_(sae)', '    if False:\n        unit_norm_decoder_(sae)',
+          STEP),
+    Guard('gradient parallel to each decoder column removed before Adam', 'autoencoder.py',
+          '        remove_parallel_grad_(sae, unit=True)', '        pass', STEP),
+    Guard('b_dec initialised at the geometric median of the data (train_sae.py)', 'train_sae.py',
+          '    init_b_dec_(sae, init_rows)\n', '    pass\n', f'{T}::test_initialisation_of_a_run'),
+    Guard('geometric median by Weiszfeld (not the mean)', 'autoencoder.py',
+          '        m = m_new\n', '        m = m\n', f'{T}::test_initialisation_of_a_run'),
+    Guard('L1 term λ·Σ_i f_i per row, MSE averaged over d (fused step)', 'autoencoder.py',
+          "wda[d] = l1_coeff / B if anth", "wda[d] = l1_coeff / B / d if anth", STEP),
+    Guard('L1 term (autograd path)', 'autoencoder.py',
+          '            l1 = f.float().sum() / x.shape[0]', '            l1 = f.float().sum() / x.numel()',
+          f'{R}::test_train_step_follows_the_published_recipe[anthropic2023]'),
+    Guard('resampling: dead = not fired over the window', 'autoencoder.py',
+          '    return sae.tokens_since_fired >= window_tokens', '    return sae.tokens_since_fired > 2 * window_tokens',
+          f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: the window is half the interval since the last resampling', 'train_sae.py',
+          '(s - prev) // 2 * batch_size', '(s - prev) * batch_size', f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: rows drawn with probability ∝ loss²', 'autoencoder.py',
+          'p = per_row_loss(sae, rows, chunk).double().pow(2)', 'p = per_row_loss(sae, rows, chunk).double()',
+          'tests/test_autoencoder.py::test_resampling_samples_proportional_to_loss_squared'),
+    Guard('resampling: decoder column = the unit-norm row', 'autoencoder.py',
+          '    sae.W_dec[:, idx] = x.T.to(sae.W_dec.dtype)', '    sae.W_dec[:, idx] = 2 * x.T.to(sae.W_dec.dtype)',
+          f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: encoder row = 0.2 × the mean alive encoder norm', 'autoencoder.py',
+          'sae.W_enc[idx] = (x * (0.2 * enc_norm))', 'sae.W_enc[idx] = (x * (0.3 * enc_norm))',
+          f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: b_enc of the resampled = 0', 'autoencoder.py', '    sae.b_enc[idx] = 0\n', '',
+          f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: Adam state of the resampled reset', 'autoencoder.py',
+          "                opt.state[p_][key][sl] = 0", "                pass", f'{T}::test_resampling_in_the_run'),
+    Guard('resampling happens at resample_steps in the run', 'train_sae.py',
+          "            resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)",
+          "            pass", f'{T}::test_resampling_in_the_run'),
+    # ---------------------------------------------------------------- april2024
+    Guard('april2024: inputs scaled so E‖x‖ = √d (train_sae.py)', 'train_sae.py',
+          '        sae.scale.fill_(estimate_scale(init_rows))', '        pass', f'{T}::test_initialisation_of_a_run'),
+    Guard('april2024: no pre-encoder bias', 'autoencoder.py',
+          "        return self.cfg.kind != 'april2024'\n\n    @property\n    def unit_norm",
+          "        return True\n\n    @property\n    def unit_norm", STEP),
+    Guard('april2024: L1 weighted by decoder norms (fused forward)', 'autoencoder.py',
+          'wda[d] = l1_coeff / B if anth else dec_norm * (l1_coeff / B)',
+          'wda[d] = l1_coeff / B if anth else (l1_coeff / B)', STEP),
+    Guard('april2024: L1 weighted by decoder norms (its W_dec gradient)', 'autoencoder.py',
+          'sae.W_dec.grad.addcmul_(sae.W_dec, fsum * (l1_coeff / B) / dec_norm.clamp_min(1e-12))', 'pass', STEP),
+    Guard('april2024: reconstruction summed over d', 'autoencoder.py',
+          'c = 2.0 / (B * d) if anth else 2.0 / B', 'c = 2.0 / (B * d)', STEP),
+    Guard('april2024: decoder init norm 0.1, W_enc = W_decᵀ', 'autoencoder.py',
+          '        self.W_enc.copy_(self.W_dec.T)\n', '        self.W_enc.copy_(self.W_dec.T * 0.5)\n',
+          f'{T}::test_initialisation_of_a_run'),
+    Guard('april2024: λ warm-up over the first 5%', 'autoencoder.py',
+          'return l1_coeff * min(1.0, step / warm) if warm > 0', 'return l1_coeff * 1.0 if warm > 0', STEP),
+    Guard('april2024: lr decay to 0 over the last 20%', 'autoencoder.py',
+          'return lr * max(0.0, (total_steps - step) / (total_steps - decay_start))', 'return lr', STEP),
+    Guard('april2024: gradient norm clipped', 'autoencoder.py',
+          '        torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)', '        pass', STEP),
+    Guard('april2024: published values (λ 5, 5% warm-up, 20% decay, clip 1, lr 5e-5)', 'autoencoder.py',
+          "'april2024': dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.2,",
+          "'april2024': dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.1,",
+          f'{R}::test_recipes_hold_the_published_values'),
+    Guard('april2024: kind defaults reach the run (train_sae.py)', 'train_sae.py',
+          "    return f\"kind={g['kind']!r} default\", dict(RECIPES.get(g['kind'], RECIPES['anthropic2023']))",
+          "    return f\"kind={g['kind']!r} default\", dict(RECIPES['anthropic2023'])",
+          f'{T}::test_each_kind_brings_its_published_recipe'),
+    Guard('the recipe (schedules, clipping) is what the run steps with (train_sae.py)', 'train_sae.py',
+          "l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip,", "l1_warmup_frac=l1_warmup_frac, grad_clip=0.0,",
+          f'{T}::test_each_kind_brings_its_published_recipe'),
+    # ---------------------------------------------------------------- topk (Gao et al. 2024)
+    Guard('topk: TopK then ReLU', 'autoencoder.py', "scatter_(-1, idx, vals.relu())\n\n\n# ----",
+          "scatter_(-1, idx, vals)\n\n\n# ----", STEP),
+    Guard('topk: main loss = MSE / the data variance (mse_scale in the loss)', 'autoencoder.py',
+          '            recon = sq.mean() * self.mse_scale', '            recon = sq.mean()', STEP),
+    Guard('topk: mse_scale measured from the data (train_sae.py)', 'train_sae.py',
+          '        init_mse_scale_(sae, init_rows)', '        pass', f'{T}::test_initialisation_of_a_run'),
+    Guard('topk AuxK: normalised by the residual\'s variance', 'autoencoder.py',
+          "        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)",
+          "        return ((e_hat.float() - e).pow(2).mean()).nan_to_num(0.0)",
+          f'{R}::test_auxk_term_by_hand'),
+    Guard('topk AuxK: ReLU on the dead latents\' values', 'autoencoder.py',
+          'z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)',
+          'z = torch.zeros_like(pre).scatter_(-1, idx, vals)  # (B, F)', f'{R}::test_auxk_term_by_hand'),
+    Guard('topk AuxK: coefficient 1/32', 'autoencoder.py',
+          'aux_coeff: float = 1 / 32', 'aux_coeff: float = 1 / 16', f'{R}::test_auxk_term_by_hand'),
+    Guard('topk AuxK: only the dead latents, counting this batch', 'autoencoder.py',
+          'return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired_mask(self, f)',
+          'return self.tokens_since_fired >= self.cfg.dead_tokens', STEP),
+    Guard('topk: Adam eps 6.25e-10 (openai)', 'autoencoder.py',
+          "grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10)",
+          "grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)", f'{R}::test_recipes_hold_the_published_values'),
+    Guard('layer_norm option: per-token normalisation with unbiased std', 'autoencoder.py',
+          '            std = xc.std(-1, keepdim=True)', '            std = xc.std(-1, keepdim=True, correction=0)',
+          f'{R}::test_layer_norm_round_trip_and_scale_free'),
+    Guard('layer_norm option in the fused step', 'autoencoder.py',
+          "    x, stats = sae.preprocess(x) if cfg.normalize == 'layer_norm' else (x.to(pdt), None)",
+          "    x, stats = x.to(pdt), None", STEP),
+    # ---------------------------------------------------------------- bad data never trains silently
+    Guard('train_sae.py stops at a non-finite loss / batch', 'train_sae.py',
+          "    if not torch.isfinite(stats['loss']):", "    if False:", f'{T}::test_non_finite_rows_stop_the_run'),
+    Guard('train_sae.py refuses non-finite rows at init', 'train_sae.py',
+          '    if not torch.isfinite(init_rows).all():', '    if False:', f'{T}::test_non_finite_rows_stop_the_run'),
+    Guard('harvest refuses rows that overflow float16 (and NaN/inf)', 'activations.py',
+          'if not torch.linalg.vector_norm(kept, dim=1).max() <= limit and not (kept.abs() <= limit).all():',
+          'if False:', 'tests/test_activations.py::test_float16_overflow_is_refused_then_float32_succeeds'),
+    Guard('harvest: NaN from the transformer is refused', 'activations.py',
+          'if not torch.linalg.vector_norm(kept, dim=1).max() <= limit and not (kept.abs() <= limit).all():',
+          'if False:', 'tests/test_activations.py::test_nan_in_the_transformer_is_refused'),
+    Guard('harvest: the check is exact (norm bound, then per value)', 'activations.py',
+          'and not (kept.abs() <= limit).all():', 'and not (kept.abs() < limit).all():',
+          'tests/test_activations.py::test_fill_rows_keeps_every_finite_row_and_refuses_the_rest'),
+    Guard('harvest: NaN and overflow get their own messages', 'activations.py',
+          'if torch.isfinite(kept).all():', 'if True:',
+          'tests/test_activations.py::test_nan_in_the_transformer_is_refused'),
+    Guard('train_transformer.py stops at a non-finite loss before the update', 'train_transformer.py',
+          'if not all(map(math.isfinite, micro_loss)):', 'if False:',
+          'tests/test_train_transformer.py::test_nan_loss_stops_without_saving[step]'),
+    Guard('train_transformer.py stops at a non-finite evaluation before saving', 'train_transformer.py',
+          'if not math.isfinite(losses[split]):', 'if False:',
+          'tests/test_train_transformer.py::test_nan_loss_stops_without_saving[eval]'),
+    Guard('build_interface.py refuses non-finite SAE weights', 'build_interface.py',
+          'refuse_nonfinite(sae_sd, os.path.join(', '(sae_sd, os.path.join(',
+          'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[sae]'),
+    Guard('build_interface.py refuses non-finite transformer weights', 'build_interface.py',
+          "refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,", "(checkpoint.get('model', {}), ckpt_path,",
+          'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[transformer]'),
+]
+
+
+def copy_repo(dst: str) -> None:
+    """The tracked and untracked (not ignored) files of the checkout, as they are now."""
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for f in files:
+        if os.path.isfile(os.path.join(REPO, f)):
+            os.makedirs(os.path.dirname(os.path.join(dst, f)) or dst, exist_ok=True)
+            shutil.copy2(os.path.join(REPO, f), os.path.join(dst, f))
+
+
+def markdown() -> str:
+    lines = ['| element | code | test that fails when it is broken |', '| --- | --- | --- |']
+    for g in GUARDS:
+        test = g.test.replace('tests/', '')
+        lines.append(f"| {g.element} | `{g.file}` | `{test}` |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if '--markdown' in argv:
+        print(markdown())
+        return 0
+    words = [a for a in argv if not a.startswith('-')]
+    chosen = [g for g in GUARDS if not words or any(w.lower() in g.element.lower() for w in words)]
+    missed, t0 = [], time.time()
+    with tempfile.TemporaryDirectory(prefix='guards-') as tmp:
+        copy_repo(tmp)
+        for i, g in enumerate(chosen, 1):
+            path = os.path.join(tmp, g.file)
+            src = open(path).read()
+            if src.count(g.old) != 1:
+                print(f"[{i}/{len(chosen)}] STALE   {g.element}: the snippet is in {g.file} "
+                      f"{src.count(g.old)} times", flush=True)
+                missed.append(g)
+                continue
+            open(path, 'w').write(src.replace(g.old, g.new))
+            t = time.time()
+            p = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', g.test],
+                               cwd=tmp, capture_output=True, text=True,
+                               env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
+            open(path, 'w').write(src)
+            caught = p.returncode not in (0, 5)  # 5: no test collected, which guards nothing
+            if not caught:
+                missed.append(g)
+            print(f"[{i}/{len(chosen)}] {'caught ' if caught else 'MISSED '} {g.element} ({time.time() - t:.0f}s)",
+                  flush=True)
+    print(f"{len(chosen) - len(missed)}/{len(chosen)} broken elements caught by their tests "
+          f"in {time.time() - t0:.0f}s")
+    for g in missed:
+        print(f"not caught: {g.element} ({g.file}; {g.test})")
+    return 1 if missed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
