@@ -146,6 +146,32 @@ def test_train_step_follows_the_published_recipe(case):
     assert aux_seen or kind != 'topk'
 
 
+@pytest.mark.parametrize('case', list(CASES))
+def test_autograd_loss_equals_the_reference(case):
+    """SparseAutoencoder.loss (the autograd path: topk's step, fused=False for the others) is each paper's loss."""
+    kind, normalize, over = CASES[case]
+    torch.manual_seed(1)
+    cfg = SAEConfig(d_in=D, n_features=F, kind=kind, k=5, k_aux=6, dead_tokens=2 * B, normalize=normalize)
+    sae = SparseAutoencoder(cfg)
+    with torch.no_grad():
+        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
+        sae.b_enc.normal_(0, 0.1)
+        sae.W_dec.mul_(torch.rand(F) + 0.5)  # non-unit columns: norms matter to april2024's L1
+        if kind == 'april2024' and normalize == 'none':
+            sae.scale.fill_(1.7)
+        sae.mse_scale.fill_(3.7 if kind == 'topk' else 1.0)
+    x = data(B, 3)
+    dead = torch.arange(F) % 3 == 0
+    p = {n: q.detach().clone().requires_grad_(True) for n, q in sae.named_parameters()}
+    ref = ref_loss(p, x, cfg, 0.05, sae.scale.item(), sae.mse_scale.item(), dead)
+    ref.backward()
+    out = sae.loss(x, l1_coeff=0.05, dead=dead)
+    out['loss'].backward()
+    assert out['loss'].item() == pytest.approx(ref.item(), rel=1e-5)
+    for name, q in sae.named_parameters():
+        torch.testing.assert_close(q.grad, p[name].grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_auxk_term_by_hand():
     """The AuxK term on a tiny batch, computed by hand from its definition (Gao et al. 2024, openai train.py)."""
     sae = SparseAutoencoder(SAEConfig(d_in=2, n_features=4, kind='topk', k=1, k_aux=2, dead_tokens=1))

@@ -50,7 +50,7 @@ GUARDS = [
           "wda[d] = l1_coeff / B if anth", "wda[d] = l1_coeff / B / d if anth", STEP),
     Guard('L1 term (autograd path)', 'autoencoder.py',
           '            l1 = f.float().sum() / x.shape[0]', '            l1 = f.float().sum() / x.numel()',
-          f'{R}::test_train_step_follows_the_published_recipe[anthropic2023]'),
+          f'{R}::test_autograd_loss_equals_the_reference'),
     Guard('resampling: dead = not fired over the window', 'autoencoder.py',
           '    return sae.tokens_since_fired >= window_tokens', '    return sae.tokens_since_fired > 2 * window_tokens',
           f'{T}::test_resampling_in_the_run'),

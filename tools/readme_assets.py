@@ -1,6 +1,7 @@
 """
 Regenerate the README's results from a finished demo run (`make demo`), so that they are never hand-edited:
-the results table between the `<!-- results:start -->` / `<!-- results:end -->` markers of README.md, and
+the results table between the `<!-- results:start -->` / `<!-- results:end -->` markers of README.md, the
+table of tools/guards.py between `<!-- guards:start -->` / `<!-- guards:end -->`, and
 screenshots of the feature browser (assets/index.png, assets/feature.png) taken with headless Chromium.
 
     python tools/readme_assets.py [--out_dir=out/demo] [--feature=ID]      (or: make readme)
@@ -13,6 +14,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
 from common import REPO_ROOT, atomic_write_bytes, die, results_table  # noqa: E402
+from tools.guards import markdown  # noqa: E402
 
 out_dir = 'out/demo'  # the run folder
 feature = 0  # the feature page to show
@@ -49,5 +51,13 @@ head, rest = text.split(start, 1)
 _, tail = rest.split(end, 1)
 block = (f"{start}\n<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->\n"
          f"{results_table(out_dir)}\n\nThe feature shown below is #{feature}.\n{end}")
-atomic_write_bytes(readme, (head + block + tail).encode())
-print(f"updated the results in {readme}")
+text = head + block + tail
+start, end = '<!-- guards:start -->', '<!-- guards:end -->'  # the mutation-check table of tools/guards.py
+if start not in text or end not in text:
+    die(f"README.md has no {start} ... {end} markers")
+head, rest = text.split(start, 1)
+_, tail = rest.split(end, 1)
+note = '<!-- written from tools/guards.py by make readme: do not edit by hand -->'
+text = f"{head}{start}\n{note}\n{markdown()}\n{end}{tail}"
+atomic_write_bytes(readme, text.encode())
+print(f"updated the results and the guards table in {readme}")
