@@ -14,9 +14,16 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
+import tiktoken
+import torch
+from safetensors.torch import save_file
 
-from test_interface import N_FEAT, XSS, build_site, read_features, read_js
+from conftest import run_script
+from model import GPT, GPTConfig
+from test_interface import ARGS, D_IN, N_FEAT, SITE, T, XSS, build_site, read_features, read_js
+from tokenizer import save_tokenizer
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
@@ -219,3 +226,137 @@ def test_examples_page_lists_and_colours_features(site, browser, tmp_path):
     assert coloured == [first in f[0::2] for f in ex[0]['feats']]
     assert browser.errors() == []
     shot(browser, tmp_path / 'examples.png')
+
+
+# ----------------------------------------------------------------------------- every token is literal text
+# A site whose whole vocabulary is markup: every place that puts a token on a page (index chips, the feature
+# page's windows, logit tables, top tokens and neighbour labels, the example texts and their side panel) must
+# show it as the literal string. One innerHTML (or insertAdjacentHTML) at any of those places changes the
+# text (&amp; -> &, <b>x</b> -> x), creates elements, or runs the onerror handlers that set window.__pwned.
+MARKUP = ['<b>x</b>', '<img/src="x"/onerror="window.__pwned=1">', '&amp;', '<script>window.__pwned=2</script>',
+          '<i>', '&lt;i&gt;', '"><img src=y onerror="window.__pwned=3">', '<svg/onload="window.__pwned=4">',
+          '</span><u>u</u>', '<a href="#x">a</a>', '&#60;&#x3c;', '<!--c-->', '<style>body{display:none}</style>',
+          '<br>', '<td>t</td>', '<table>', '<p>p', '<em>e</em>', '&nbsp;', '<h1>h</h1>', '<iframe src=x>',
+          '<object data=x>']
+EOT_TEXT = '<|endoftext|>'
+# elements none of the three pages makes itself: any of them on a page was parsed out of a token
+INJECTED = ('img, iframe, object, b, i, u, em, br, style, table table, td td, main h1, a[href="#x"], '
+            'body script:not([src]), [onerror], [onload]')
+
+
+def chip_text(s: str) -> str:
+    """What IF.tokenLabel shows for a single token of MARKUP (no control characters): spaces as ·."""
+    return s.replace(' ', '\u00B7')
+
+
+@pytest.fixture(scope='module')
+def markup_site(tmp_path_factory):
+    """build_interface.py on a dataset whose tokenizer's tokens are all HTML/JS-looking strings."""
+    root = str(tmp_path_factory.mktemp('markup_site'))
+    data, out = os.path.join(root, 'data'), os.path.join(root, 'out')
+    os.makedirs(data)
+    enc = tiktoken.Encoding('markup', pat_str=r"""\S+|\s+""",
+                            mergeable_ranks={s.encode(): i for i, s in enumerate(MARKUP)},
+                            special_tokens={EOT_TEXT: len(MARKUP)})
+    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, len(MARKUP), 6000)
+    ids[rng.random(6000) < 0.03] = enc.eot_token
+    arr = ids.astype(np.uint16)
+    arr.tofile(os.path.join(data, 'val.bin'))
+    arr.tofile(os.path.join(data, 'train.bin'))
+    with open(os.path.join(data, 'meta.json'), 'w') as f:
+        json.dump(dict(vocab_size=enc.n_vocab, dtype='uint16', eot_token=enc.eot_token, tokenizer='bpe',
+                       tokenizer_file='tokenizer.json', corpus='markup', train_tokens=len(arr),
+                       val_tokens=len(arr)), f)
+    torch.manual_seed(0)
+    args = dict(n_layer=1, n_head=2, n_embd=16, block_size=T, bias=True, vocab_size=enc.n_vocab, dropout=0.0,
+                activation='gelu')
+    model = GPT(GPTConfig(**args))
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_proj.weight.mul_(20)
+        model.lm_head.weight.mul_(10)
+    os.makedirs(os.path.join(out, 'transformer'))
+    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
+                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': enc.n_vocab}},
+               os.path.join(out, 'transformer', 'ckpt.pt'))
+    with torch.no_grad():
+        idx = torch.from_numpy(arr[:T * 16].astype(np.int64)).view(16, T)
+        x = model.run(idx, capture=[SITE], need_logits=False)[2][SITE].reshape(-1, D_IN)
+    n_feat = 24
+    W_dec = torch.randn(n_feat, D_IN)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    b_enc = -torch.rand(n_feat)
+    b_enc[5] = -1e6  # dead: its neighbour label is '(dead)'
+    os.makedirs(os.path.join(out, 'sae'))
+    save_file({'W_enc': (torch.randn(D_IN, n_feat) / (x.std() * D_IN ** 0.5)).contiguous(), 'W_dec': W_dec,
+               'b_enc': b_enc, 'b_dec': x.mean(0)}, os.path.join(out, 'sae', 'sae_weights.safetensors'))
+    with open(os.path.join(out, 'sae', 'cfg.json'), 'w') as f:
+        json.dump({'architecture': 'standard', 'd_in': D_IN, 'd_sae': n_feat, 'hook_name': SITE,
+                   'apply_b_dec_to_input': True}, f)
+    run_script('build_interface.py', f'--out_dir={out}', *ARGS)
+    site = os.path.join(out, 'interface')
+    return {'site': site, 'vocab': MARKUP + [EOT_TEXT], 'n_feat': n_feat,
+            'index': read_js(os.path.join(site, 'data', 'index.js')), 'feats': read_features(site),
+            'examples': read_js(os.path.join(site, 'data', 'examples.js'))}
+
+
+def assert_nothing_injected(browser: Browser) -> None:
+    """No element parsed out of a token, no token container holding an element, no handler run, no error."""
+    assert browser.js(f"return Array.from(document.querySelectorAll('{INJECTED}')).map(e => e.outerHTML)") == []
+    assert browser.js("return document.querySelectorAll('.chip *, .tok *').length") == 0
+    browser.wait("return Array.from(document.images).every(i => i.complete)")  # (an onerror would have run)
+    assert browser.js("return window.__pwned === undefined") and browser.errors() == []
+
+
+def test_every_token_on_every_page_is_literal_text(markup_site, browser):
+    s, V = markup_site, markup_site['vocab']
+    index, feats = s['index'], s['feats']
+    label = lambda f: ' '.join(chip_text(V[t]) for t in index['top_tokens'][f]) or (  # noqa: E731
+        '' if index['n_fire'][f] else '(dead)')
+    texts = lambda css: browser.js(  # noqa: E731
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)", css)
+
+    # index: the "fires most on" and "top logits" chips of every feature
+    browser.open(os.path.join(s['site'], 'index.html'))
+    assert ids_shown(browser) == list(range(s['n_feat']))
+    rows = browser.js("return Array.from(document.querySelectorAll('#table tbody tr')).map(r => "
+                      "[5, 6].map(c => Array.from(r.querySelectorAll(`td:nth-child(${c}) .chip`))"
+                      ".map(e => e.textContent)))")
+    assert sum(len(r[0]) for r in rows) > 10
+    assert rows == [[[chip_text(V[t]) for t in index['top_tokens'][f]],
+                     [chip_text(V[t]) for t in index['top_logits'][f]]] for f in range(s['n_feat'])]
+    assert_nothing_injected(browser)
+
+    # feature page: windows (top and interval samples), logit tables, top tokens, neighbour labels
+    fid = max((f for f in feats if feats[f]['coact']), key=lambda f: feats[f]['n_fire'])
+    d = feats[fid]
+    browser.open(os.path.join(s['site'], 'feature.html') + f'?f={fid}')
+    assert texts('#top .tok') == [V[t] for w in d['top'] for t in w['t']] != []
+    assert sorted(texts('#intervals .tok')) == sorted(V[t] for iv in d['intervals'] for w in iv['samples']
+                                                      for t in w['t']) != []
+    logit_rows = browser.js("return Array.from(document.querySelectorAll('#logits tbody tr')).map(r => "
+                            "[1, 3].map(c => r.querySelector(`td:nth-child(${c})`).textContent))")
+    assert logit_rows == [[chip_text(V[n[0]]), chip_text(V[p[0]])]
+                          for n, p in zip(d['logits']['neg'], d['logits']['pos'])] != []
+    assert texts('#toptokens .chip') == [chip_text(V[t]) for t, _ in d['top_tokens']] != []
+    shown = texts('#top .tok') + texts('#intervals .tok') + [x.replace('\u00B7', ' ') for r in logit_rows for x in r]
+    assert set(shown) == set(V)  # every markup string is on this page
+    for panel in ('cos', 'coact'):
+        cells = browser.js("return Array.from(document.querySelectorAll(`#${arguments[0]} tbody tr`)).map(r => "
+                           "[+r.querySelector('a.flink').textContent.slice(1), r.lastElementChild.textContent, "
+                           "r.lastElementChild.childElementCount])", panel)
+        assert cells == [[r[0], label(r[0]), 0] for r in d[panel]] != []
+    assert_nothing_injected(browser)
+
+    # examples: every text, then the side panel of a token (its chip, the labels of its features)
+    ex = s['examples']
+    browser.open(os.path.join(s['site'], 'examples.html'))
+    assert [texts(f'#text{i} .tok') for i in range(len(ex))] == [[V[t] for t in e['toks']] for e in ex]
+    j = max(range(len(ex[0]['toks'])), key=lambda j: len(ex[0]['feats'][j]))
+    browser.click(f'#text0 .tok[data-pos="{j}"]')
+    assert texts('#side h2 .chip') == [chip_text(V[ex[0]['toks'][j]])]
+    side = browser.js("return Array.from(document.querySelectorAll('#side tbody tr')).map(r => "
+                      "[+r.dataset.feature, r.lastElementChild.textContent, r.lastElementChild.childElementCount])")
+    assert side == [[f, label(f), 0] for f in ex[0]['feats'][j][0::2]] != []
+    assert_nothing_injected(browser)

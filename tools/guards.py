@@ -29,7 +29,8 @@ class Guard(NamedTuple):
     test: str  # the pytest node id (or file / -k expression) that must fail on the broken code
 
 
-R, T = 'tests/test_recipes.py', 'tests/test_train_sae.py'
+R, T, M = 'tests/test_recipes.py', 'tests/test_train_sae.py', 'tests/test_metrics.py'
+B = 'tests/test_browser.py::test_every_token_on_every_page_is_literal_text'
 STEP = f'{R}::test_train_step_follows_the_published_recipe'
 GUARDS = [
     # ---------------------------------------------------------------- anthropic2023 (Towards Monosemanticity)
@@ -59,8 +60,11 @@ GUARDS = [
     Guard('resampling: rows drawn with probability ∝ loss²', 'autoencoder.py',
           'p = per_row_loss(sae, rows, chunk).double().pow(2)', 'p = per_row_loss(sae, rows, chunk).double()',
           'tests/test_autoencoder.py::test_resampling_samples_proportional_to_loss_squared'),
-    Guard('resampling: decoder column = the unit-norm row', 'autoencoder.py',
-          '    sae.W_dec[:, idx] = x.T.to(sae.W_dec.dtype)', '    sae.W_dec[:, idx] = 2 * x.T.to(sae.W_dec.dtype)',
+    Guard('resampling: decoder column = the drawn row (encoder row along it)', 'autoencoder.py',
+          '    sae.W_dec[:, idx] = x.T.to(sae.W_dec.dtype)', '    sae.W_dec[:, idx] = x.flip(0).T.to(sae.W_dec.dtype)',
+          f'{T}::test_resampling_in_the_run'),
+    Guard('resampling: the drawn row is normalised to unit norm', 'autoencoder.py',
+          '    x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)\n', '',
           f'{T}::test_resampling_in_the_run'),
     Guard('resampling: encoder row = 0.2 × the mean alive encoder norm', 'autoencoder.py',
           'sae.W_enc[idx] = (x * (0.2 * enc_norm))', 'sae.W_enc[idx] = (x * (0.3 * enc_norm))',
@@ -162,6 +166,65 @@ GUARDS = [
     Guard('build_interface.py refuses non-finite transformer weights', 'build_interface.py',
           "refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,", "(checkpoint.get('model', {}), ckpt_path,",
           'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[transformer]'),
+    # ---------------------------------------------------------------- metric definitions (train_sae.py's metrics.json)
+    Guard('FVU = Σ‖x − x̂‖² / Σ‖x − mean‖²', 'autoencoder.py', "'m2': (x - mean).pow(2).sum(),", "'m2': x.pow(2).sum(),",
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('FVU: batches merged exactly (Chan)', 'autoencoder.py',
+          "self.m2 += float(s['m2']) + float(delta.pow(2).sum()) * self.n * nb / tot", "self.m2 += float(s['m2'])",
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('MSE per element', 'autoencoder.py', "return {'mse': self.sse / (n * d),", "return {'mse': self.sse / n,",
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('L0 = mean count of non-zero features per token', 'autoencoder.py',
+          'fire = (f != 0).sum(0)  # (F,) int64', 'fire = (f >= 0).sum(0)  # (F,) int64',
+          f'{M}::test_density_l0_and_the_crafted_counts'),
+    Guard('L1 = mean Σ_i |f_i| per token', 'autoencoder.py', "'l1': self.l1 / n,",
+          "'l1': self.l1 / (n * self.fire.numel()),", f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('density = fraction of tokens a feature fires on', 'autoencoder.py',
+          'density = self.fire.double() / n', 'density = self.fire.double() / (n + 1)',
+          f'{M}::test_density_l0_and_the_crafted_counts'),
+    Guard('dead = never fired in the evaluation window', 'autoencoder.py', 'dead = self.fire == 0',
+          'dead = density < 1e-6', f'{M}::test_dead_and_ultralow'),
+    Guard('ultralow = alive with density < 1e-5', 'autoencoder.py', 'ultralow = ~dead & (density < 1e-5)',
+          'ultralow = ~dead & (density < 1e-4)', f'{M}::test_dead_and_ultralow'),
+    Guard('ultralow excludes the dead', 'autoencoder.py', 'ultralow = ~dead & (density < 1e-5)',
+          'ultralow = density < 1e-5', f'{M}::test_dead_and_ultralow'),
+    Guard('loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean)', 'autoencoder.py',
+          "loss_recovered=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),",
+          "loss_recovered=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),",
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('loss recovered, mean ablation', 'autoencoder.py',
+          "loss_recovered_mean_abl=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),",
+          "loss_recovered_mean_abl=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),",
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('KL(clean ‖ spliced) per token', 'autoencoder.py', 'kl += (logp.exp() * (logp - logp_s)).sum().item()',
+          'kl += (logp_s.exp() * (logp_s - logp)).sum().item()', f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('CE spliced: the site replaced by the reconstruction', 'autoencoder.py',
+          'return x_hat.view_as(h).to(h.dtype)', 'return h', f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('CE zero ablation', 'autoencoder.py', 'replace={site: torch.zeros_like}',
+          'replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)}',
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('CE mean ablation: the dataset mean', 'autoencoder.py',
+          'replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)}',
+          'replace={site: lambda h: h.mean((0, 1), keepdim=True).expand_as(h)}',
+          f'{M}::test_reconstruction_and_splice_metrics'),
+    Guard('metrics measured on val contexts spread over val.bin', 'train_sae.py',
+          "val = token_memmap(data_dir, 'val', data_meta['dtype'])",
+          "val = token_memmap(data_dir, 'train', data_meta['dtype'])", f'{M}::test_eval_window'),
+    # ---------------------------------------------------------------- the browser shows tokens as text, never markup
+    Guard('browser: el() inserts strings as text nodes', 'interface/common.js',
+          "e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);",
+          "if (typeof c === 'string' || typeof c === 'number') e.innerHTML += String(c); else e.appendChild(c);", B),
+    Guard('browser: token windows (feature page) as text', 'interface/common.js',
+          '[visible(texts[j].text, false)]);', '[]); span.innerHTML = visible(texts[j].text, false);', B),
+    Guard('browser: example texts as text', 'interface/page_examples.js', '[IF.visible(t, false)]);',
+          '[]); s.innerHTML = IF.visible(t, false);', B),
+    Guard('browser: neighbour labels as text', 'interface/page_feature.js',
+          ".concat([el('td', {}, [label(r[0])])]));",
+          ".concat([(function (td) { td.innerHTML = label(r[0]); return td; })(el('td'))]));", B),
+    Guard('browser: index top-token chips as text', 'interface/page_index.js',
+          'r.toks.map(function (t) { return IF.chip(t); })',
+          "r.toks.map(function (t) { var c = el('span', {className: 'chip'}); c.innerHTML = IF.tokenLabel(t); "
+          "return c; })", B),
 ]
 
 
