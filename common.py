@@ -1,9 +1,11 @@
 """Shared helpers for the pipeline scripts: device/dtype, DDP, printing, seeding, atomic files, batches."""
 import contextlib
+import gc
 import json
 import os
 import random
 import sys
+import time
 
 import numpy as np
 import torch
@@ -57,6 +59,10 @@ def ddp_setup(device: str) -> tuple[bool, int, int, int, str]:
         return False, 0, 0, 1, device
     rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
     world_size = int(os.environ['WORLD_SIZE'])
+    # Import it while group.WORLD is still None: its functions take `group=group.WORLD` as a default, so imported
+    # after init (torch.optim imports torch._dynamo, which imports it) they would hold the group for the life of the
+    # interpreter and keep gloo's worker threads running into its teardown (see ddp_cleanup).
+    import torch.distributed.nn  # noqa: F401
     if device.startswith('cuda'):
         device = f'cuda:{local_rank}'
         torch.cuda.set_device(device)
@@ -66,12 +72,54 @@ def ddp_setup(device: str) -> tuple[bool, int, int, int, str]:
     return True, rank, local_rank, world_size, device
 
 
+_GLOO_WORKER_THREAD = 'pt_gloo_runloop'  # the name c10d::ProcessGroupGloo gives its worker threads
+
+
+def _gloo_workers_alive() -> bool:
+    """True while a ProcessGroupGloo worker thread runs in this process (read from /proc; False where there is none).
+    A thread being joined can stay listed for a moment after its join returned: look again for up to a second."""
+    for _ in range(100):
+        try:
+            tids = os.listdir('/proc/self/task')
+        except OSError:
+            return False
+        names = []
+        for tid in tids:
+            try:
+                with open(f'/proc/self/task/{tid}/comm') as f:
+                    names.append(f.read().strip())
+            except OSError:  # the thread has just ended
+                pass
+        if _GLOO_WORKER_THREAD not in names:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def ddp_cleanup(ddp: bool) -> None:
-    """Barrier, then destroy the process group while Python is fully alive: a gloo group left to interpreter
-    teardown can abort the process ('terminate called without an active exception')."""
-    if ddp:
-        dist.barrier()
-        dist.destroy_process_group()
+    """A script's last step under DDP, once all its work and outputs are done: barrier, destroy the process group, and
+    check that it is really gone (its worker threads joined) before Python starts its own teardown.
+
+    Why (gdb on the core dumps of aborted torch 2.13 gloo runs, all alike): a gloo worker thread drops its references
+    to a collective (and a barrier's work, to the collectives before it) only after the caller was told it completed,
+    and dropping a tensor that Python also holds takes the GIL. If that happens once interpreter finalization began,
+    CPython ends the thread with pthread_exit, whose forced unwind meets a noexcept C++ frame: ProcessGroupGloo::runLoop
+    -> ~AsyncAllreduceWork / ~AsyncBroadcastWork -> TensorImpl::decref_pyobject -> take_gil -> PyThread_exit_thread ->
+    std::terminate ('terminate called without an active exception', SIGABRT) while the main thread is in Py_FinalizeEx.
+    ~ProcessGroupGloo joins those threads (with the GIL released), but destroy_process_group() only drops torch's own
+    references to the group: any other one (a live DDP wrapper, torch.distributed.nn.functional's defaults, see
+    ddp_setup) kept the group and its threads alive into interpreter teardown. So the group must be freed here; if
+    something still holds it, the work is done: end the process now, without that teardown, and say so on stderr."""
+    if not ddp:
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    gc.collect()  # a group held only by a reference cycle
+    if _gloo_workers_alive():
+        print("warning: the process group is still referenced after destroy_process_group(), so gloo's worker threads "
+              "would outlive Python (a teardown abort risk): exiting now, all work done", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
 
 
 @torch.no_grad()

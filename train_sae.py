@@ -281,6 +281,8 @@ while step < max_steps:
     stats = train_step_(sae, opt, x, step, recipe, cdt, want_l0=(step + 1) % log_interval == 0)
     if not torch.isfinite(stats['loss']):  # one scalar: < 1% of a step (bench.sae_step)
         what = 'batch holds non-finite activations' if not torch.isfinite(x).all() else 'loss is non-finite'
+        bar.leave = False  # erase the bar: the error is the one line left on the screen
+        bar.close()
         die(f"step {step}: the {what} ({stats['loss'].item()}); stopped without writing metrics.json or the export "
             f"(ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with --dtype=float32 "
             f"if float16 overflowed) or lower --lr")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_, shard_plan
-from conftest import REPO, make_token_dataset, run_script
+from conftest import REPO, run_failing, make_token_dataset, run_script
 from model import GPT, GPTConfig, load_gpt
 
 SITE = 'blocks.0.mlp_hidden'
@@ -238,15 +238,6 @@ def test_on_the_fly_matches_store_statistics_and_resumes(env, ref):
     resumed = src.batches(2048, seed=1, start=7)
     assert all(torch.equal(next(resumed), fly[i * 2048:(i + 1) * 2048]) for i in range(7, 12))
     assert src.sample(300, seed=0).shape == (300, 64)
-
-
-def run_failing(*argv: str) -> tuple[int, list[str], str]:
-    """Run a script expected to fail: (exit code, the stderr lines a terminal shows, stderr). Bytes, not text
-    mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
-    p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
-    err = p.stderr.decode()
-    return p.returncode, [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())], err
 
 
 def edited_ckpt(env: dict, path: str, edit) -> str:

@@ -12,7 +12,7 @@ import torch
 
 from activations import ActivationStore
 from autoencoder import load_saelens
-from conftest import TINY_MODEL, make_token_dataset, run_script
+from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
 
 SAE_ARGS = ['--n_features=128', '--batch_size=256', '--resample_steps=(20, 40)', '--resample_rows=2000',
             '--geometric_median_rows=1000', '--eval_interval=30', '--eval_contexts=8', '--final_eval_contexts=32',
@@ -235,10 +235,9 @@ def test_non_finite_rows_stop_the_run(harvested, tmp_path):
         rows = np.memmap(shard.filename, dtype=shard.dtype, mode='r+', shape=shard.shape)
         rows[:n_bad] = np.nan
         rows.flush()
-        p = run_script('train_sae.py', f'--out_dir={out}', '--max_steps=40', *SAE_ARGS, check=False)
-        assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
-        assert 'non-finite' in p.stderr
+        code, lines, err = run_failing('train_sae.py', f'--out_dir={out}', '--max_steps=40', *SAE_ARGS)
+        assert code == 2 and len(lines) == 1 and 'non-finite' in lines[0], err
         if where == 'step':
-            assert p.stderr.startswith('error: step ') and 'batch holds non-finite activations' in p.stderr
+            assert lines[0].startswith('error: step ') and 'batch holds non-finite activations' in lines[0]
         for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):
             assert not os.path.exists(os.path.join(out, 'sae', name)), name

@@ -8,21 +8,12 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_MODEL, make_token_dataset, run_script
+from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
 
 
 def train(data: str, out: str, *extra: str) -> subprocess.CompletedProcess:
     return run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL,
                       '--eval_iters=4', '--warmup_iters=2', *extra)
-
-
-def run_failing(*argv: str) -> tuple[int, list[str], str]:
-    """Run a script expected to fail: (exit code, the stderr lines a terminal shows, stderr). Bytes, not text
-    mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
-    p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
-    err = p.stderr.decode()
-    return p.returncode, [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())], err
 
 
 def test_loss_falls_in_30_iters(tiny_data, tmp_path):
