@@ -172,6 +172,20 @@ def test_autograd_loss_equals_the_reference(case):
         torch.testing.assert_close(q.grad, p[name].grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_topk_is_relu_of_the_k_largest():
+    """TopK keeps the k largest pre-activations of each row and ReLUs them (a negative one among them gives 0)."""
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='topk', k=5))
+    with torch.no_grad():
+        sae.b_enc.fill_(-1.0)  # many of the top-k pre-activations are negative
+    x = data(B, 0)
+    pre = sae.encode_pre(x)
+    vals, idx = pre.topk(5, dim=-1)
+    assert (vals < 0).any() and (vals > 0).any()
+    f = sae.loss(x)['f']  # the training path's features
+    torch.testing.assert_close(f, torch.zeros_like(pre).scatter(-1, idx, vals.relu()), rtol=0, atol=0)
+    torch.testing.assert_close(sae.encode(x), f, rtol=0, atol=0)
+
+
 def test_auxk_term_by_hand():
     """The AuxK term on a tiny batch, computed by hand from its definition (Gao et al. 2024, openai train.py)."""
     sae = SparseAutoencoder(SAEConfig(d_in=2, n_features=4, kind='topk', k=1, k_aux=2, dead_tokens=1))

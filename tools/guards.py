@@ -111,7 +111,7 @@ GUARDS = [
           f'{T}::test_each_kind_brings_its_published_recipe'),
     # ---------------------------------------------------------------- topk (Gao et al. 2024)
     Guard('topk: TopK then ReLU', 'autoencoder.py', "scatter_(-1, idx, vals.relu())\n\n\n# ----",
-          "scatter_(-1, idx, vals)\n\n\n# ----", STEP),
+          "scatter_(-1, idx, vals)\n\n\n# ----", f'{R}::test_topk_is_relu_of_the_k_largest'),
     Guard('topk: main loss = MSE / the data variance (mse_scale in the loss)', 'autoencoder.py',
           '            recon = sq.mean() * self.mse_scale', '            recon = sq.mean()', STEP),
     Guard('topk: mse_scale measured from the data (train_sae.py)', 'train_sae.py',
