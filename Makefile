@@ -1,6 +1,21 @@
 # make install: the requirements (CPU torch wheel first where there is no NVIDIA GPU)
 # make test:    the test suite (CPU, hermetic, a few minutes on 2 cores)
-PYTHON ?= python3
+#
+# The Python used: PYTHON=... if given; else python3 when make runs inside an activated virtual env or conda env;
+# else the project's own virtual env .venv, made with `python3 -m venv .venv` on first use, so a system Python
+# that pip may not install into (PEP 668's "externally managed" one, e.g. Debian's) is never installed into.
+ifeq ($(origin PYTHON),undefined)
+IN_ENV := $(shell python3 -c "import os, sys; print(int(sys.prefix != sys.base_prefix or 'CONDA_PREFIX' in os.environ))" 2>/dev/null)
+ifeq ($(IN_ENV),1)
+PYTHON := python3
+else
+VENV := .venv
+VENV_MAKER := $(or $(shell command -v python3),python3)
+PYTHON := $(VENV)/bin/python
+# as `source .venv/bin/activate` would: the env's own scripts (torchrun, ...) come first for the recipes and tests
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+endif
+endif
 PIP := $(PYTHON) -m pip
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 # the CPU build installed where no GPU is found; add e.g. TORCH_PIP_ARGS="--index-url <PyTorch CPU index>"
@@ -8,13 +23,26 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 CPU_TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: install install-dev test lint demo readme
+.PHONY: venv install install-dev test lint demo readme
 
 # make demo: the whole pipeline on CPU with config/demo/*.py. Finished stages are skipped; FORCE=1 redoes all.
 DEMO := out/demo
 FORCE ?=
 
-install:
+# the project's .venv, when it is the Python used: made if missing, mended if unusable (e.g. a creation that was
+# interrupted before pip was in it: python3 -m venv on an existing env keeps what is installed in it)
+VENV_ELSE := PYTHON=... or an activated env is used instead
+VENV_FAILED := python3 -m venv $(VENV) failed: install Python's venv module (Debian, Ubuntu: apt-get install \
+python3-venv), or delete a $(VENV) left by a Python that is gone
+venv:
+ifdef VENV
+	@if $(PIP) --version >/dev/null 2>&1; then echo "[make] using the project's virtual environment $(VENV) ($(VENV_ELSE))"; \
+	else echo "[make] making the project's virtual environment: python3 -m venv $(VENV) ($(VENV_ELSE))"; \
+	  $(VENV_MAKER) -m venv $(VENV) && $(PIP) --version >/dev/null 2>&1 || { echo "[make] error: $(VENV_FAILED)"; exit 1; }; \
+	fi
+endif
+
+install: venv
 ifneq ($(HAS_GPU),1)
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "$(CPU_TORCH)" $(TORCH_PIP_ARGS)
 endif
@@ -27,7 +55,8 @@ test: install-dev
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
 
-lint:
+lint: venv
+	@$(PYTHON) -m ruff --version >/dev/null 2>&1 || $(PIP) install -q -r requirements-dev.txt
 	$(PYTHON) -m ruff check .
 
 # each stage runs only if its output is not complete; a stage interrupted midway resumes; a stage that runs
@@ -57,5 +86,5 @@ endif
 
 # make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
 README_FEATURE ?= 4
-readme:
+readme: venv
 	$(PYTHON) tools/readme_assets.py --out_dir=$(DEMO) --feature=$(README_FEATURE)
