@@ -239,5 +239,7 @@ def test_non_finite_rows_stop_the_run(harvested, tmp_path):
         assert code == 2 and len(lines) == 1 and 'non-finite' in lines[0], err
         if where == 'step':
             assert lines[0].startswith('error: step ') and 'batch holds non-finite activations' in lines[0]
+        else:  # found before training starts, in the rows sampled for the initialisation
+            assert 'the activation rows hold non-finite values' in lines[0] and 'sampled rows' in lines[0]
         for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):
             assert not os.path.exists(os.path.join(out, 'sae', name)), name

@@ -3,7 +3,7 @@ Mutation check of the recipes: break each recipe element, metric definition and 
 copy of the repo, and check that the test named for it fails. A guard whose test still passes is a test that
 cannot fail: the run ends with exit code 1 and names it.
 
-    python -m tools.guards                 # every guard (tens of minutes on 2 cores: not part of `make test`)
+    python -m tools.guards                 # every guard (~10 minutes on 2 idle cores: not part of `make test`)
     python -m tools.guards resampling L0   # only the guards whose element contains one of these words
     python -m tools.guards --markdown      # the README table: element -> code -> test (no test is run)
 
