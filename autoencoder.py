@@ -8,8 +8,8 @@ Three kinds share one module, `SparseAutoencoder`, selected by `SAEConfig.kind`:
                    before the Adam step), b_dec initialised at the geometric median, dead neurons resampled.
     april2024      Anthropic's April 2024 update: no b_dec subtraction, loss = mean_b ‖x̂ - x‖² (summed over d)
                    + λ·mean_b Σ_i f_i ‖W_dec[:, i]‖, no norm constraint, decoder init norm 0.1, W_enc = W_decᵀ,
-                   inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, lr warm-up and
-                   linear decay, grad-norm clip 1 (pass grad_clip=1.0 to `sae_step_`).
+                   inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, linear lr decay,
+                   grad-norm clip 1 (RECIPES['april2024']).
     topk           Gao et al. (2024), as openai/sparse_autoencoder's train.py: f = ReLU(TopK(W_enc x̄ + b_enc, k)),
                    loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
                    W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
@@ -19,7 +19,8 @@ x' = (x - mean_d x) / (std_d x + 1e-5), undone after decoding; SAELens' normaliz
 RECIPES holds each kind's published optimisation hyperparameters (lr, λ, schedules, clipping, Adam).
 
 Storage (all kinds): W_enc (F, d), b_enc (F,), W_dec (d, F) (columns are features), b_dec (d,), and buffers
-`scale` () and `tokens_since_fired` (F,). The export (`save_saelens`) uses SAELens' layout instead.
+`scale` (), `mse_scale` () (topk) and `tokens_since_fired` (F,). The export (`save_saelens`) uses SAELens'
+layout instead.
 
 Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_dict(), config_dict(sae)):
     sae = SparseAutoencoder(SAEConfig(d_in=512, n_features=4096, kind=kind))
@@ -203,11 +204,12 @@ class SparseAutoencoder(nn.Module):
         ‖·‖² summed over d, mean over batch; topk: mean over elements × mse_scale); l1: the sparsity term
         before λ (april2024: weighted by decoder norms); aux: topk's AuxK term before its coefficient (0 when no
         latent is dead; `dead` defaults to the latents dead after this batch, see auxk_dead); mse: mean over
-        elements in the input's units (for logging); f: the features (B, F).
+        elements in the input's units (for logging); f: the features (B, F); fired: (F,) fired_mask of f.
         """
         xs, stats = self.preprocess(x)  # (B, d)
         pre = self.encode_pre_scaled(xs)  # (B, F)
         f = self.activate(pre)  # (B, F)
+        fired = fired_mask(self, f.detach())  # (F,)
         err = self.decode_scaled(f).float() - xs  # (B, d)
         sq = err.pow(2)
         mse = self._mse_in_input_units(sq, stats)
@@ -221,9 +223,9 @@ class SparseAutoencoder(nn.Module):
             l1 = f.float().sum() / x.shape[0]
         else:
             recon = sq.mean() * self.mse_scale
-            aux = self._auxk_loss(pre, err.detach(), self.auxk_dead(f) if dead is None else dead)
+            aux = self._auxk_loss(pre, err.detach(), self.auxk_dead(fired, x.shape[0]) if dead is None else dead)
         loss = recon + l1_coeff * l1 + self.cfg.aux_coeff * aux
-        return {'loss': loss, 'recon': recon, 'l1': l1, 'aux': aux, 'mse': mse, 'f': f}
+        return {'loss': loss, 'recon': recon, 'l1': l1, 'aux': aux, 'mse': mse, 'f': f, 'fired': fired}
 
     def _mse_in_input_units(self, sq: Tensor, stats: tuple[Tensor, Tensor] | None) -> Tensor:
         """Mean of squared errors sq (B, d) taken in the SAE's input space, converted to the input's units."""
@@ -232,14 +234,15 @@ class SparseAutoencoder(nn.Module):
         return sq.mean() / self.scale.float() ** 2
 
     @torch.no_grad()
-    def auxk_dead(self, f: Tensor) -> Tensor:
-        """(F,) bool: the latents dead after this batch f (B, F): silent for cfg.dead_tokens tokens counting it.
+    def auxk_dead(self, fired: Tensor, batch_rows: int) -> Tensor:
+        """(F,) bool: the latents dead after a batch of batch_rows rows in which `fired` (F,) fired: silent for
+        cfg.dead_tokens tokens counting this batch.
 
         As openai/sparse_autoencoder: the fire statistics are updated with the batch before the AuxK mask is
         taken, and a latent fires when its activation exceeds 1e-3 (FIRE_THRESHOLD).
         """
-        n_tokens = f.shape[0] * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
-        return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired_mask(self, f)
+        n_tokens = batch_rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+        return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired
 
     def _auxk_loss(self, pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
         """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
@@ -515,7 +518,6 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
         with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
             out = sae.loss(x, l1_coeff)
         out['loss'].backward()
-        out['fired'] = fired_mask(sae, out['f'])
     _sync_grads_(sae)
     if sae.unit_norm:
         remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised after every step

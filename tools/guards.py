@@ -126,7 +126,7 @@ GUARDS = [
     Guard('topk AuxK: coefficient 1/32', 'autoencoder.py',
           'aux_coeff: float = 1 / 32', 'aux_coeff: float = 1 / 16', f'{R}::test_auxk_term_by_hand'),
     Guard('topk AuxK: only the dead latents, counting this batch', 'autoencoder.py',
-          'return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired_mask(self, f)',
+          'return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired',
           'return self.tokens_since_fired >= self.cfg.dead_tokens', STEP),
     Guard('topk: Adam eps 6.25e-10 (openai)', 'autoencoder.py',
           "grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10)",
