@@ -139,6 +139,9 @@ refuse_nonfinite(sae_sd, os.path.join(sae_path, 'sae_weights.safetensors'),
 W_dec = sae_sd['W_dec'].float().to(device)  # (F, d_in)
 n_feat, d_in = W_dec.shape
 sae = load_saelens(sae_path, device=device).eval()
+if sae.cfg.normalize != 'none':  # x̂ = (W_dec f + b_dec)·std + mean: a feature's contribution scales per token
+    die(f"{sae_path}: the feature browser does not support SAEs trained with normalize='{sae.cfg.normalize}' yet "
+        f"(its ablation and logit panels assume x̂ = W_dec f + b_dec): train one with --normalize=none to browse it")
 for p in list(model.parameters()) + list(getattr(sae, 'parameters', lambda: [])()):
     p.requires_grad_(False)
 

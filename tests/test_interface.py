@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -374,3 +375,16 @@ def test_nonfinite_weights_are_refused_and_no_site_written(site, tmp_path, broke
     assert p.returncode == 2 and len(lines) == 1 and 'Traceback' not in p.stderr, p.stderr
     assert lines[0].startswith(f'error: {want}: ')
     assert not os.path.exists(out) or not os.listdir(out)  # no site, no half-built temp folder
+
+
+def test_layer_norm_sae_is_refused_in_one_line(site, tmp_path):
+    """The browser's ablation and logit panels assume x̂ linear in f: a layer_norm SAE is refused, not mis-shown."""
+    sae_dir = str(tmp_path / 'sae')
+    shutil.copytree(os.path.join(site['out'], 'sae'), sae_dir)
+    cfg = json.load(open(os.path.join(sae_dir, 'cfg.json')))
+    json.dump({**cfg, 'normalize_activations': 'layer_norm'}, open(os.path.join(sae_dir, 'cfg.json'), 'w'))
+    p = run_script('build_interface.py', f"--out_dir={tmp_path / 'out'}", f'--sae_dir={sae_dir}',
+                   f"--transformer_ckpt={os.path.join(site['out'], 'transformer', 'ckpt.pt')}", *ARGS, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "normalize='layer_norm'" in lines[0], p.stderr
+    assert not os.path.exists(tmp_path / 'out' / 'interface')

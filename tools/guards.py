@@ -166,6 +166,9 @@ GUARDS = [
     Guard('build_interface.py refuses non-finite transformer weights', 'build_interface.py',
           "refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,", "(checkpoint.get('model', {}), ckpt_path,",
           'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[transformer]'),
+    Guard('build_interface.py refuses a layer_norm SAE (its panels assume x̂ linear in f)', 'build_interface.py',
+          "if sae.cfg.normalize != 'none':", 'if False:',
+          'tests/test_interface.py::test_layer_norm_sae_is_refused_in_one_line'),
     # ---------------------------------------------------------------- metric definitions (train_sae.py's metrics.json)
     Guard('FVU = Σ‖x − x̂‖² / Σ‖x − mean‖²', 'autoencoder.py', "'m2': (x - mean).pow(2).sum(),", "'m2': x.pow(2).sum(),",
           f'{M}::test_reconstruction_and_splice_metrics'),
