@@ -51,6 +51,26 @@ def make_token_dataset(path: str, vocab_size: int = 64, n_train: int = 20000, n_
     return path
 
 
+def write_token_data(data: str, enc, arr: np.ndarray, corpus: str) -> None:
+    """A prepared dataset in data/: arr (uint16 ids) as both splits, enc's tokenizer.json and meta.json."""
+    from tokenizer import save_tokenizer
+    arr.tofile(os.path.join(data, 'val.bin'))
+    arr.tofile(os.path.join(data, 'train.bin'))
+    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
+    with open(os.path.join(data, 'meta.json'), 'w') as f:
+        json.dump(dict(vocab_size=enc.n_vocab, dtype='uint16', eot_token=enc.eot_token, tokenizer='bpe',
+                       tokenizer_file='tokenizer.json', corpus=corpus, train_tokens=len(arr),
+                       val_tokens=len(arr)), f)
+
+
+def save_transformer(out: str, model, args: dict, data: str, vocab_size: int) -> None:
+    """<out>/transformer/ckpt.pt as train_transformer.py writes it (the parts later stages read)."""
+    os.makedirs(os.path.join(out, 'transformer'), exist_ok=True)
+    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
+                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': vocab_size}},
+               os.path.join(out, 'transformer', 'ckpt.pt'))
+
+
 @pytest.fixture
 def tiny_data(tmp_path) -> str:
     return make_token_dataset(str(tmp_path / 'data'))

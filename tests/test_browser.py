@@ -20,10 +20,9 @@ import tiktoken
 import torch
 from safetensors.torch import save_file
 
-from conftest import run_script
+from conftest import run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
 from test_interface import ARGS, D_IN, N_FEAT, SITE, T, XSS, build_site, read_features, read_js
-from tokenizer import save_tokenizer
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
@@ -258,17 +257,11 @@ def markup_site(tmp_path_factory):
     enc = tiktoken.Encoding('markup', pat_str=r"""\S+|\s+""",
                             mergeable_ranks={s.encode(): i for i, s in enumerate(MARKUP)},
                             special_tokens={EOT_TEXT: len(MARKUP)})
-    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
     rng = np.random.default_rng(1)
     ids = rng.integers(0, len(MARKUP), 6000)
     ids[rng.random(6000) < 0.03] = enc.eot_token
     arr = ids.astype(np.uint16)
-    arr.tofile(os.path.join(data, 'val.bin'))
-    arr.tofile(os.path.join(data, 'train.bin'))
-    with open(os.path.join(data, 'meta.json'), 'w') as f:
-        json.dump(dict(vocab_size=enc.n_vocab, dtype='uint16', eot_token=enc.eot_token, tokenizer='bpe',
-                       tokenizer_file='tokenizer.json', corpus='markup', train_tokens=len(arr),
-                       val_tokens=len(arr)), f)
+    write_token_data(data, enc, arr, 'markup')
     torch.manual_seed(0)
     args = dict(n_layer=1, n_head=2, n_embd=16, block_size=T, bias=True, vocab_size=enc.n_vocab, dropout=0.0,
                 activation='gelu')
@@ -276,10 +269,7 @@ def markup_site(tmp_path_factory):
     with torch.no_grad():
         model.transformer.h[0].mlp.c_proj.weight.mul_(20)
         model.lm_head.weight.mul_(10)
-    os.makedirs(os.path.join(out, 'transformer'))
-    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
-                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': enc.n_vocab}},
-               os.path.join(out, 'transformer', 'ckpt.pt'))
+    save_transformer(out, model, args, data, enc.n_vocab)
     with torch.no_grad():
         idx = torch.from_numpy(arr[:T * 16].astype(np.int64)).view(16, T)
         x = model.run(idx, capture=[SITE], need_logits=False)[2][SITE].reshape(-1, D_IN)

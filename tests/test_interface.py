@@ -10,9 +10,8 @@ import tiktoken
 import torch
 from safetensors.torch import save_file
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
-from tokenizer import save_tokenizer
 
 SITE = 'blocks.0.mlp_hidden'
 XSS = [b'<script>alert(1)</script>', b'"><img src=x onerror=alert(1)>']
@@ -45,12 +44,7 @@ def build_site(root: str, *extra: str, logit_scale: float = 10.0, topk: int = 0)
         if rng.random() < 0.05:
             ids.append(enc.eot_token)
     arr = np.array(ids, dtype=np.uint16)
-    arr.tofile(os.path.join(data, 'val.bin'))
-    arr.tofile(os.path.join(data, 'train.bin'))
-    save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))
-    with open(os.path.join(data, 'meta.json'), 'w') as f:
-        json.dump(dict(vocab_size=enc.n_vocab, dtype='uint16', eot_token=enc.eot_token, tokenizer='bpe',
-                       tokenizer_file='tokenizer.json', corpus='test', train_tokens=len(arr), val_tokens=len(arr)), f)
+    write_token_data(data, enc, arr, 'test')
     torch.manual_seed(0)
     args = dict(n_layer=1, n_head=2, n_embd=16, block_size=T, bias=True, vocab_size=enc.n_vocab, dropout=0.0,
                 activation='gelu')
@@ -61,10 +55,7 @@ def build_site(root: str, *extra: str, logit_scale: float = 10.0, topk: int = 0)
         model.transformer.ln_f.weight.uniform_(0.5, 1.5)
         model.transformer.ln_f.bias.normal_(0, 0.1)
     out = os.path.join(root, 'out')
-    os.makedirs(os.path.join(out, 'transformer'), exist_ok=True)
-    torch.save({'model': model.state_dict(), 'model_args': args, 'config': {},
-                'data': {'dataset': data, 'tokenizer': 'bpe', 'vocab_size': enc.n_vocab}},
-               os.path.join(out, 'transformer', 'ckpt.pt'))
+    save_transformer(out, model, args, data, enc.n_vocab)
     with torch.no_grad():
         idx = torch.from_numpy(arr[:T * 16].astype(np.int64)).view(16, T)
         x = model.run(idx, capture=[SITE], need_logits=False)[2][SITE].reshape(-1, D_IN)

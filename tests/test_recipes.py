@@ -108,20 +108,28 @@ CASES = {  # name: (kind, normalize, recipe overrides)
 }
 
 
-@pytest.mark.parametrize('case', list(CASES))
-def test_train_step_follows_the_published_recipe(case):
-    kind, normalize, over = CASES[case]
-    torch.manual_seed(0)
+def case_sae(kind: str, normalize: str, seed: int) -> SparseAutoencoder:
+    """An SAE of a case in a non-trivial state: biases, a dataset scale (april2024), an MSE normaliser (topk)."""
+    torch.manual_seed(seed)
     cfg = SAEConfig(d_in=D, n_features=F, kind=kind, k=5, k_aux=6, dead_tokens=2 * B, normalize=normalize)
     sae = SparseAutoencoder(cfg)
-    steps = 10
-    recipe = Recipe(**{**RECIPES[kind], 'lr': 1e-2, **over}, max_steps=steps)
-    with torch.no_grad():  # non-trivial state: biases, a dataset scale, an MSE normaliser, dead latents
+    with torch.no_grad():
         sae.b_dec.copy_(data(1, 9)[0] * 0.5)
         sae.b_enc.normal_(0, 0.1)
         if kind == 'april2024' and normalize == 'none':
             sae.scale.fill_(1.7)
         sae.mse_scale.fill_(3.7 if kind == 'topk' else 1.0)
+    return sae
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_train_step_follows_the_published_recipe(case):
+    kind, normalize, over = CASES[case]
+    sae = case_sae(kind, normalize, seed=0)
+    cfg = sae.cfg
+    steps = 10
+    recipe = Recipe(**{**RECIPES[kind], 'lr': 1e-2, **over}, max_steps=steps)
+    with torch.no_grad():
         sae.tokens_since_fired[:F // 2] = 10 * B  # half the latents start dead (topk's AuxK set)
     p = {n: q.detach().clone().requires_grad_(True) for n, q in sae.named_parameters()}
     ref_opt = torch.optim.Adam(list(p.values()), lr=recipe.lr, betas=recipe.adam_betas, eps=recipe.adam_eps)
@@ -149,17 +157,11 @@ def test_train_step_follows_the_published_recipe(case):
 @pytest.mark.parametrize('case', list(CASES))
 def test_autograd_loss_equals_the_reference(case):
     """SparseAutoencoder.loss (the autograd path: topk's step, fused=False for the others) is each paper's loss."""
-    kind, normalize, over = CASES[case]
-    torch.manual_seed(1)
-    cfg = SAEConfig(d_in=D, n_features=F, kind=kind, k=5, k_aux=6, dead_tokens=2 * B, normalize=normalize)
-    sae = SparseAutoencoder(cfg)
+    kind, normalize, _ = CASES[case]
+    sae = case_sae(kind, normalize, seed=1)
+    cfg = sae.cfg
     with torch.no_grad():
-        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
-        sae.b_enc.normal_(0, 0.1)
         sae.W_dec.mul_(torch.rand(F) + 0.5)  # non-unit columns: norms matter to april2024's L1
-        if kind == 'april2024' and normalize == 'none':
-            sae.scale.fill_(1.7)
-        sae.mse_scale.fill_(3.7 if kind == 'topk' else 1.0)
     x = data(B, 3)
     dead = torch.arange(F) % 3 == 0
     p = {n: q.detach().clone().requires_grad_(True) for n, q in sae.named_parameters()}
