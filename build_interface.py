@@ -44,9 +44,12 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from autoencoder import load_saelens
-from common import (atomic_write_json, autocast, data_dir_of, die, get_device, load_checkpoint,
+from common import (atomic_write_json, autocast, data_dir_of, die, exit_on_user_error, get_device, load_checkpoint,
                     load_data_meta, print0, read_json, resolve_dtype, token_memmap)
 from model import load_gpt, parse_site
+from configurator import configure
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
@@ -69,7 +72,7 @@ seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
 dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transformer and SAE forward passes)
 # -----------------------------------------------------------------------------
-exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 N_NEIGHBOURS = 10  # decoder-cosine and co-activation neighbours per feature

@@ -1,7 +1,14 @@
-"""Shared helpers for the pipeline scripts: device/dtype, DDP, printing, seeding, atomic files, batches."""
+"""Shared helpers for the pipeline scripts: errors, device/dtype, DDP, printing, progress, seeding, atomic files,
+token data.
+
+Errors: library code raises UserError (bad input the user can fix: its message is one line saying what is wrong and
+what to do); a script calls exit_on_user_error() once at the top, which turns an uncaught UserError into that line
+on stderr and exit code 2 (die() does the same from a script's own checks). Other exceptions keep their traceback.
+"""
 import contextlib
 import gc
 import json
+import math
 import os
 import random
 import sys
@@ -15,10 +22,27 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 PTDTYPE = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
+class UserError(Exception):
+    """Bad input or a missing file that the user can fix; str(e) is the one line that says what to do."""
+
+
 def die(msg: str, code: int = 2) -> None:
-    """Print one line saying what is wrong (and what to do) and exit non-zero."""
+    """Scripts only: print one line saying what is wrong (and what to do) and exit non-zero."""
     print(f"error: {msg}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def exit_on_user_error() -> None:
+    """A script's first step: an uncaught UserError ends it as die() would (one `error:` line, exit code 2, atexit
+    handlers run) instead of with a traceback. Raising SystemExit inside sys.excepthook is how CPython lets a hook
+    choose the exit code (pythonrun.c handles it like an uncaught SystemExit)."""
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, UserError):
+            sys.stdout.flush()
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
+        sys.__excepthook__(exc_type, exc, tb)
+    sys.excepthook = hook
 
 
 # ----------------------------------------------------------------------------- device, dtype, DDP
@@ -38,7 +62,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
     """'auto' -> bfloat16 where the GPU supports it, float16 on older GPUs, float32 on cpu/mps."""
     if dtype != 'auto':
         if dtype not in PTDTYPE:
-            die(f"dtype '{dtype}' is not one of {sorted(PTDTYPE)} or 'auto'")
+            raise UserError(f"dtype '{dtype}' is not one of {sorted(PTDTYPE)} or 'auto'")
         return dtype
     if device.startswith('cuda'):
         return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
@@ -166,14 +190,27 @@ def set_rng_state(s: dict) -> None:
 
 # ----------------------------------------------------------------------------- atomic files
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a temp name in the same folder, fsync, rename: readers never see a partial file."""
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = 'wb', **open_kwargs):
+    """Open a temp name next to `path` for writing; on a clean exit flush, fsync and rename it to `path`, on an
+    error delete it: readers see the old file or the complete new one, never a partial one. The one place for
+    temp + fsync + rename."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, 'wb') as f:
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with atomic_file(path, 'wb') as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: str, obj) -> None:
@@ -181,37 +218,40 @@ def atomic_write_json(path: str, obj) -> None:
 
 
 def save_checkpoint(obj: dict, path: str) -> None:
-    """torch.save to a temp name, fsync, rename."""
+    """torch.save, atomically (atomic_file)."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, 'wb') as f:
+    with atomic_file(path, 'wb') as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str, map_location='cpu', hint: str = '') -> dict:
-    """torch.load(weights_only=True), with a one-line error if the file is missing or unreadable."""
+    """torch.load(weights_only=True); UserError if the file is missing or unreadable."""
     if not os.path.isfile(path):
-        die(f"checkpoint {path} not found" + (f": {hint}" if hint else ''))
+        raise UserError(f"checkpoint {path} not found" + (f": {hint}" if hint else ''))
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001
-        die(f"checkpoint {path} could not be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        raise UserError(f"checkpoint {path} could not be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]})") from None
 
 
 def read_json(path: str, hint: str = '') -> dict:
+    """A JSON file's content; UserError (naming `hint`, what to do) if it is missing or not valid JSON."""
     if not os.path.isfile(path):
-        die(f"{path} not found" + (f": {hint}" if hint else ''))
+        raise UserError(f"{path} not found" + (f": {hint}" if hint else ''))
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        die(f"{path} is not valid JSON ({e})" + (f": {hint}" if hint else ''))
+        raise UserError(f"{path} is not valid JSON ({e})" + (f": {hint}" if hint else '')) from None
 
 
 # ----------------------------------------------------------------------------- token data
+
+# the fields every dataset's meta.json has (written by tokenizer.write_meta, read by load_data_meta)
+DATA_META_KEYS = ('vocab_size', 'dtype', 'eot_token', 'tokenizer', 'tokenizer_file', 'corpus', 'train_tokens',
+                  'val_tokens')
+
 
 def data_dir_of(dataset: str) -> str:
     """A dataset name ('pystdlib') means data/<name>/ in the repo; a path is used as is."""
@@ -228,12 +268,17 @@ def prepare_hint(data_dir: str) -> str:
     return f"run a data/<ds>/prepare.py with --out_dir={data_dir} first"
 
 
-def load_data_meta(data_dir: str) -> dict:
-    """meta.json of a prepared dataset; one-line error naming the prepare command if it is missing."""
-    meta = read_json(os.path.join(data_dir, 'meta.json'), prepare_hint(data_dir))
-    for split in ('train', 'val'):
+def load_data_meta(data_dir: str, need_bins: bool = True) -> dict:
+    """The one reader of a prepared dataset's meta.json: checks it holds DATA_META_KEYS and (need_bins) that
+    train.bin and val.bin exist; UserError naming the prepare command otherwise."""
+    path = os.path.join(data_dir, 'meta.json')
+    meta = read_json(path, prepare_hint(data_dir))
+    missing = [k for k in DATA_META_KEYS if k not in meta] if isinstance(meta, dict) else list(DATA_META_KEYS)
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: {prepare_hint(data_dir)}")
+    for split in ('train', 'val') if need_bins else ():
         if not os.path.isfile(os.path.join(data_dir, f'{split}.bin')):
-            die(f"{os.path.join(data_dir, split + '.bin')} not found: {prepare_hint(data_dir)}")
+            raise UserError(f"{os.path.join(data_dir, split + '.bin')} not found: {prepare_hint(data_dir)}")
     return meta
 
 
@@ -242,23 +287,62 @@ def token_memmap(data_dir: str, split: str, dtype: str) -> np.memmap:
     return np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.dtype(dtype), mode='r')
 
 
+def token_windows(tokens: np.ndarray, starts, length: int) -> torch.Tensor:
+    """The one place token windows are cut: tokens[s:s+length] for each start -> (len(starts), length) int64 (CPU).
+    Cut length+1 to get inputs and next-token targets from one window."""
+    return torch.from_numpy(np.stack([tokens[s:s + length].astype(np.int64) for s in starts]))
+
+
 def get_batch(data_dir: str, split: str, dtype: str, batch_size: int, block_size: int, device: str,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random (x, y) windows of block_size tokens: x (B, T), y (B, T) shifted by one, int64 on device."""
     data = token_memmap(data_dir, split, dtype)
     if len(data) <= block_size + 1:
-        die(f"{split}.bin in {data_dir} has {len(data)} tokens, fewer than block_size+1 = {block_size + 1}")
+        raise UserError(f"{split}.bin in {data_dir} has {len(data)} tokens, fewer than block_size+1 = "
+                        f"{block_size + 1}")
     ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator).tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size].astype(np.int64) for i in ix]))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size].astype(np.int64) for i in ix]))
+    xy = token_windows(data, ix, block_size + 1)
     if device.startswith('cuda'):
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+        xy = xy.pin_memory().to(device, non_blocking=True)
+    else:
+        xy = xy.to(device)
+    return xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
+
+
+# ----------------------------------------------------------------------------- progress
+
+def progress(iterable=None, total: int | None = None, desc: str = '', **kwargs):
+    """tqdm, except when stderr is not a terminal (a log file, CI): then a plain line every 5% of `total` (or
+    every 30 s when the total is unknown) instead of the `\r` updates that fill a log with megabytes."""
+    from tqdm import tqdm
+    total = total if total is not None else (len(iterable) if hasattr(iterable, '__len__') else None)
+    if sys.stderr.isatty() or kwargs.get('disable'):
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kwargs)
+    initial = kwargs.get('initial', 0)
+    every = dict(miniters=max(1, math.ceil((total - initial) / 20)), mininterval=0) if total else \
+        dict(mininterval=30)
+    kwargs.pop('leave', None)
+    return tqdm(iterable, total=total, desc=desc, file=_LineWriter(sys.stderr), ncols=100, maxinterval=math.inf,
+                leave=True, **every, **kwargs)
+
+
+class _LineWriter:
+    """A stream for tqdm that writes each status update as its own line (no carriage returns, no blank lines)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, s: str) -> None:
+        s = s.replace('\r', '').rstrip()
+        if s:
+            self.stream.write(s + '\n')
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def matmul_flops(device: str, dtype: str = 'float32', n: int = 1024, reps: int = 5) -> float:
     """Measured GEMM rate (FLOP/s) of an n x n x n matmul on `device`: the peak MFU is reported against."""
-    import time
     a = torch.randn(n, n, device=device, dtype=PTDTYPE[dtype])
     b = torch.randn(n, n, device=device, dtype=PTDTYPE[dtype])
     a @ b  # warm-up

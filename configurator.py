@@ -1,15 +1,16 @@
 """
 nanoGPT-style configuration: a script defines its config as module globals, then runs
 
-    exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+    config = configure(globals())
 
-which reads sys.argv[1:]: config files (python files that assign keys) and `--key=value` overrides,
-applied left to right. After it, the global `config` holds every key's final value (for checkpoints/logs).
+which reads sys.argv[1:]: config files (python files that assign keys, exec'd as nanoGPT does) and
+`--key=value` overrides, applied left to right, into the script's globals. `config` holds every key's final
+value (for checkpoints/logs). Unlike nanoGPT's exec'd configurator this is an import, so linters see every name.
 
 Fixes nanoGPT's configurator faults: `--key=value` splits on the first `=`; an int is accepted for a float
 key; a `None` default can be overridden with any value; an unknown key (config file or command line) is an
 error naming the closest known key; `--help` lists every key with its default; every failure is one line
-on stderr and exit code 2.
+on stderr and exit code 2 (ConfigError is a common.UserError: see common.exit_on_user_error).
 
 Keys whose value depends on another key (train_sae.py: each SAE kind's published lr, λ, schedules): the script
 sets them to None and defines `_config_defaults(g) -> (label, {key: value})`; after all arguments, every key
@@ -22,11 +23,16 @@ import difflib
 import os
 import sys
 
+from common import UserError
+
 _SIMPLE_TYPES = (int, float, bool, str, type(None), tuple, list)
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A bad config file or override; its message is the one line shown to the user."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (--help lists all keys)"
 
 
 def config_keys(g: dict) -> list[str]:
@@ -102,8 +108,11 @@ def help_text(g: dict, script: str) -> str:
     return "\n".join(lines)
 
 
-def configure(g: dict, argv: list[str], script: str = 'script.py') -> dict:
-    """Apply config files and --key=value overrides in `argv` to the globals dict `g`; returns the config."""
+def configure(g: dict, argv: list[str] | None = None, script: str | None = None) -> dict:
+    """Apply config files and --key=value overrides in `argv` (default sys.argv[1:]) to the globals dict `g`;
+    returns the config. --help prints the keys and exits."""
+    argv = sys.argv[1:] if argv is None else argv
+    script = script or os.path.basename(sys.argv[0])
     keys = config_keys(g)
     defaults = {k: g[k] for k in keys}
     for arg in argv:
@@ -134,11 +143,3 @@ def configure(g: dict, argv: list[str], script: str = 'script.py') -> dict:
             g[key] = coerce(key, parse_value(raw, defaults[key]), defaults[key], 'command line')
     fill_defaults(g)
     return {k: g[k] for k in keys}
-
-
-if __name__ != 'configurator':  # exec'd by a script: configure its globals from the command line
-    try:
-        config = configure(globals(), sys.argv[1:], os.path.basename(sys.argv[0]))
-    except ConfigError as _e:
-        print(f"error: {_e} (--help lists all keys)", file=sys.stderr)
-        sys.exit(2)

@@ -30,9 +30,12 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from activations import NonFiniteRows, ShardWriter, fill_rows_, resolve_site, shard_contexts, shard_plan
-from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device, load_checkpoint,
-                    load_data_meta, print0, read_json, token_memmap)
+from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_device,
+                    load_checkpoint, load_data_meta, print0, read_json, token_memmap)
 from model import load_gpt
+from configurator import configure
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -54,7 +57,7 @@ batch_size = 32  # contexts per forward pass
 seed = 1337  # contexts, positions and row order of shard g are drawn from (seed, g)
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 # -----------------------------------------------------------------------------
-exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 device = get_device(device)

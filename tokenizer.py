@@ -15,12 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import tiktoken
-from tqdm import tqdm
 
-from common import prepare_hint
+from common import (DATA_META_KEYS, UserError, atomic_file, atomic_write_bytes, load_data_meta, prepare_hint,
+                    progress)
 
 EOT = '<|endoftext|>'
-META_KEYS = ('vocab_size', 'dtype', 'eot_token', 'tokenizer', 'tokenizer_file', 'corpus', 'train_tokens', 'val_tokens')
+META_KEYS = DATA_META_KEYS  # the fields every meta.json has (common.DATA_META_KEYS)
 
 # -----------------------------------------------------------------------------
 # the tokenizer: train with rustbpe, run with tiktoken
@@ -30,7 +30,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, name: str = 'bpe') -> tikto
     """Train a byte-level BPE on `texts` with rustbpe: vocab_size - 1 ranks + the end-of-text token."""
     import rustbpe
     if vocab_size < 257:
-        raise SystemExit(f"error: vocab_size={vocab_size} is too small (256 byte tokens + end-of-text need 257)")
+        raise UserError(f"vocab_size={vocab_size} is too small (256 byte tokens + end-of-text need 257)")
     tok = rustbpe.Tokenizer()
     # counting is parallel but merges are picked by (count, pair) with a fixed tie-break: deterministic
     tok.train_from_iterator(iter(texts), vocab_size - 1)
@@ -49,7 +49,7 @@ def save_tokenizer(enc: tiktoken.Encoding, path: str) -> None:
         raise ValueError(f"tokenizer {enc.name!r} has non-contiguous ranks; cannot save as a rank-ordered list")
     obj = {'name': enc.name, 'pat_str': enc._pat_str, 'special_tokens': dict(enc._special_tokens),
            'mergeable_ranks': [base64.b64encode(b).decode('ascii') for b, _ in by_rank]}
-    _atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + '\n')
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + '\n').encode())
 
 
 def load_tokenizer_file(path: str) -> tiktoken.Encoding:
@@ -61,9 +61,9 @@ def load_tokenizer_file(path: str) -> tiktoken.Encoding:
         return tiktoken.Encoding(obj['name'], pat_str=obj['pat_str'], mergeable_ranks=ranks,
                                  special_tokens={k: int(v) for k, v in obj['special_tokens'].items()})
     except FileNotFoundError:
-        raise SystemExit(f"error: tokenizer file {path} not found") from None
+        raise UserError(f"tokenizer file {path} not found") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SystemExit(f"error: {path} is not a valid tokenizer file ({type(e).__name__}: {e})") from None
+        raise UserError(f"{path} is not a valid tokenizer file ({type(e).__name__}: {e})") from None
 
 
 def gpt2_encoding() -> tiktoken.Encoding:
@@ -71,7 +71,7 @@ def gpt2_encoding() -> tiktoken.Encoding:
     try:
         return tiktoken.get_encoding('gpt2')
     except Exception as e:  # download and cache failures come in many types
-        raise SystemExit(f"error: cannot load tiktoken's gpt2 encoding (needs network once): "
+        raise UserError(f"cannot load tiktoken's gpt2 encoding (needs network once): "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
@@ -95,19 +95,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def read_meta(data_dir: str) -> dict:
-    """Load <data_dir>/meta.json; a missing or malformed file is one error line naming the prepare command."""
-    path = os.path.join(data_dir, 'meta.json')
-    try:
-        with open(path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path} not found: {prepare_hint(data_dir)}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SystemExit(f"error: {path} is not valid JSON ({e}): {prepare_hint(data_dir)}") from None
-    missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else list(META_KEYS)
-    if missing:
-        raise SystemExit(f"error: {path} lacks {', '.join(missing)}: {prepare_hint(data_dir)}")
-    return meta
+    """<data_dir>/meta.json, checked (common.load_data_meta without requiring the .bin files)."""
+    return load_data_meta(data_dir, need_bins=False)
 
 
 def load_tokenizer(data_dir: str) -> tiktoken.Encoding:
@@ -118,13 +107,13 @@ def load_tokenizer(data_dir: str) -> tiktoken.Encoding:
         enc = gpt2_encoding()
     elif kind == 'bpe':
         if not meta.get('tokenizer_file'):
-            raise SystemExit(f"error: {os.path.join(data_dir, 'meta.json')} says tokenizer 'bpe' but names no file")
+            raise UserError(f"{os.path.join(data_dir, 'meta.json')} says tokenizer 'bpe' but names no file")
         enc = load_tokenizer_file(os.path.join(data_dir, meta['tokenizer_file']))
     else:
-        raise SystemExit(f"error: {os.path.join(data_dir, 'meta.json')}: unknown tokenizer {kind!r} "
+        raise UserError(f"{os.path.join(data_dir, 'meta.json')}: unknown tokenizer {kind!r} "
                          f"(expected 'gpt2' or 'bpe')")
     if enc.n_vocab != meta['vocab_size'] or enc.eot_token != meta['eot_token']:
-        raise SystemExit(f"error: tokenizer of {data_dir} has n_vocab={enc.n_vocab}, eot={enc.eot_token} but "
+        raise UserError(f"tokenizer of {data_dir} has n_vocab={enc.n_vocab}, eot={enc.eot_token} but "
                          f"meta.json says {meta['vocab_size']}, {meta['eot_token']}: {prepare_hint(data_dir)}")
     return enc
 
@@ -135,7 +124,8 @@ def write_meta(data_dir: str, **fields) -> dict:
     if missing:
         raise ValueError(f"write_meta: missing fields {missing}")
     meta = {k: fields[k] for k in META_KEYS} | {k: v for k, v in fields.items() if k not in META_KEYS}
-    _atomic_write_text(os.path.join(data_dir, 'meta.json'), json.dumps(meta, indent=2, ensure_ascii=False) + '\n')
+    text = json.dumps(meta, indent=2, ensure_ascii=False) + '\n'
+    atomic_write_bytes(os.path.join(data_dir, 'meta.json'), text.encode())
     return meta
 
 
@@ -204,33 +194,26 @@ def write_tokens(docs: Iterable[str], enc: tiktoken.Encoding, path: str, dtype: 
         raise ValueError(f"dtype {dtype} cannot hold token ids up to {enc.n_vocab - 1}")
     eot = enc.eot_token
     total = len(docs) if total is None and hasattr(docs, '__len__') else total
-    tmp, n_tokens = path + '.tmp', 0
-    try:
-        with open(tmp, 'wb') as f, tqdm(total=total, unit='doc', desc=f"writing {os.path.basename(path)}") as bar:
-            def flush(chunk: list[str]) -> int:
-                ids = enc.encode_ordinary_batch(chunk, num_threads=max(1, num_threads))
-                for doc_ids in ids:
-                    doc_ids.append(eot)
-                arr = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=sum(len(d) for d in ids))
-                arr.tofile(f)
-                bar.update(len(chunk))
-                return arr.size
-            chunk, n_chars = [], 0
-            for doc in docs:
-                chunk.append(doc)
-                n_chars += len(doc)
-                if n_chars >= chunk_chars:
-                    n_tokens += flush(chunk)
-                    chunk, n_chars = [], 0
-            if chunk:
+    n_tokens = 0
+    bar = progress(total=total, unit='doc', desc=f"writing {os.path.basename(path)}")
+    with atomic_file(path, 'wb') as f, bar:
+        def flush(chunk: list[str]) -> int:
+            ids = enc.encode_ordinary_batch(chunk, num_threads=max(1, num_threads))
+            for doc_ids in ids:
+                doc_ids.append(eot)
+            arr = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=sum(len(d) for d in ids))
+            arr.tofile(f)
+            bar.update(len(chunk))
+            return arr.size
+        chunk, n_chars = [], 0
+        for doc in docs:
+            chunk.append(doc)
+            n_chars += len(doc)
+            if n_chars >= chunk_chars:
                 n_tokens += flush(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+                chunk, n_chars = [], 0
+        if chunk:
+            n_tokens += flush(chunk)
     return n_tokens
 
 
@@ -255,36 +238,20 @@ def tokenize_dataset_to_bins(dset_dict, enc: tiktoken.Encoding, out_dir: str, nu
     for split, dset in tokenized.items():
         arr_len = int(np.sum(dset['len'], dtype=np.uint64))
         path = os.path.join(out_dir, f'{split}.bin')
-        tmp = path + '.tmp'
-        if arr_len == 0:  # np.memmap cannot map an empty file
-            open(tmp, 'wb').close()
-        else:
-            arr = np.memmap(tmp, dtype=dtype, mode='w+', shape=(arr_len,))
-            idx, n_batches = 0, max(1, min(total_batches, len(dset)))
-            for batch_idx in tqdm(range(n_batches), desc=f"writing {path}"):
-                batch = dset.shard(num_shards=n_batches, index=batch_idx, contiguous=True).with_format('numpy')
-                arr_batch = np.concatenate(list(batch['ids'])) if len(batch) else np.empty(0, dtype)
-                arr[idx: idx + len(arr_batch)] = arr_batch
-                idx += len(arr_batch)
-            assert idx == arr_len, f"wrote {idx} tokens into {path}, expected {arr_len}"
-            arr.flush()
-            del arr
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_file(path, 'wb+') as f:
+            if arr_len:  # np.memmap cannot map an empty file
+                arr = np.memmap(f, dtype=dtype, mode='w+', shape=(arr_len,))
+                idx, n_batches = 0, max(1, min(total_batches, len(dset)))
+                for batch_idx in progress(range(n_batches), desc=f"writing {path}"):
+                    batch = dset.shard(num_shards=n_batches, index=batch_idx, contiguous=True).with_format('numpy')
+                    arr_batch = np.concatenate(list(batch['ids'])) if len(batch) else np.empty(0, dtype)
+                    arr[idx: idx + len(arr_batch)] = arr_batch
+                    idx += len(arr_batch)
+                assert idx == arr_len, f"wrote {idx} tokens into {path}, expected {arr_len}"
+                arr.flush()
+                del arr
         counts[split] = arr_len
     return write_meta(out_dir, vocab_size=enc.n_vocab, dtype=dtype.name, eot_token=eot,
                       **tokenizer_fields(enc, out_dir), corpus=corpus,
                       train_tokens=counts['train'], val_tokens=counts['val'],
                       train_docs=len(tokenized['train']), val_docs=len(tokenized['val']), **meta_fields)
-
-# -----------------------------------------------------------------------------
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

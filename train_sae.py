@@ -24,10 +24,13 @@ from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreErr
 from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale,
                          evaluate_sae, init_b_dec_, init_mse_scale_, make_adam, resample_dead_, saelens_cfg,
                          save_saelens, train_step_)
-from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, get_device,
-                    load_checkpoint, load_data_meta, max_rank_divergence, print0, rng_state, save_checkpoint,
-                    set_rng_state, token_memmap)
+from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
+                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, print0, rng_state,
+                    save_checkpoint, set_rng_state, token_memmap)
 from model import load_gpt, parse_site
+from configurator import configure
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -85,7 +88,7 @@ def _config_defaults(g: dict) -> tuple[str, dict]:
 
 
 # -----------------------------------------------------------------------------
-exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 device = get_device(device)

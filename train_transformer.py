@@ -21,9 +21,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, get_batch, get_device, load_checkpoint,
-                    load_data_meta, matmul_flops, max_rank_divergence, print0, resolve_dtype, save_checkpoint)
+from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_batch, get_device,
+                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, print0, resolve_dtype,
+                    save_checkpoint)
 from model import GPT, GPTConfig
+from configurator import configure
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -68,7 +72,7 @@ dtype = 'auto'  # 'auto' (bfloat16/float16 on cuda, float32 elsewhere), 'float32
 compile = False  # torch.compile the model (CUDA only; ignored on CPU)
 seed = 1337
 # -----------------------------------------------------------------------------
-exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 device = get_device(device)
@@ -146,7 +150,7 @@ if ddp:
 def estimate_loss() -> dict[str, float]:
     """Mean loss over eval_iters batches per split; the same batches at every eval (a fixed generator)."""
     out = {}
-    model.eval()
+    raw_model.eval()
     for split in ['train', 'val']:
         gen = torch.Generator().manual_seed(seed + 10_000 * (1 + ddp_rank))
         losses = torch.zeros(eval_iters)
@@ -160,7 +164,7 @@ def estimate_loss() -> dict[str, float]:
             torch.distributed.all_reduce(mean)
             mean /= ddp_world_size
         out[split] = mean.item()
-    model.train()
+    raw_model.train()
     return out
 
 

@@ -28,6 +28,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from activations import ShardWriter, fill_rows_, shard_plan  # noqa: E402
+from configurator import configure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 n_rows = 100_000  # rows of the small end-to-end run (the large one harvests 10x as many)
@@ -38,7 +39,7 @@ rounds = 3  # alternating forward / fill / harvest rounds in process
 contexts_per_round = 256  # contexts per shard in process (51,200 rows, 52 MB)
 shards_per_round = 4  # shards per round (a harvest round ends when the last one is on disk)
 threads = 1  # torch threads here and in the children (1 = robust on a shared machine)
-exec(open(os.path.join(REPO, 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 SITE = 'blocks.0.mlp_hidden'
 ARGS = dict(n_layer=1, n_head=4, n_embd=128, block_size=256, bias=True, vocab_size=4096, dropout=0.0,

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from configurator import configure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from tokenizer import save_tokenizer  # noqa: E402
 
@@ -34,7 +35,7 @@ batch_size = 32
 threads = 2  # OMP threads of the subprocess (the target machine has 2 cores)
 ablation = 'auto'
 keep = False  # keep the temp folder (prints its path)
-exec(open(os.path.join(REPO, 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 VOCAB, D_MODEL = 4096, 128
 

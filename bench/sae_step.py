@@ -12,13 +12,13 @@ cores), so GEMM blocks and step blocks alternate for `rounds` rounds and medians
 does 5 of the 6 GEMMs (db_dec comes from db_enc @ W_enc), so its ratio can go below 1. "autograd" is the
 same step through loss().backward(), for comparison.
 """
-import os
 import statistics
 import time
 
 import torch
 
 from autoencoder import SAEConfig, SparseAutoencoder, make_adam, sae_step_
+from configurator import configure
 
 d_in = 512  # activation width d
 n_features = 4096  # dictionary size F
@@ -29,7 +29,7 @@ steps_per_round = 2  # steps timed per round
 autograd = True  # also time the autograd step (fused=False)
 profile = False  # print a torch.profiler table of a few fused steps
 threads = 0  # torch threads (0 = PyTorch's default)
-exec(open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 
 def gemm_block(B: int, d: int, n: int, dt: torch.dtype):

@@ -14,11 +14,12 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
 from common import REPO_ROOT, atomic_write_bytes, die, results_table  # noqa: E402
+from configurator import configure  # noqa: E402
 from tools.guards import markdown  # noqa: E402
 
 out_dir = 'out/demo'  # the run folder
 feature = 0  # the feature page to show
-exec(open(os.path.join(REPO_ROOT, 'configurator.py')).read())
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 site = os.path.abspath(os.path.join(out_dir, 'interface'))
 if not os.path.isfile(os.path.join(site, 'index.html')):

@@ -16,7 +16,11 @@ import time
 # run as a script, python puts data/openwebtext (not the repo root) on sys.path: add the root for tokenizer.py
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
-import tokenizer as tk
+import tokenizer as tk  # noqa: E402
+from common import exit_on_user_error  # noqa: E402
+from configurator import configure  # noqa: E402
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 dataset = 'Skylion007/openwebtext'  # HF hub name ('openwebtext' was a loading script, which datasets>=4 refuses)
@@ -25,7 +29,7 @@ num_proc_load_dataset = 8  # workers in load_dataset(); depends on network speed
 test_size = 0.0005  # fraction of documents held out as val
 seed = 2357  # seed of the train/val split
 out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin, val.bin, meta.json go
-exec(open(os.path.join(_repo, 'configurator.py')).read())  # overrides from the command line or a config file
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 t0 = time.time()

@@ -19,7 +19,11 @@ import time
 # run as a script, python puts data/text (not the repo root) on sys.path: add the root for tokenizer.py
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
-import tokenizer as tk
+import tokenizer as tk  # noqa: E402
+from common import exit_on_user_error  # noqa: E402
+from configurator import configure  # noqa: E402
+
+exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
 
 # -----------------------------------------------------------------------------
 input = ''  # a folder (every file below it), a single file, or a glob ('docs/**/*.txt'); required
@@ -28,7 +32,7 @@ vocab_size = 4096  # BPE vocabulary size, end-of-text token included (ignored fo
 val_fraction = 0.05  # expected share of files (or, for a single file, of its text) in val
 out_dir = os.path.dirname(os.path.abspath(__file__))  # where train.bin, val.bin, meta.json (+ tokenizer.json) go
 num_threads = os.cpu_count() or 1  # tiktoken encoding threads
-exec(open(os.path.join(_repo, 'configurator.py')).read())  # overrides from the command line or a config file
+config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
 
 t0 = time.time()
