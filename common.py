@@ -341,6 +341,15 @@ class _LineWriter:
         self.stream.flush()
 
 
+def next_command(script: str, config_name: str, out_dir: str) -> str:
+    """The command a stage prints as its `next:` hint: `script` with the config file of the same family as the
+    one this run was given (config/demo/sae.py -> config/demo/<config_name>.py; none if this run had none) and
+    this run's out_dir."""
+    given = [a for a in sys.argv[1:] if not a.startswith('--') and a.endswith('.py')]
+    cfg = os.path.join(os.path.dirname(given[0]), f'{config_name}.py') if given else ''
+    return ' '.join(['python', script] + ([cfg] if cfg and os.path.isfile(cfg) else []) + [f'--out_dir={out_dir}'])
+
+
 def matmul_flops(device: str, dtype: str = 'float32', n: int = 1024, reps: int = 5) -> float:
     """Measured GEMM rate (FLOP/s) of an n x n x n matmul on `device`: the peak MFU is reported against."""
     a = torch.randn(n, n, device=device, dtype=PTDTYPE[dtype])

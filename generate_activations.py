@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from activations import NonFiniteRows, ShardWriter, fill_rows_, resolve_site, shard_contexts, shard_plan
 from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_device,
-                    load_checkpoint, load_data_meta, print0, read_json, token_memmap)
+                    load_checkpoint, load_data_meta, next_command, print0, read_json, token_memmap)
 from model import load_gpt
 from configurator import configure
 
@@ -257,5 +257,5 @@ if master:
           f"= {rate:,.0f} rows/s ({world_size} rank(s))")
     print(f"store: {store_dir} ({meta['n_rows']:,} rows x d={d} {dtype} in {len(meta['shards'])} shards, "
           f"complete={meta['complete']})")
-    print(f"next: python train_sae.py config/demo/sae.py --out_dir={out_dir}")
+    print(f"next: {next_command('train_sae.py', 'sae', out_dir)}")
 ddp_cleanup(ddp)

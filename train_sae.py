@@ -25,7 +25,7 @@ from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_d
                          evaluate_sae, init_b_dec_, init_mse_scale_, make_adam, resample_dead_, saelens_cfg,
                          save_saelens, train_step_)
 from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
-                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, print0, rng_state,
+                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, next_command, print0, rng_state,
                     save_checkpoint, set_rng_state, token_memmap)
 from model import load_gpt, parse_site
 from configurator import configure
@@ -336,7 +336,7 @@ if master:
           f"of alive, KL {m['kl_spliced']:.4f}")
     print(f"trained {step} steps ({tokens_seen:,} tokens) in {elapsed:.0f}s; wrote {sae_dir}/ckpt.pt, "
           f"metrics.json, sae_weights.safetensors + cfg.json")
-    print(f"next: python build_interface.py config/demo/interface.py --out_dir={out_dir}")
+    print(f"next: {next_command('build_interface.py', 'interface', out_dir)}")
 if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
     print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(sae):g}")
 if wandb_log and master:

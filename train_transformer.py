@@ -22,8 +22,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_batch, get_device,
-                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, print0, resolve_dtype,
-                    save_checkpoint)
+                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, next_command, print0,
+                    resolve_dtype, save_checkpoint)
 from model import GPT, GPTConfig
 from configurator import configure
 
@@ -297,7 +297,7 @@ if master_process and not eval_only:
           f"({tok_per_s:,.0f} tokens/s, MFU {running_mfu * 100:.1f}% of measured peak); "
           f"best val loss {best_val_loss:.4f}")
     print(f"saved {os.path.join(ckpt_dir, 'ckpt.pt')} (best) and last.pt")
-    print(f"next: python generate_activations.py config/demo/activations.py --out_dir={out_dir}")
+    print(f"next: {next_command('generate_activations.py', 'activations', out_dir)}")
 if ddp:  # check that DDP kept every rank's parameters identical
     print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(raw_model):g}")
 if wandb_log and master_process:
