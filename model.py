@@ -26,6 +26,7 @@ SITES = ('resid_pre', 'attn_out', 'resid_mid', 'mlp_hidden', 'mlp_out', 'resid_p
 
 
 def site_name(layer: int, site: str) -> str:
+    """(0, "mlp_hidden") -> "blocks.0.mlp_hidden": the one place a hook site's name is built (parse_site reads it)."""
     return f'blocks.{layer}.{site}'
 
 
@@ -189,7 +190,7 @@ class GPT(nn.Module):
 
         def make_hook(i: int) -> Callable[[str, torch.Tensor], torch.Tensor]:
             def hook(site: str, x: torch.Tensor) -> torch.Tensor:
-                name = f'blocks.{i}.{site}'
+                name = site_name(i, site)
                 if name in capture:
                     acts[name] = x
                     remaining.discard(name)

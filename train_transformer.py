@@ -19,10 +19,9 @@ import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
 from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_batch, get_device,
-                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, next_command, print0,
+                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, next_command, print0, progress,
                     resolve_dtype, save_checkpoint)
 from model import GPT, GPTConfig
 from configurator import configure
@@ -221,7 +220,7 @@ t_start, iter_start = t0, iter_num
 running_mfu, last_val = -1.0, float('nan')
 saved_iter = iter_num if init_from == 'resume' else None  # the iteration last.pt holds (None: nothing saved yet)
 tok_per_s = 0.0
-bar = tqdm(total=max_iters, initial=iter_num, desc='train', unit='it', disable=not master_process, dynamic_ncols=True)
+bar = progress(total=max_iters, initial=iter_num, desc='train', unit='it', disable=not master_process)
 while True:
     lr = get_lr(iter_num)
     for param_group in optimizer.param_groups:

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny token datasets and models made in-process (no network, no corpus download)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,13 +27,17 @@ def run_script(*args: str, cwd: str = REPO, check: bool = True, env: dict | None
     return p
 
 
+PROGRESS_LINE = re.compile(r'^[^:|]{1,80}:\s+\d+%\|')  # a progress line: "sae:  40%|####   | 2/5 [...]"
+
+
 def run_failing(*argv: str) -> tuple[int, list[str], str]:
-    """Run a script expected to fail: (exit code, the stderr lines a terminal shows, stderr). Bytes, not text
-    mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
+    """Run a script expected to fail: (exit code, its stderr lines other than progress lines, stderr). Bytes, not
+    text mode, so that '\r' survives: a progress bar erased with it (leave=False) is not a line on the screen."""
     p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300,
                        env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
     err = p.stderr.decode()
-    return p.returncode, [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())], err
+    lines = [t for line in err.split('\n') if (t := line.split('\r')[-1].strip())]
+    return p.returncode, [t for t in lines if not PROGRESS_LINE.match(t)], err
 
 
 def make_token_dataset(path: str, vocab_size: int = 64, n_train: int = 20000, n_val: int = 4000,
