@@ -110,7 +110,7 @@ def test_text_prepare_empty_corpus_is_one_line_error(tmp_path, case):
     arg = {'no match': f'--input={tmp_path / "in" / "*.md"}', 'not utf-8': f'--input={tmp_path / "in" / "x.bin"}',
            'only empty': f'--input={tmp_path / "in" / "*.txt"}', 'no input': '--input='}[case]
     p = run_script('data/text/prepare.py', arg, f'--out_dir={tmp_path / "out"}', check=False)
-    assert p.returncode != 0
+    assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), p.stderr
     assert not (tmp_path / 'out').exists()

@@ -17,7 +17,7 @@ import time
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
 import tokenizer as tk  # noqa: E402
-from common import exit_on_user_error  # noqa: E402
+from common import die, exit_on_user_error  # noqa: E402
 from configurator import configure  # noqa: E402
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -39,7 +39,7 @@ from datasets import load_dataset  # heavy; only this script needs it
 try:
     ds = load_dataset(dataset, num_proc=num_proc_load_dataset)
 except Exception as e:  # network, hub and cache failures come in many types
-    raise SystemExit(f"error: load_dataset({dataset!r}) failed: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    die(f"load_dataset({dataset!r}) failed: {type(e).__name__}: {str(e).splitlines()[0]}")
 
 # owt only has a 'train' split: hold out a val split (train 8,009,762 / val 4,007 documents)
 split_dataset = ds['train'].train_test_split(test_size=test_size, seed=seed, shuffle=True)

@@ -20,7 +20,7 @@ import time
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
 import tokenizer as tk  # noqa: E402
-from common import exit_on_user_error  # noqa: E402
+from common import die, exit_on_user_error  # noqa: E402
 from configurator import configure  # noqa: E402
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -42,7 +42,7 @@ for dirpath, dirnames, filenames in os.walk(stdlib):
 rel_paths.sort(key=lambda p: p.replace(os.sep, '/'))
 files, skipped, empty = tk.utf8_files(stdlib, rel_paths)
 if not files:
-    raise SystemExit(f"error: no UTF-8 .py files found under {stdlib} ({len(skipped)} skipped, {len(empty)} empty)")
+    die(f"no UTF-8 .py files found under {stdlib} ({len(skipped)} skipped, {len(empty)} empty)")
 train_files, val_files = tk.split_files(files, val_fraction)
 print(f"{len(rel_paths)} .py files under {stdlib}: {len(train_files)} train, {len(val_files)} val, "
       f"{len(skipped)} non-UTF-8 skipped, {len(empty)} empty skipped")

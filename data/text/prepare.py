@@ -20,7 +20,7 @@ import time
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
 import tokenizer as tk  # noqa: E402
-from common import exit_on_user_error  # noqa: E402
+from common import die, exit_on_user_error  # noqa: E402
 from configurator import configure  # noqa: E402
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -37,11 +37,11 @@ config = configure(globals())  # config files and --key=value overrides from the
 
 t0 = time.time()
 if not input:
-    raise SystemExit("error: no input: pass --input=path/to/folder (or a file, or a glob like 'docs/**/*.txt')")
+    die("no input: pass --input=path/to/folder (or a file, or a glob like 'docs/**/*.txt')")
 if tokenizer not in ('bpe', 'gpt2'):
-    raise SystemExit(f"error: tokenizer={tokenizer!r}: expected 'bpe' or 'gpt2'")
+    die(f"tokenizer={tokenizer!r}: expected 'bpe' or 'gpt2'")
 if not 0 < val_fraction < 1:
-    raise SystemExit(f"error: val_fraction={val_fraction} must be strictly between 0 and 1")
+    die(f"val_fraction={val_fraction} must be strictly between 0 and 1")
 
 # the files: paths relative to a root, sorted; our own outputs never count as input
 outputs = {os.path.join(os.path.abspath(out_dir), n) for n in ('train.bin', 'val.bin', 'meta.json', 'tokenizer.json')}
@@ -59,17 +59,17 @@ paths = [p for p in paths if os.path.abspath(p) not in outputs and not p.endswit
 rel_paths = sorted((os.path.relpath(os.path.abspath(p), os.path.abspath(root)) for p in paths),
                    key=lambda p: p.replace(os.sep, '/'))
 if not rel_paths:
-    raise SystemExit(f"error: input={input!r} matches no files")
+    die(f"input={input!r} matches no files")
 files, skipped, empty = tk.utf8_files(root, rel_paths)
 if not files:
-    raise SystemExit(f"error: input={input!r}: no text: of {len(rel_paths)} files, {len(skipped)} are not UTF-8 "
+    die(f"input={input!r}: no text: of {len(rel_paths)} files, {len(skipped)} are not UTF-8 "
                      f"and {len(empty)} are empty")
 
 # the split: by file; a single file is cut at a newline
 if len(files) == 1:
     text = next(tk.iter_texts(root, files))
     if len(text) < 2:
-        raise SystemExit(f"error: input={input!r}: one file of {len(text)} character cannot be split into train/val")
+        die(f"input={input!r}: one file of {len(text)} character cannot be split into train/val")
     cut = int(len(text) * (1 - val_fraction))
     cut = text.rfind('\n', 0, cut) + 1 or cut  # just after the last newline before the cut, if any
     cut = min(max(cut, 1), len(text) - 1)
