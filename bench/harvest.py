@@ -8,12 +8,14 @@ Needs no prepared data: a random-init demo-size GPT and a synthetic token file a
 1. In this process, alternating rounds (this machine's speed drifts; medians are compared): the bare forward
    up to the site (model.run(need_logits=False)) on preloaded batches; `fill_rows_` on the same contexts (read
    windows from the memmap, forward, gather the kept positions, fp16, scatter into the shuffled shard buffer);
-   and the harvest as generate_activations.py does it: fill_rows_ + `ShardWriter.write` for a few shards to new
-   files (write to a temp file, fsync, crc32, rename, in a background thread while the next shard is computed),
-   up to the last shard on disk. Target: harvest / forward >= 0.8.
+   the harvest as generate_activations.py does it: fill_rows_ + `ShardWriter.save` for a few shards to new
+   files (copy to a temp file, fsync, rename, crc32, in a background thread while the next shard is computed,
+   rows held back while the copy runs), up to the last shard on disk; and the same with each shard saved in
+   line (no thread: what the writer thread buys). Target: harvest / forward >= 0.8.
 2. generate_activations.py end to end in child processes for n_rows and 10*n_rows: peak RSS (the child's
    VmHWM; target: flat) and its own rows/s (startup excluded; not interleaved, so it drifts with the machine).
 """
+import json
 import os
 import shutil
 import statistics
@@ -27,21 +29,22 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from activations import ShardWriter, fill_rows_, shard_plan  # noqa: E402
+from activations import ShardWriter, drop_from_page_cache, file_crc32, fill_rows_, shard_plan  # noqa: E402
+from common import atomic_file  # noqa: E402
 from configurator import configure  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import GPT, GPTConfig, site_name  # noqa: E402
 
 n_rows = 100_000  # rows of the small end-to-end run (the large one harvests 10x as many)
 tokens_per_context = 200  # positions kept per context
 batch_size = 32  # contexts per forward
 rows_per_shard = 2 ** 16  # shard size of the end-to-end runs (RAM holds one shard)
-rounds = 3  # alternating forward / fill / harvest rounds in process
+rounds = 3  # alternating forward / fill / harvest / in-line rounds in process
 contexts_per_round = 256  # contexts per shard in process (51,200 rows, 52 MB)
 shards_per_round = 4  # shards per round (a harvest round ends when the last one is on disk)
 threads = 1  # torch threads here and in the children (1 = robust on a shared machine)
 config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
-SITE = 'blocks.0.mlp_hidden'
+SITE = site_name(0, 'mlp_hidden')
 ARGS = dict(n_layer=1, n_head=4, n_embd=128, block_size=256, bias=True, vocab_size=4096, dropout=0.0,
             activation='gelu')
 
@@ -62,8 +65,10 @@ def setup(tmp: str) -> tuple[str, str]:
     rng = np.random.default_rng(0)
     for split, n in (('train', 4_000_000), ('val', 100_000)):
         rng.integers(0, ARGS['vocab_size'], n, dtype=np.uint16).tofile(os.path.join(data, f'{split}.bin'))
+    meta = dict(vocab_size=ARGS['vocab_size'], dtype='uint16', eot_token=ARGS['vocab_size'] - 1, tokenizer='bpe',
+                tokenizer_file=None, corpus='synthetic (bench)', train_tokens=4_000_000, val_tokens=100_000)
     with open(os.path.join(data, 'meta.json'), 'w') as f:
-        f.write(f'{{"vocab_size": {ARGS["vocab_size"]}, "dtype": "uint16", "eot_token": 4095}}')
+        json.dump(meta, f)
     torch.manual_seed(0)
     model = GPT(GPTConfig(**ARGS))
     ckpt = os.path.join(tmp, 'ckpt.pt')
@@ -71,8 +76,9 @@ def setup(tmp: str) -> tuple[str, str]:
     return data, ckpt
 
 
-def in_process(tmp: str, data: str) -> tuple[float, float, float]:
-    """Median rows/s of the bare forward, of fill_rows_ alone, and of whole shards saved as the script does."""
+def in_process(tmp: str, data: str) -> tuple[float, float, float, float]:
+    """Median rows/s of the bare forward, of fill_rows_ alone, of whole shards saved as the script does, and of
+    whole shards saved in line."""
     model = GPT(GPTConfig(**ARGS)).eval()
     T = ARGS['block_size']
     plans = [shard_plan(0, g, 10 ** 9, contexts_per_round, 4_000_000, T, tokens_per_context)
@@ -92,17 +98,28 @@ def in_process(tmp: str, data: str) -> tuple[float, float, float]:
         for p in plans:
             fill_rows_(model, SITE, data, 'train', 'uint16', p, out, batch_size, 'cpu')
 
-    def harvest():  # as the script: shard g is written, fsynced and renamed while shard g+1 is computed
+    paths = [os.path.join(tmp, f'shard_{g:05d}.bin') for g in range(len(plans))]
+
+    def harvest():  # as the script: shard g is copied out, fsynced and renamed while shard g+1 is computed
         writer = ShardWriter()
-        paths = [os.path.join(tmp, f'shard_{g:05d}.bin') for g in range(len(plans))]
         for p, path in zip(plans, paths):
-            fill_rows_(model, SITE, data, 'train', 'uint16', p, out, batch_size, 'cpu', free=writer.free)
-            writer.write(path, out)
+            fill_rows_(model, SITE, data, 'train', 'uint16', p, out, batch_size, 'cpu', out_copied=writer.copied)
+            writer.save(path, out, {})
         writer.close()
         for path in paths:
             os.remove(path)
 
-    times: dict = {forward: [], fill: [], harvest: []}
+    def in_line():  # the same steps as ShardWriter's, with no thread
+        for p, path in zip(plans, paths):
+            fill_rows_(model, SITE, data, 'train', 'uint16', p, out, batch_size, 'cpu')
+            with atomic_file(path) as f:
+                f.write(memoryview(out).cast('B'))
+            file_crc32(path)
+            drop_from_page_cache(path)
+        for path in paths:
+            os.remove(path)
+
+    times: dict = {forward: [], fill: [], harvest: [], in_line: []}
     forward(), harvest()  # warm-up
     for _ in range(rounds):
         for fn, acc in times.items():
@@ -137,7 +154,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix='bench_harvest_')
     try:
         data, ckpt = setup(tmp)
-        fwd, fill, hv = in_process(tmp, data)
+        fwd, fill, hv, inline = in_process(tmp, data)
         small = end_to_end(tmp, data, ckpt, n_rows)
         big = end_to_end(tmp, data, ckpt, 10 * n_rows)
     finally:
@@ -149,6 +166,7 @@ def main() -> None:
     print(f"{'bare forward to the site':40s} {fwd:9,.0f} {1:8.2f}")
     print(f"{'fill_rows_ (same contexts)':40s} {fill:9,.0f} {fill / fwd:8.2f}")
     print(f"{'harvest: fill_rows_ + ShardWriter':40s} {hv:9,.0f} {hv / fwd:8.2f}")
+    print(f"{'the same, shards saved in line':40s} {inline:9,.0f} {inline / fwd:8.2f}")
     for name, (rate, size, hwm), rows in (('script, N', small, n_rows), ('script, 10N', big, 10 * n_rows)):
         print(f"{name + f' = {rows:,} rows (separate run)':40s} {rate:9,.0f} {'':8s} {hwm / 2 ** 20:7.0f}MB "
               f"{size / rows:9.0f}")

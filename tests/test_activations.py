@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_, shard_plan
+from activations import (ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_, plan_contexts,
+                         shard_plan)
+from common import UserError
 from conftest import REPO, run_failing, make_token_dataset, run_script
 from model import GPT, GPTConfig, load_gpt
 
@@ -238,6 +240,24 @@ def test_on_the_fly_matches_store_statistics_and_resumes(env, ref):
     resumed = src.batches(2048, seed=1, start=7)
     assert all(torch.equal(next(resumed), fly[i * 2048:(i + 1) * 2048]) for i in range(7, 12))
     assert src.sample(300, seed=0).shape == (300, 64)
+
+
+def test_on_the_fly_rows_are_the_models_rows_in_the_plans_order(env):
+    """A window of the on-the-fly source: the model's rows of the contexts drawn from (source seed, stream seed,
+    0, window), in the plan's shuffled order, computed where the model is (a torch tensor, no numpy copy)."""
+    model = load_gpt(torch.load(env['ckpt'], weights_only=True))
+    src = OnTheFlySource(model, env['data'], 'train', SITE, context_length=T, tokens_per_context=K,
+                         batch_size_contexts=16, seed=5, device='cpu', shuffle_buffer=400)
+    it = src.batches(src.window_rows, seed=2)
+    next(it)
+    x = next(it)  # window 1
+    plan = plan_contexts(np.random.default_rng([5, 2, 0, 1]), src.window_contexts, src.n_tokens, T, K)
+    torch.testing.assert_close(x[torch.from_numpy(plan.dest)], recompute(env, plan, slice(None)), atol=1e-6, rtol=0)
+
+
+def test_library_errors_are_user_errors():
+    """Scripts need no try/except around the store's errors: common.exit_on_user_error prints their one line."""
+    assert issubclass(StoreError, UserError) and issubclass(NonFiniteRows, UserError)
 
 
 def edited_ckpt(env: dict, path: str, edit) -> str:
