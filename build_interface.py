@@ -7,13 +7,11 @@ Build the static feature browser of a trained SAE: <out_dir>/interface/index.htm
 
 Inputs: <out_dir>/transformer/ckpt.pt, <out_dir>/sae/ (SAELens layout: sae_weights.safetensors + cfg.json)
 and the dataset's <split>.bin + meta.json (+ tokenizer file). Output: <out_dir>/interface/ with index.html
-(all features: sortable/searchable table, density histogram), feature.html?f=ID (one feature, all panels),
-examples.html (activations on example texts); shared assets copied from the repo's interface/ folder; data as
-.js files loaded with <script src> (no server, no fetch()): data/{vocab,index,examples}.js and features/NNNN.js
-(features 64*NNNN ... 64*NNNN+63). Every token reaches the page as a JSON string set with textContent; partial
-UTF-8 tokens are stored as byte lists and merged for display in the browser. Built in a temp folder that
-replaces the old one at the end, so a half-built site is never taken for a complete one; meta.json records
-the config, the contexts used and the timings.
+(all features: sortable/searchable table, density histogram), feature.html?f=ID (one feature, all panels) and
+examples.html (activations on example texts), the repo's interface/ assets, and the data as .js files loaded
+with <script src> (no server, no fetch()). The data files and every key in them: interface/README.md.
+Built in a temp folder that replaces the old one at the end, so a half-built site is never taken for a
+complete one. An SAE or transformer with NaN/inf weights is refused (one line naming the tensor).
 
 All statistics are computed for all features at once, in streaming passes over n_contexts contexts
 (RAM does not grow with n_contexts; nothing of size n_tokens x n_features is kept):
@@ -27,29 +25,26 @@ All statistics are computed for all features at once, in streaming passes over n
           of its own position); other sites rerun the model per window (ablation='rerun').
   then    logit weights (decoder direction -> c_proj -> final LayerNorm linearised: centred, times ln_f.weight,
           times E[1/σ] of the final residual -> unembedding), decoder-cosine and co-activation neighbours,
-          example texts.
-The SAE is read with autoencoder.load_saelens; W_dec is read from the safetensors file. An SAE or transformer
-with NaN/inf weights is refused (one line naming the tensor) before anything is written. The tokenizer comes
-from tokenizer.load_tokenizer(dataset folder).
+          example texts, and the site.
 """
 import json
 import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
-from tqdm import tqdm
 
-from autoencoder import load_saelens
-from common import (atomic_write_json, autocast, data_dir_of, die, exit_on_user_error, get_device, load_checkpoint,
-                    load_data_meta, print0, read_json, resolve_dtype, token_memmap)
-from model import load_gpt, parse_site
-from configurator import configure
-
-exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
+from autoencoder import SparseAutoencoder, load_saelens
+from common import (UserError, atomic_write_json, autocast, data_dir_of, exit_on_user_error, get_device,
+                    load_checkpoint, load_data_meta, print0, progress, read_json, resolve_dtype, token_memmap,
+                    token_windows)
+from configurator import config_keys, configure
+from model import GPT, load_gpt, parse_site, site_name
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
@@ -72,8 +67,7 @@ seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
 dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transformer and SAE forward passes)
 # -----------------------------------------------------------------------------
-config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
-# -----------------------------------------------------------------------------
+CONFIG_KEYS = config_keys(globals())  # the keys above are the config; the constants below are not
 
 N_NEIGHBOURS = 10  # decoder-cosine and co-activation neighbours per feature
 N_LOGITS = 10  # top and bottom logit weights shown
@@ -82,20 +76,162 @@ HIST_BINS = 40  # bins of the activation and logit-weight histograms
 ULTRALOW = 1e-5  # alive features below this density are "ultralow" (the paper's and DESIGN.md's threshold)
 EXAMPLE_MAX_FEATURES = 64  # most active features kept per token of an example text
 FEATURES_PER_FILE = 64  # features/NNNN.js holds features NNNN*64 ... NNNN*64+63 (few files: fast to replace)
+ROWS_PER_CHUNK = 256  # features per step of the logit-weight and neighbour computations
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'interface')  # html, js, css copied to the site
 
-t_start = time.time()
-device = get_device(device)
-dtype = resolve_dtype(dtype, device)
-ctx = autocast(device, dtype)
-torch.manual_seed(seed)
-for name, val, lo in (('n_contexts', n_contexts, 1), ('batch_size', batch_size, 1), ('top_k', top_k, 1),
-                      ('window', window, 0), ('n_intervals', n_intervals, 1), ('interval_samples', interval_samples, 0),
-                      ('n_example_texts', n_example_texts, 0), ('example_length', example_length, 2)):
-    if val < lo:
-        die(f"{name}={val} must be >= {lo}")
-if ablation not in ('auto', 'rerun', 'none'):
-    die(f"ablation='{ablation}' is not 'auto', 'rerun' or 'none'")
+
+def main() -> None:
+    exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
+    settings = {k: globals()[k] for k in CONFIG_KEYS}
+    config = configure(settings)  # config files and --key=value overrides from the command line (configurator.py)
+    globals().update(settings)  # the config globals above now hold the values in effect
+    check_config()
+    t_start, seconds = time.time(), {}
+    run_device = get_device(device)
+    run_dtype = resolve_dtype(dtype, run_device)
+    torch.manual_seed(seed)
+
+    # the transformer, the SAE, the dataset; the contexts the statistics cover
+    inputs = load_inputs(out_dir, transformer_ckpt, sae_dir, dataset, context_length, run_device,
+                         autocast(run_device, run_dtype))
+    token_file = TokenFile(inputs.data_dir, split, inputs.data_meta['dtype'], run_device)
+    contexts = pick_contexts(token_file, inputs.context_length, n_contexts, batch_size, np.random.default_rng(seed))
+    mode = ablation_mode(ablation, inputs)
+    n_feat = len(inputs.W_dec)
+    print0(f"{n_feat} features of {inputs.site} ({inputs.architecture}), {contexts.n} contexts x {contexts.length} "
+           f"tokens = {contexts.n_tokens:,} tokens of {inputs.data_dir}/{split}.bin; ablation: {mode}; "
+           f"device {run_device} ({run_dtype})")
+
+    # three streaming passes over the contexts, then the shown windows' numbers
+    with timed(seconds, 'pass1'):
+        stats = pass1_statistics(inputs, contexts, top_k, coact_tokens)
+    with timed(seconds, 'pass2'):
+        intervals = pass2_intervals(inputs, contexts, stats.act_max, n_intervals, interval_samples, seed)
+    head = logit_head(inputs.model)
+    directions = feature_logit_directions(head, resid_direction(inputs.model, inputs.layer, inputs.site_kind,
+                                                                 inputs.W_dec))
+    windows = select_windows(stats, intervals, window, contexts.length)
+    with timed(seconds, 'pass3'):
+        shown = pass3_windows(inputs, contexts, windows, mode, head, directions, batch_size)
+    # from the weights (and pass 1's counts): logit weights, neighbours, the tokens each feature fires on most
+    with timed(seconds, 'weights'):
+        logits = logit_weights(directions.direct, stats.ln_scale)
+        neighbours = feature_neighbours(inputs.W_dec, stats.coact)
+        fired_on = top_tokens(stats.token_counts)
+    del directions
+    examples = example_texts(inputs, token_file, n_example_texts, min(example_length, contexts.length), batch_size,
+                             np.random.default_rng(seed + 1))
+
+    # the site: data files in a temp folder swapped in when complete (their format: interface/README.md)
+    t_write = time.time()
+    vocab = load_vocab(inputs.data_dir, inputs.data_meta, inputs.model.config.vocab_size)
+    run = {'n_features': n_feat, 'n_tokens': contexts.n_tokens, 'n_contexts': contexts.n,
+           'context_length': contexts.length, 'site': inputs.site, 'architecture': inputs.architecture,
+           'dataset': inputs.data_dir, 'split': split, 'transformer': os.path.abspath(inputs.ckpt_path),
+           'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': top_k, 'window': window,
+           'n_intervals': n_intervals, 'interval_samples': interval_samples, 'hist_bins': HIST_BINS,
+           'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
+           'built': time.strftime('%Y-%m-%d %H:%M:%S')}
+    index = index_data(run, stats, fired_on, logits)
+    features = feature_records(stats, intervals, windows, shown, logits, neighbours, fired_on, contexts.n_tokens)
+    meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
+            'example_length': examples.length, 'ln_scale': stats.ln_scale}
+    site_dir = write_site(os.path.join(out_dir, 'interface'), vocab, index, examples.texts, features, meta,
+                          seconds, t_start, t_write)
+
+    n_fire = stats.n_fire.cpu()
+    dead = int((n_fire == 0).sum())
+    ultralow = int(((n_fire > 0) & (n_fire.double() / contexts.n_tokens < ULTRALOW)).sum())
+    print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} tokens in "
+           f"{time.time() - t_start:.0f}s (passes {seconds['pass1']:.0f}s + {seconds['pass2']:.0f}s + "
+           f"{seconds['pass3']:.0f}s, weights {seconds['weights']:.0f}s, pages {time.time() - t_write:.0f}s)")
+    print0(f"open {os.path.abspath(os.path.join(site_dir, 'index.html'))}")
+
+
+def check_config() -> None:
+    """The config globals in range (UserError naming the key otherwise)."""
+    for name, val, lo in (('n_contexts', n_contexts, 1), ('batch_size', batch_size, 1), ('top_k', top_k, 1),
+                          ('window', window, 0), ('n_intervals', n_intervals, 1),
+                          ('interval_samples', interval_samples, 0), ('n_example_texts', n_example_texts, 0),
+                          ('example_length', example_length, 2)):
+        if val < lo:
+            raise UserError(f"{name}={val} must be >= {lo}")
+    if ablation not in ('auto', 'rerun', 'none'):
+        raise UserError(f"ablation='{ablation}' is not 'auto', 'rerun' or 'none'")
+
+
+@contextmanager
+def timed(seconds: dict, name: str):
+    """Adds the wall time of the block to seconds[name]."""
+    t0 = time.time()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.time() - t0
+
+
+# ----------------------------------------------------------------------------- inputs
+
+class Inputs(NamedTuple):
+    model: GPT
+    sae: SparseAutoencoder
+    W_dec: torch.Tensor  # (F, d_in) float32: the decoder rows, the SAE's own
+    site: str  # the hook the SAE reads, e.g. 'blocks.0.mlp_hidden'
+    layer: int
+    site_kind: str  # 'mlp_hidden', 'mlp_out', 'resid_post', ...
+    final_site: str  # the last block's resid_post (ln_f and the unembedding turn it into logits)
+    architecture: str  # SAELens cfg.json's 'architecture'
+    ckpt_path: str
+    sae_path: str
+    data_dir: str
+    data_meta: dict  # the dataset's meta.json
+    context_length: int  # tokens per context (T)
+    autocast: object  # the autocast context of every forward pass
+
+
+def load_inputs(out_dir: str, transformer_ckpt: str, sae_dir: str, dataset: str, context_length: int,
+                device: str, autocast_ctx) -> Inputs:
+    """The transformer, the SAE (autoencoder.load_saelens) and the dataset, checked; UserError if unusable."""
+    ckpt_path = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
+    checkpoint = load_checkpoint(ckpt_path, 'cpu',
+                                 hint="train one with train_transformer.py (or set --transformer_ckpt)")
+    refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,
+                     "retrain it with train_transformer.py or set --transformer_ckpt")
+    model = load_gpt(checkpoint, device)
+    n_layer = model.config.n_layer
+    sae_path = sae_dir or os.path.join(out_dir, 'sae')
+    sae_cfg = read_json(os.path.join(sae_path, 'cfg.json'), "train an SAE with train_sae.py (or set --sae_dir)")
+    weights_path = os.path.join(sae_path, 'sae_weights.safetensors')
+    if not os.path.isfile(weights_path):
+        raise UserError(f"{weights_path} not found: train an SAE with train_sae.py first")
+    site = sae_cfg.get('hook_name', '')
+    try:
+        layer, site_kind = parse_site(site)
+    except ValueError as e:
+        raise UserError(f"{sae_path}/cfg.json: {e}") from None
+    if layer >= n_layer:
+        raise UserError(f"the SAE reads {site} but {ckpt_path} has {n_layer} layer(s)")
+    data_dir = data_dir_of(dataset or checkpoint.get('data', {}).get('dataset') or '')
+    if not data_dir:
+        raise UserError(f"{ckpt_path} names no dataset: set --dataset")
+    data_meta = load_data_meta(data_dir)
+    T = context_length or model.config.block_size
+    if T > model.config.block_size:
+        raise UserError(f"context_length={T} exceeds the model's block_size {model.config.block_size}")
+    try:
+        sae = load_saelens(sae_path, device=device).eval()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    sae_params = dict(sae.named_parameters())
+    refuse_nonfinite(sae_params, weights_path,
+                     "the SAE diverged: retrain it with train_sae.py (e.g. a lower lr) or set --sae_dir")
+    if sae.cfg.normalize != 'none':  # x̂ = (W_dec f + b_dec)·std + mean: a feature's contribution scales per token
+        raise UserError(f"{sae_path}: the feature browser does not support SAEs trained with normalize="
+                        f"'{sae.cfg.normalize}' yet (its ablation and logit panels assume x̂ = W_dec f + b_dec): "
+                        f"train one with --normalize=none to browse it")
+    for p in list(model.parameters()) + list(sae.parameters()):
+        p.requires_grad_(False)
+    return Inputs(model, sae, sae.W_dec.detach().float().T.contiguous(), site, layer, site_kind,
+                  site_name(n_layer - 1, 'resid_post'), sae_cfg.get('architecture', 'standard'), ckpt_path, sae_path,
+                  data_dir, data_meta, T, autocast_ctx)
 
 
 def refuse_nonfinite(tensors: dict[str, torch.Tensor], path: str, fix: str) -> None:
@@ -103,73 +239,564 @@ def refuse_nonfinite(tensors: dict[str, torch.Tensor], path: str, fix: str) -> N
     for name, t in tensors.items():
         n_bad = int((~torch.isfinite(t)).sum()) if t.is_floating_point() else 0
         if n_bad:
-            die(f"{path}: {name} has {n_bad:,} non-finite (NaN/inf) entries of {t.numel():,}: {fix}")
+            raise UserError(f"{path}: {name} has {n_bad:,} non-finite (NaN/inf) entries of {t.numel():,}: {fix}")
 
 
-# ----------------------------------------------------------------------------- inputs
-
-ckpt_path = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
-checkpoint = load_checkpoint(ckpt_path, 'cpu', hint="train one with train_transformer.py (or set --transformer_ckpt)")
-refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,
-                 "retrain it with train_transformer.py or set --transformer_ckpt")
-model = load_gpt(checkpoint, device)
-mcfg = model.config
-sae_path = sae_dir or os.path.join(out_dir, 'sae')
-sae_cfg = read_json(os.path.join(sae_path, 'cfg.json'), "train an SAE with train_sae.py (or set --sae_dir)")
-if not os.path.isfile(os.path.join(sae_path, 'sae_weights.safetensors')):
-    die(f"{os.path.join(sae_path, 'sae_weights.safetensors')} not found: train an SAE with train_sae.py first")
-site = sae_cfg.get('hook_name', '')
-try:
-    layer, site_kind = parse_site(site)
-except ValueError as e:
-    die(f"{sae_path}/cfg.json: {e}")
-if layer >= mcfg.n_layer:
-    die(f"the SAE reads {site} but {ckpt_path} has {mcfg.n_layer} layer(s)")
-data_dir = data_dir_of(dataset or checkpoint.get('data', {}).get('dataset') or '')
-if not data_dir:
-    die(f"{ckpt_path} names no dataset: set --dataset")
-meta = load_data_meta(data_dir)
-T = context_length or mcfg.block_size
-if T > mcfg.block_size:
-    die(f"context_length={T} exceeds the model's block_size {mcfg.block_size}")
-V = mcfg.vocab_size
-final_site = f'blocks.{mcfg.n_layer - 1}.resid_post'
+def ablation_mode(requested: str, inputs: Inputs) -> str:
+    """'local' (exact formula: a site in the last layer reaches only its own position's logits), 'rerun', 'none'."""
+    local_ok = (inputs.layer == inputs.model.config.n_layer - 1
+                and inputs.site_kind in ('mlp_hidden', 'mlp_out', 'resid_post'))
+    return 'none' if requested == 'none' else 'local' if (requested == 'auto' and local_ok) else 'rerun'
 
 
-sae_sd = load_file(os.path.join(sae_path, 'sae_weights.safetensors'))
-refuse_nonfinite(sae_sd, os.path.join(sae_path, 'sae_weights.safetensors'),
-                 "the SAE diverged: retrain it with train_sae.py (e.g. a lower lr) or set --sae_dir")
-W_dec = sae_sd['W_dec'].float().to(device)  # (F, d_in)
-n_feat, d_in = W_dec.shape
-sae = load_saelens(sae_path, device=device).eval()
-if sae.cfg.normalize != 'none':  # x̂ = (W_dec f + b_dec)·std + mean: a feature's contribution scales per token
-    die(f"{sae_path}: the feature browser does not support SAEs trained with normalize='{sae.cfg.normalize}' yet "
-        f"(its ablation and logit panels assume x̂ = W_dec f + b_dec): train one with --normalize=none to browse it")
-for p in list(model.parameters()) + list(getattr(sae, 'parameters', lambda: [])()):
-    p.requires_grad_(False)
+@dataclass(frozen=True)
+class TokenFile:
+    data_dir: str
+    split: str
+    dtype: str  # meta.json's token dtype
+    device: str
+
+    def __len__(self) -> int:
+        return len(token_memmap(self.data_dir, self.split, self.dtype))
+
+    def read(self, starts: np.ndarray, length: int) -> torch.Tensor:
+        """(B, length+1) int64 tokens on device: each chunk plus the token after it (the last position's target)."""
+        return token_windows(token_memmap(self.data_dir, self.split, self.dtype), starts, length + 1).to(self.device)
 
 
-def resid_direction(W: torch.Tensor) -> torch.Tensor:
+def pick_chunks(n_tokens: int, length: int, n: int, rng: np.random.Generator, where: str) -> np.ndarray:
+    """Start offsets of n random non-overlapping chunks of length+1 tokens (sorted)."""
+    n_chunks = (n_tokens - 1) // length
+    if n_chunks < 1:
+        raise UserError(f"{where} has {n_tokens} tokens, fewer than context_length+1 = {length + 1}")
+    return np.sort(rng.choice(n_chunks, size=min(n, n_chunks), replace=False)) * length
+
+
+class Contexts(NamedTuple):
+    file: TokenFile
+    starts: np.ndarray  # (n,) sorted token offsets of the contexts in <split>.bin
+    length: int  # T tokens per context
+    batches: list[tuple[int, int]]  # context ranges [b0, b1) of the forward passes
+
+    @property
+    def n(self) -> int:
+        return len(self.starts)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.starts) * self.length
+
+    def read(self, b0: int, b1: int) -> torch.Tensor:
+        """Contexts b0 .. b1-1 as (b1-b0, T+1) tokens."""
+        return self.file.read(self.starts[b0:b1], self.length)
+
+
+def pick_contexts(file: TokenFile, length: int, n: int, batch_size: int, rng: np.random.Generator) -> Contexts:
+    """n random non-overlapping contexts of `length` tokens (fewer if the split is short), in batches."""
+    starts = pick_chunks(len(file), length, n, rng, f"{file.split}.bin in {file.data_dir}")
+    if len(starts) < n:
+        print0(f"note: {file.split}.bin holds only {len(starts)} contexts of {length} tokens (asked for {n})")
+    batches = [(b0, min(b0 + batch_size, len(starts))) for b0 in range(0, len(starts), batch_size)]
+    return Contexts(file, starts, length, batches)
+
+
+@torch.no_grad()
+def encode_contexts(inputs: Inputs, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens (B, T+1) -> features f (B*T, F) of the contexts tokens[:, :T], final residual r (B, T, C)."""
+    with inputs.autocast:
+        _, _, acts = inputs.model.run(tokens[:, :-1], capture=[inputs.site, inputs.final_site], need_logits=False)
+        f = inputs.sae.encode(acts[inputs.site].reshape(-1, inputs.W_dec.size(1)))
+    return f.float(), acts[inputs.final_site].float()
+
+
+# ----------------------------------------------------------------------------- pass 1: density, max, top-k, tokens
+
+class Pass1(NamedTuple):
+    n_fire: torch.Tensor  # (F,) int64 tokens the feature fires on (f > 0)
+    act_sum: torch.Tensor  # (F,) float64 sum of its activations
+    act_max: torch.Tensor  # (F,) float32
+    top_act: torch.Tensor  # (top_k, F) the best per-context maxima, descending (0 = no example)
+    top_ctx: torch.Tensor  # (top_k, F) their context (-1 = none)
+    top_pos: torch.Tensor  # (top_k, F) their position in the context
+    token_counts: torch.Tensor  # (F, V) int32 firings per token id
+    coact: torch.Tensor  # (F, F) int32 co-firing counts over the first coact_tokens tokens
+    coact_tokens: int  # tokens counted in coact
+    ln_scale: float  # E[1/σ] of the final residual (σ: its LayerNorm's standard deviation per token)
+
+
+def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_tokens: int) -> Pass1:
+    """Pass 1 over the contexts, one forward pass per batch; the running top-k keeps one example per context."""
+    n_feat, V, T = len(inputs.W_dec), inputs.model.config.vocab_size, contexts.length
+    dev = inputs.W_dec.device
+    n_fire = torch.zeros(n_feat, dtype=torch.long, device=dev)
+    act_sum = torch.zeros(n_feat, dtype=torch.float64, device=dev)
+    act_max = torch.zeros(n_feat, device=dev)
+    top_act = torch.zeros(top_k, n_feat, device=dev)
+    top_ctx = torch.full((top_k, n_feat), -1, dtype=torch.long, device=dev)
+    top_pos = torch.zeros(top_k, n_feat, dtype=torch.long, device=dev)
+    token_counts = torch.zeros(n_feat * V, dtype=torch.int32, device=dev)  # (F, V) flattened
+    coact = torch.zeros(n_feat, n_feat, dtype=torch.int32, device=dev)
+    coact_limit = contexts.n_tokens if coact_tokens <= 0 else min(coact_tokens, contexts.n_tokens)
+    coact_seen, inv_sigma_sum = 0, 0.0
+    for b0, b1 in progress(contexts.batches, desc='pass 1/3: density, top-k'):
+        tokens = contexts.read(b0, b1)
+        B = b1 - b0
+        f, r = encode_contexts(inputs, tokens)
+        fire = f > 0  # (N, F)
+        t_idx, feat = fire.nonzero().unbind(1)
+        n_fire += torch.bincount(feat, minlength=n_feat)
+        act_sum += f.sum(0).double()
+        torch.maximum(act_max, f.amax(0), out=act_max)
+        # top-k over contexts: each context's best token per feature, merged with the best so far
+        ctx_max = f.view(B, T, n_feat).amax(1)  # (B, F)
+        top_act, i = torch.cat([top_act, ctx_max]).topk(top_k, dim=0)
+        top_ctx = torch.cat([top_ctx, torch.arange(b0, b1, device=dev)[:, None].expand(B, n_feat)]).gather(0, i)
+        top_pos = torch.cat([top_pos, torch.zeros_like(ctx_max, dtype=torch.long)]).gather(0, i)
+        rank, fk = (i >= top_k).nonzero().unbind(1)  # entries new from this batch: find their token
+        top_pos[rank, fk] = f.view(B, T, n_feat)[i[rank, fk] - top_k, :, fk].argmax(1)
+        token_counts.index_add_(0, feat * V + tokens[:, :-1].reshape(-1)[t_idx],
+                                torch.ones(1, dtype=torch.int32, device=dev).expand(len(feat)))
+        if coact_seen < coact_limit:
+            take = min(coact_limit - coact_seen, len(fire))
+            coact += coact_counts(fire[:take])
+            coact_seen += take
+        inv_sigma_sum += (r.var(-1, unbiased=False) + 1e-5).rsqrt().sum().item()
+        del f, fire, t_idx, feat, ctx_max
+    return Pass1(n_fire, act_sum, act_max, top_act, top_ctx, top_pos, token_counts.view(n_feat, V), coact,
+                 coact_seen, inv_sigma_sum / contexts.n_tokens)
+
+
+def coact_counts(fire: torch.Tensor) -> torch.Tensor:
+    """fire (N, F) bool -> (F, F) co-firing counts (int32): an exact int8 matmul on CPU, float elsewhere."""
+    if fire.device.type == 'cpu':
+        A = fire.to(torch.int8)
+        try:
+            return torch._int_mm(A.T.contiguous(), A)  # 4x a float32 matmul here; private API, so a fallback
+        except (RuntimeError, AttributeError):
+            pass
+    A = fire.float()
+    return (A.T @ A).round().int()
+
+
+# ----------------------------------------------------------------------------- pass 2: histograms, interval samples
+
+def smallest_per_group(group: torch.Tensor, key: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the (at most) k smallest keys (in [0, 1)) of each group, and their rank 0..k-1 in the group."""
+    order = torch.argsort(group.double() + key)  # sorted by (group, key)
+    g = group[order]
+    rank = torch.arange(len(g), device=g.device) - torch.searchsorted(g, g)
+    keep = rank < k
+    return order[keep], rank[keep]
+
+
+@dataclass
+class IntervalSamples:
+    """Up to S random examples per bucket (a feature's activation interval), all (n_buckets, S), slot by key.
+
+    A uniform random sample without replacement is the S smallest of i.i.d. uniform keys (a bottom-k sketch),
+    so a stream of batches can be sampled keeping only S keys per bucket. One example per context first: each
+    context offers only its smallest-key token per bucket, so the sample is what walking all tokens in random
+    order gives when a token whose context is already in the sample is skipped."""
+    key: torch.Tensor  # float64 random keys, inf = empty slot
+    ctx: torch.Tensor  # context index (meaningful where key is finite)
+    pos: torch.Tensor  # position in the context
+    act: torch.Tensor  # the activation
+
+    @classmethod
+    def empty(cls, n_buckets: int, S: int, device) -> 'IntervalSamples':
+        shape = (n_buckets, max(S, 1))
+        return cls(torch.full(shape, math.inf, dtype=torch.float64, device=device),
+                   torch.full(shape, -1, dtype=torch.long, device=device),
+                   torch.zeros(shape, dtype=torch.long, device=device), torch.zeros(shape, device=device))
+
+    def offer_(self, bucket: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor, act: torch.Tensor,
+               contexts: tuple[int, int], gen: torch.Generator) -> None:
+        """Firings (n,) from contexts [c0, c1) (each context offered in one call only) compete for the slots."""
+        S = self.key.size(1)
+        key = torch.rand(len(act), generator=gen, dtype=torch.float64, device=act.device)
+        live = (key < self.key[bucket, -1]).nonzero()[:, 0]  # a key above a full bucket's S-th smallest can't get in
+        bucket, ctx, pos, key, act = bucket[live], ctx[live], pos[live], key[live], act[live]
+        c0, c1 = contexts
+        one, _ = smallest_per_group(bucket * (c1 - c0) + (ctx - c0), key, 1)
+        old = torch.isfinite(self.key).view(-1).nonzero()[:, 0]
+        c_bucket = torch.cat([old // S, bucket[one]])
+        c_key = torch.cat([self.key.view(-1)[old], key[one]])
+        c_ctx = torch.cat([self.ctx.view(-1)[old], ctx[one]])
+        c_pos = torch.cat([self.pos.view(-1)[old], pos[one]])
+        c_act = torch.cat([self.act.view(-1)[old], act[one]])
+        keep, rank = smallest_per_group(c_bucket, c_key, S)
+        slot = c_bucket[keep] * S + rank
+        self.key.fill_(math.inf)
+        self.key.view(-1)[slot], self.ctx.view(-1)[slot] = c_key[keep], c_ctx[keep]
+        self.pos.view(-1)[slot], self.act.view(-1)[slot] = c_pos[keep], c_act[keep]
+
+
+class Pass2(NamedTuple):
+    hist: torch.Tensor  # (F, HIST_BINS) int64 activation histogram over (0, max]
+    interval_count: torch.Tensor  # (F, n_intervals) int64 firings per equal-width interval of (0, max]
+    samples: IntervalSamples | None  # bucket = feature * n_intervals + interval; None if interval_samples = 0
+
+
+def pass2_intervals(inputs: Inputs, contexts: Contexts, act_max: torch.Tensor, n_intervals: int, S: int,
+                    seed: int) -> Pass2:
+    """Pass 2 (needs pass 1's max): histograms, interval counts and S interval samples per (feature, interval)."""
+    n_feat, T, dev = len(act_max), contexts.length, act_max.device
+    hist = torch.zeros(n_feat * HIST_BINS, dtype=torch.long, device=dev)
+    interval_count = torch.zeros(n_feat * n_intervals, dtype=torch.long, device=dev)
+    samples = IntervalSamples.empty(n_feat * n_intervals, S, dev)
+    safe_max = act_max.clamp_min(1e-30)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    for b0, b1 in progress(contexts.batches, desc='pass 2/3: intervals'):
+        f, _ = encode_contexts(inputs, contexts.read(b0, b1))
+        t_idx, feat = (f > 0).nonzero().unbind(1)
+        act = f[t_idx, feat]
+        del f
+        rel = act / safe_max[feat]  # in (0, 1]
+        hist.index_add_(0, feat * HIST_BINS + (rel * HIST_BINS).long().clamp_(max=HIST_BINS - 1),
+                        torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
+        bucket = feat * n_intervals + (rel * n_intervals).long().clamp_(max=n_intervals - 1)  # interval j: [j, j+1)/n
+        interval_count.index_add_(0, bucket, torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
+        if S:
+            samples.offer_(bucket, b0 + t_idx // T, t_idx % T, act, (b0, b1), gen)
+    return Pass2(hist.view(n_feat, HIST_BINS), interval_count.view(n_feat, n_intervals), samples if S else None)
+
+
+# ----------------------------------------------------------------------------- logit directions
+
+class LogitHead(NamedTuple):
+    """The final LayerNorm + unembedding written as logits = W_U(γ⊙x_c)/σ + W_U β (x_c: x centred)."""
+    gamma: torch.Tensor  # (C,) ln_f.weight
+    W_U: torch.Tensor  # (V, C)
+    bias: torch.Tensor  # (V,) W_U β
+    bias_max: torch.Tensor  # () max of bias
+    exp_bias: torch.Tensor  # (V,) exp(bias - bias_max)
+    lse_shift: bool  # the log-sum-exp needs a row max (logits may overflow exp())
+
+    def logprob_rows_(self, z: torch.Tensor, inv_sigma: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Rows z (n, V) = W_U(γ⊙x_c) and 1/σ (n,) -> log p(y) (n,) of the logits z/σ + W_U β. Overwrites z."""
+        zy = z.gather(1, y[:, None])[:, 0] * inv_sigma + self.bias[y]
+        z.mul_(inv_sigma[:, None])
+        shift = z.max(1, keepdim=True).values if self.lse_shift else torch.zeros(len(z), 1, device=z.device)
+        if self.lse_shift:
+            z.sub_(shift)
+        lse = torch.log(z.exp_() @ self.exp_bias) + shift[:, 0] + self.bias_max
+        return zy - lse
+
+
+def logit_head(model: GPT) -> LogitHead:
+    """The model's ln_f and lm_head as a LogitHead (float32)."""
+    gamma = model.transformer.ln_f.weight.float()
+    W_U = model.lm_head.weight.float()  # (V, C)
+    V = W_U.size(0)
+    ln_f_bias = model.transformer.ln_f.bias
+    bias = (W_U @ ln_f_bias.float()) if ln_f_bias is not None else torch.zeros(V, device=W_U.device)
+    # |logit_v - (W_U β)_v| = |<γ⊙LN-normalised x, W_U[v]>| <= √C·max|γ|·max‖W_U[v]‖: below ~80 - ln V, exp() of
+    # the unshifted logits can neither overflow nor underflow to a zero sum, so the log-sum-exp needs no row max
+    lse_shift = (math.sqrt(W_U.size(1)) * gamma.abs().max() * W_U.norm(dim=1).max()).item() + math.log(V) > 80
+    bias_max = bias.max()
+    return LogitHead(gamma, W_U, bias, bias_max, (bias - bias_max).exp(), lse_shift)
+
+
+class FeatureLogits(NamedTuple):
+    centred: torch.Tensor  # (F, C) u_i - mean(u_i), u_i = feature i's direct effect on the final residual
+    direct: torch.Tensor  # (F, V) Z_u = W_U(γ⊙centred): its effect on the logits before the LayerNorm's 1/σ
+
+
+def resid_direction(model: GPT, layer: int, site_kind: str, W: torch.Tensor) -> torch.Tensor:
     """Site directions (n, d_in) -> their direct effect on the residual stream (n, n_embd)."""
     if site_kind == 'mlp_hidden':
         return W @ model.transformer.h[layer].mlp.c_proj.weight.T  # (n, C)
     return W
 
 
-U = resid_direction(W_dec)  # (F, C): what removing a unit of feature i does to the final residual (last layer)
-local_ablation = layer == mcfg.n_layer - 1 and site_kind in ('mlp_hidden', 'mlp_out', 'resid_post')
-ablation_mode = 'none' if ablation == 'none' else 'local' if (ablation == 'auto' and local_ablation) else 'rerun'
+@torch.no_grad()
+def feature_logit_directions(head: LogitHead, U: torch.Tensor) -> FeatureLogits:
+    """U (F, C) the features' residual directions -> FeatureLogits. Times E[1/σ] (the LayerNorm linearised)
+    `direct` gives the logit weights; pass 3's exact ablation uses both."""
+    centred = U - U.mean(1, keepdim=True)  # LayerNorm removes the mean
+    direct = torch.cat([(centred[f0:f0 + 512] * head.gamma) @ head.W_U.T for f0 in range(0, len(U), 512)])
+    return FeatureLogits(centred, direct)
 
 
-def load_vocab() -> list:
+# ----------------------------------------------------------------------------- pass 3: the shown windows
+
+class Windows(NamedTuple):
+    """Every shown window (W,), sorted by context: each feature's top examples, then its interval samples."""
+    feat: torch.Tensor
+    ctx: torch.Tensor
+    pos: torch.Tensor  # the example token
+    act: torch.Tensor  # its activation
+    kind: torch.Tensor  # rank among the top examples (< top_k), or top_k + interval
+    start: torch.Tensor  # first position shown
+    end: torch.Tensor  # last position shown (inclusive); tokens are shown up to end + 1 (the last target)
+    width: int  # 2·window + 1: positions a window can show
+
+
+def select_windows(stats: Pass1, intervals: Pass2, window: int, T: int) -> Windows:
+    """The top examples of pass 1 and the interval samples of pass 2, each with ±window tokens around it."""
+    top_k, n_feat = stats.top_act.shape
+    dev = stats.top_act.device
+    found = stats.top_act > 0
+    feat = [torch.arange(n_feat, device=dev).expand(top_k, n_feat)[found]]
+    ctx, pos, act = [stats.top_ctx[found]], [stats.top_pos[found]], [stats.top_act[found]]
+    kind = [torch.arange(top_k, device=dev)[:, None].expand(top_k, n_feat)[found]]
+    s = intervals.samples
+    if s is not None:
+        n_buckets, S = s.key.shape
+        n_int = n_buckets // n_feat
+        filled = torch.isfinite(s.key)
+        feat.append((torch.arange(n_buckets, device=dev) // n_int)[:, None].expand(n_buckets, S)[filled])
+        ctx.append(s.ctx[filled])
+        pos.append(s.pos[filled])
+        act.append(s.act[filled])
+        kind.append(top_k + (torch.arange(n_buckets, device=dev) % n_int)[:, None].expand(n_buckets, S)[filled])
+    order = torch.argsort(torch.cat(ctx), stable=True)
+    feat, ctx, pos, act, kind = (torch.cat(a)[order] for a in (feat, ctx, pos, act, kind))
+    return Windows(feat, ctx, pos, act, kind, (pos - window).clamp(min=0), (pos + window).clamp(max=T - 1),
+                   2 * window + 1)
+
+
+class ShownWindows(NamedTuple):
+    tokens: torch.Tensor  # (W, L+1) token ids from start to end + 1, -1 after
+    acts: torch.Tensor  # (W, L) the feature's activation at start .. end, 0 after
+    effects: torch.Tensor  # (W, L) log p(next token) clean - with the feature ablated, at start .. end
+
+
+def pass3_windows(inputs: Inputs, contexts: Contexts, windows: Windows, mode: str, head: LogitHead,
+                  directions: FeatureLogits, batch_size: int) -> ShownWindows:
+    """Pass 3: the tokens, activations and ablation effects (mode 'local', 'rerun' or 'none') of every window."""
+    n_win, L, T, dev = len(windows.ctx), windows.width, contexts.length, windows.ctx.device
+    shown = ShownWindows(torch.full((n_win, L + 1), -1, dtype=torch.long, device=dev),
+                         torch.zeros(n_win, L, device=dev), torch.zeros(n_win, L, device=dev))
+    V = inputs.model.config.vocab_size
+    pair_chunk = max(64, 2 ** 22 // V)  # (feature, position) pairs per ablation chunk: 16 MB per (pairs, V) buffer
+    buffers = tuple(torch.empty(pair_chunk, V, device=dev) for _ in range(2)) if mode == 'local' else ()
+    bounds = torch.searchsorted(windows.ctx, torch.tensor([b for b, _ in contexts.batches] + [contexts.n],
+                                                          device=dev))
+    for bi, (b0, b1) in enumerate(progress(contexts.batches, desc='pass 3/3: windows, ablation')):
+        lo, hi = bounds[bi].item(), bounds[bi + 1].item()
+        if lo == hi:
+            continue
+        tokens = contexts.read(b0, b1)
+        f, r = encode_contexts(inputs, tokens)
+        c, feat, start, end = windows.ctx[lo:hi] - b0, windows.feat[lo:hi], windows.start[lo:hi], windows.end[lo:hi]
+        grid = start[:, None] + torch.arange(L + 1, device=dev)  # (W, L+1) positions
+        shown.tokens[lo:hi] = torch.where(grid <= (end[:, None] + 1), tokens[c[:, None], grid.clamp(max=T)], -1)
+        pos = grid[:, :L]
+        a = f.view(-1, T, f.size(1))[c[:, None], pos.clamp(max=T - 1), feat[:, None]]
+        a = torch.where(pos <= end[:, None], a, 0.0)
+        shown.acts[lo:hi] = a
+        if mode == 'none':
+            continue
+        wi, j = (a > 0).nonzero().unbind(1)  # firing positions: elsewhere the ablation changes nothing
+        if mode == 'local':
+            shown.effects[lo + wi, j] = local_ablation_effects(
+                head, directions, r.reshape(-1, r.size(-1)), tokens[:, 1:].reshape(-1), feat[wi],
+                c[wi] * T + pos[wi, j], a[wi, j], buffers)
+        else:
+            shown.effects[lo + wi, j] = rerun_ablation_effects(inputs, tokens, r, c, feat, end, wi, pos[wi, j],
+                                                               batch_size)
+    return shown
+
+
+def local_ablation_effects(head: LogitHead, directions: FeatureLogits, resid: torch.Tensor, y_next: torch.Tensor,
+                           feat: torch.Tensor, row: torch.Tensor, act: torch.Tensor,
+                           buffers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Exact effect of removing act·u_feat from the final residual at one position, for M (feature, position) pairs.
+
+    resid (N, C) final residual rows, y_next (N,) each row's next token; feat, row, act (M,) the pairs (row indexes
+    resid). Returns (M,) log p(y_next) clean - ablated. Valid for a site in the last layer, where the removed
+    contribution reaches only its own position's logits. buffers: two (chunk, V) float32 work buffers.
+    """
+    # LN(r - a·u) = γ⊙(r_c - a·u_c)/σ' + β, so its logits are (Z_r - a·Z_u)/σ' + W_U β with Z_r = W_U(γ⊙r_c)
+    # per position and Z_u per feature: exact, without a (pairs x C x V) matmul. Chunks share positions.
+    # a (feature, position) pair shown in two windows (e.g. a top example that is also an interval sample) is
+    # computed once; pairs are sorted by position so that a chunk needs few Z_r rows
+    n_rows, chunk = len(resid), len(buffers[0])
+    pair, first = torch.unique(feat * n_rows + row, return_inverse=True)
+    pair_feat, pair_row = pair // n_rows, pair % n_rows
+    pair_act = torch.zeros(len(pair), device=resid.device).scatter_(0, first, act)
+    order = torch.argsort(pair_row, stable=True)
+    effect = torch.empty(len(pair), device=resid.device)
+    for m0 in range(0, len(order), chunk):
+        o = order[m0:m0 + chunk]
+        m, f_o, a_o = len(o), pair_feat[o], pair_act[o]
+        rows, inv = torch.unique(pair_row[o], return_inverse=True)
+        r_c = resid[rows] - resid[rows].mean(1, keepdim=True)  # (u, C) centred final residual
+        z_clean = (r_c * head.gamma) @ head.W_U.T  # (u, V)
+        r_abl = r_c[inv] - a_o[:, None] * directions.centred[f_o]  # (m, C) centred residual with the feature removed
+        z_abl = torch.index_select(z_clean, 0, inv, out=buffers[0][:m])
+        z_abl.addcmul_(torch.index_select(directions.direct, 0, f_o, out=buffers[1][:m]), a_o[:, None],
+                       value=-1)  # Z_r - a·Z_u
+        lp_abl = head.logprob_rows_(z_abl, (r_abl.pow(2).mean(1) + 1e-5).rsqrt(), y_next[pair_row[o]])
+        lp_clean = head.logprob_rows_(z_clean, (r_c.pow(2).mean(1) + 1e-5).rsqrt(), y_next[rows])
+        effect[o] = lp_clean[inv] - lp_abl
+    return effect[first]
+
+
+@torch.no_grad()
+def rerun_ablation_effects(inputs: Inputs, tokens: torch.Tensor, resid: torch.Tensor, win_ctx: torch.Tensor,
+                           win_feat: torch.Tensor, win_end: torch.Tensor, wi: torch.Tensor, pos: torch.Tensor,
+                           batch_size: int) -> torch.Tensor:
+    """The model rerun per window with the site replaced by x - f_i·W_dec[i] (batch_size windows at a time).
+
+    tokens (B, T+1), resid (B, T, C) their clean final residual; windows (W,): context in the batch, feature, last
+    position; firings (M,): window wi at position pos. Returns (M,) log p(next token) clean - ablated."""
+    model, site, final_site = inputs.model, inputs.site, inputs.final_site
+    cw = win_ctx[wi]
+    y = tokens[cw, pos + 1]
+    effect = torch.empty(len(wi), device=tokens.device)
+    for m0 in range(0, len(win_ctx), batch_size):
+        rows = torch.arange(m0, min(m0 + batch_size, len(win_ctx)), device=tokens.device)
+        feats = win_feat[rows]
+
+        def ablate(xs: torch.Tensor, feats=feats) -> torch.Tensor:
+            fi = inputs.sae.encode(xs.reshape(-1, xs.size(-1))).view(*xs.shape[:2], len(inputs.W_dec)).float()
+            fi = fi.gather(2, feats[:, None, None].expand(-1, xs.size(1), 1))  # (W, T', 1)
+            return xs - (fi * inputs.W_dec[feats][:, None, :]).to(xs.dtype)
+
+        t_max = int(win_end[rows].max()) + 1
+        with inputs.autocast:
+            _, _, acts = model.run(tokens[win_ctx[rows], :t_max], capture=[final_site], replace={site: ablate},
+                                   need_logits=False)
+        r_abl = acts[final_site] if site != final_site else ablate(acts[final_site])  # capture is pre-replacement
+        sel = ((wi >= m0) & (wi < m0 + len(rows))).nonzero()[:, 0]
+        effect[sel] = (final_logprob(model, resid[cw[sel], pos[sel]], y[sel])
+                       - final_logprob(model, r_abl[wi[sel] - m0, pos[sel]].float(), y[sel]))
+    return effect
+
+
+@torch.no_grad()
+def final_logprob(model: GPT, resid: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Final residual rows (M, C), next tokens (M,) -> log p(next token) (M,) through ln_f and the unembedding."""
+    out = torch.empty(len(y), device=resid.device)
+    for m0 in range(0, len(y), 1024):
+        logits = model.lm_head(model.transformer.ln_f(resid[m0:m0 + 1024])).float()
+        out[m0:m0 + 1024] = logits.gather(1, y[m0:m0 + 1024, None])[:, 0] - torch.logsumexp(logits, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- logit weights, neighbours, tokens
+
+class LogitWeights(NamedTuple):
+    top_ids: torch.Tensor  # (F, N_LOGITS) the tokens whose logits the feature raises most
+    top: torch.Tensor  # (F, N_LOGITS) their weights
+    bottom_ids: torch.Tensor  # (F, N_LOGITS) ... lowers most
+    bottom: torch.Tensor
+    hist: torch.Tensor  # (F, HIST_BINS) int64 histogram of all V weights over [lo, hi]
+    lo: torch.Tensor  # (F,)
+    hi: torch.Tensor  # (F,)
+
+
+@torch.no_grad()
+def logit_weights(direct: torch.Tensor, ln_scale: float) -> LogitWeights:
+    """direct (F, V) Z_u -> the logit weights Z_u·E[1/σ] (the LayerNorm's σ taken as the constant 1/E[1/σ])."""
+    n_feat = len(direct)
+    w = LogitWeights(*(torch.zeros(n_feat, N_LOGITS, dtype=dt) for dt in (torch.long, None, torch.long, None)),
+                     torch.zeros(n_feat, HIST_BINS, dtype=torch.long), torch.zeros(n_feat), torch.zeros(n_feat))
+    for f0 in range(0, n_feat, ROWS_PER_CHUNK):
+        sl = slice(f0, min(f0 + ROWS_PER_CHUNK, n_feat))
+        lw = direct[sl] * ln_scale  # (n, V)
+        v, i = lw.topk(N_LOGITS, dim=1)
+        w.top_ids[sl], w.top[sl] = i.cpu(), v.cpu()
+        v, i = lw.topk(N_LOGITS, dim=1, largest=False)
+        w.bottom_ids[sl], w.bottom[sl] = i.cpu(), v.cpu()
+        lo, hi = lw.min(1).values, lw.max(1).values
+        b = ((lw - lo[:, None]) / (hi - lo).clamp_min(1e-12)[:, None] * HIST_BINS).long().clamp_(0, HIST_BINS - 1)
+        w.hist[sl] = torch.zeros(len(b), HIST_BINS, dtype=torch.long, device=lw.device).scatter_add_(
+            1, b, torch.ones_like(b)).cpu()
+        w.lo[sl], w.hi[sl] = lo.cpu(), hi.cpu()
+    return w
+
+
+class Neighbours(NamedTuple):
+    cos_ids: torch.Tensor  # (F, k) nearest features by decoder cosine, k = min(N_NEIGHBOURS, F - 1)
+    cos: torch.Tensor  # (F, k)
+    coact_ids: torch.Tensor  # (F, k) most co-activating features (score -1: fewer co-fire)
+    coact_score: torch.Tensor  # (F, k) Ochiai coefficient n(i and j) / sqrt(n(i)·n(j))
+    coact_p: torch.Tensor  # (F, k) P(j fires | i fires)
+
+
+@torch.no_grad()
+def feature_neighbours(W_dec: torch.Tensor, coact: torch.Tensor) -> Neighbours:
+    """W_dec (F, d_in) decoder rows and coact (F, F) co-firing counts -> each feature's neighbours."""
+    n_feat, dev = len(W_dec), W_dec.device
+    k = min(N_NEIGHBOURS, n_feat - 1)
+    nb = Neighbours(*(torch.zeros(n_feat, k, dtype=dt) for dt in (torch.long, None, torch.long, None, None)))
+    Wn = W_dec / W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    n_coact = coact.diagonal().float()
+    for f0 in range(0, n_feat if k > 0 else 0, ROWS_PER_CHUNK):
+        sl = slice(f0, min(f0 + ROWS_PER_CHUNK, n_feat))
+        rows = torch.arange(sl.start, sl.stop, device=dev)
+        cs = Wn[sl] @ Wn.T  # (n, F) decoder cosines
+        cs[rows - f0, rows] = -math.inf
+        v, i = cs.topk(k, dim=1)
+        nb.cos_ids[sl], nb.cos[sl] = i.cpu(), v.cpu()
+        cc = coact[sl].float()
+        score = cc / (n_coact[sl, None] * n_coact[None, :]).sqrt().clamp_min(1e-12)
+        score[rows - f0, rows] = -1
+        score[cc == 0] = -1
+        v, i = score.topk(k, dim=1)
+        nb.coact_ids[sl], nb.coact_score[sl] = i.cpu(), v.cpu()
+        nb.coact_p[sl] = (cc.gather(1, i) / n_coact[sl, None].clamp_min(1)).cpu()
+    return nb
+
+
+class TopTokens(NamedTuple):
+    ids: torch.Tensor  # (F, n) the tokens each feature fires on most, n = min(N_TOP_TOKENS, V)
+    counts: torch.Tensor  # (F, n) its firings on them (0: fewer distinct tokens)
+
+
+def top_tokens(token_counts: torch.Tensor) -> TopTokens:
+    """token_counts (F, V) firings per token id -> the tokens each feature fires on most."""
+    n_feat, V = token_counts.shape
+    top = TopTokens(torch.zeros(n_feat, min(N_TOP_TOKENS, V), dtype=torch.long),
+                    torch.zeros(n_feat, min(N_TOP_TOKENS, V), dtype=torch.long))
+    for f0 in range(0, n_feat, ROWS_PER_CHUNK):
+        sl = slice(f0, min(f0 + ROWS_PER_CHUNK, n_feat))
+        v, i = token_counts[sl].topk(top.ids.size(1), dim=1)
+        top.counts[sl], top.ids[sl] = v.long().cpu(), i.cpu()
+    return top
+
+
+# ----------------------------------------------------------------------------- example texts
+
+class ExampleTexts(NamedTuple):
+    starts: list[int]  # token offsets in <split>.bin
+    length: int  # tokens per text
+    texts: list[dict]  # data/examples.js (interface/README.md)
+
+
+@torch.no_grad()
+def example_texts(inputs: Inputs, file: TokenFile, n: int, length: int, batch_size: int,
+                  rng: np.random.Generator) -> ExampleTexts:
+    """n random texts of `length` tokens, each token with its active features (the strongest first)."""
+    starts = pick_chunks(len(file), length, n, rng, f"{file.split}.bin in {file.data_dir}") if n else []
+    n_feat, texts = len(inputs.W_dec), []
+    for e0 in range(0, len(starts), batch_size):
+        tokens = file.read(starts[e0:e0 + batch_size], length)
+        with inputs.autocast:
+            _, _, acts = inputs.model.run(tokens[:, :-1], capture=[inputs.site], need_logits=False)
+            f = inputs.sae.encode(acts[inputs.site].reshape(-1, inputs.W_dec.size(1))).float()
+        v, i = f.view(len(tokens), length, n_feat).topk(min(EXAMPLE_MAX_FEATURES, n_feat), dim=2)  # (B, T, k)
+        for b, (vb, ib) in enumerate(zip(v.tolist(), i.tolist())):
+            texts.append({'start': int(starts[e0 + b]), 'tokens': tokens[b, :-1].tolist(),
+                          'features': [[fi for fv, fi in zip(vt, it) if fv > 0] for vt, it in zip(vb, ib)],
+                          'acts': [[float(f'{fv:.4g}') for fv in vt if fv > 0] for vt in vb]})
+    return ExampleTexts([int(s) for s in starts], length, texts)
+
+
+# ----------------------------------------------------------------------------- the site
+
+def load_vocab(data_dir: str, data_meta: dict, V: int) -> list:
     """Per token id: its text (valid UTF-8), or its bytes as a list of ints (partial UTF-8); '⟨id⟩' if unknown."""
     from tokenizer import load_tokenizer
-    if meta.get('tokenizer') == 'bpe' and not meta.get('tokenizer_file'):
+    if data_meta.get('tokenizer') == 'bpe' and not data_meta.get('tokenizer_file'):
         print0(f"note: {data_dir}/meta.json names no tokenizer file; tokens are shown as ⟨id⟩")
         return [f'⟨{i}⟩' for i in range(V)]
     try:
         enc = load_tokenizer(data_dir)
-    except SystemExit as e:  # e.g. gpt2's ranks not cached and no network: still a usable site
+    except UserError as e:  # e.g. gpt2's ranks not cached and no network: still a usable site
         print0(f"note: {e}; tokens are shown as ⟨id⟩")
         return [f'⟨{i}⟩' for i in range(V)]
     vocab = []
@@ -186,60 +813,6 @@ def load_vocab() -> list:
     return vocab
 
 
-def pick_chunks(n_tokens: int, length: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Start offsets of n random non-overlapping chunks of length+1 tokens (sorted)."""
-    n_chunks = (n_tokens - 1) // length
-    if n_chunks < 1:
-        die(f"{split}.bin in {data_dir} has {n_tokens} tokens, fewer than context_length+1 = {length + 1}")
-    return np.sort(rng.choice(n_chunks, size=min(n, n_chunks), replace=False)) * length
-
-
-def read_tokens(starts: np.ndarray, length: int) -> torch.Tensor:
-    """(B, length+1) int64 tokens: each context plus the token after it (the last position's target)."""
-    data = token_memmap(data_dir, split, meta['dtype'])
-    return torch.from_numpy(np.stack([data[s:s + length + 1].astype(np.int64) for s in starts])).to(device)
-
-
-@torch.no_grad()
-def run_batch(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens (B, T+1) -> features f (B*T, F) of the contexts tokens[:, :T], final residual r (B, T, C)."""
-    with ctx:
-        _, _, acts = model.run(tokens[:, :-1], capture=[site, final_site], need_logits=False)
-        f = sae.encode(acts[site].reshape(-1, d_in))
-    return f.float(), acts[final_site].float()
-
-
-def smallest_per_group(group: torch.Tensor, key: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the (at most) k smallest keys (in [0, 1)) of each group, and their rank 0..k-1 in the group."""
-    order = torch.argsort(group.double() + key)  # sorted by (group, key)
-    g = group[order]
-    rank = torch.arange(len(g), device=g.device) - torch.searchsorted(g, g)
-    keep = rank < k
-    return order[keep], rank[keep]
-
-
-def coact_counts(fire: torch.Tensor) -> torch.Tensor:
-    """fire (N, F) bool -> (F, F) co-firing counts (int32): an exact int8 matmul on CPU, float elsewhere."""
-    if fire.device.type == 'cpu':
-        A = fire.to(torch.int8)
-        try:
-            return torch._int_mm(A.T.contiguous(), A)  # 4x a float32 matmul here; private API, so a fallback
-        except (RuntimeError, AttributeError):
-            pass
-    A = fire.float()
-    return (A.T @ A).round().int()
-
-
-@torch.no_grad()
-def final_logprob(resid: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Final residual rows (M, C), next tokens (M,) -> log p(next token) (M,) through ln_f and the unembedding."""
-    out = torch.empty(len(y), device=resid.device)
-    for m0 in range(0, len(y), 1024):
-        logits = model.lm_head(model.transformer.ln_f(resid[m0:m0 + 1024])).float()
-        out[m0:m0 + 1024] = logits.gather(1, y[m0:m0 + 1024, None])[:, 0] - torch.logsumexp(logits, 1)
-    return out
-
-
 def sig(x: np.ndarray, digits: int) -> np.ndarray:
     return np.round(x.astype(np.float64), digits)
 
@@ -249,388 +822,98 @@ def js(obj) -> str:
     return json.dumps(obj, separators=(',', ':'), ensure_ascii=True, allow_nan=False)
 
 
-# ----------------------------------------------------------------------------- contexts
-
-rng = np.random.default_rng(seed)
-n_split = len(token_memmap(data_dir, split, meta['dtype']))
-starts = pick_chunks(n_split, T, n_contexts, rng)
-if len(starts) < n_contexts:
-    print0(f"note: {split}.bin holds only {len(starts)} contexts of {T} tokens (asked for {n_contexts})")
-n_ctx = len(starts)
-n_tokens = n_ctx * T
-batches = [(b0, min(b0 + batch_size, n_ctx)) for b0 in range(0, n_ctx, batch_size)]
-coact_limit = n_tokens if coact_tokens <= 0 else min(coact_tokens, n_tokens)
-print0(f"{n_feat} features of {site} ({sae_cfg.get('architecture', 'standard')}), {n_ctx} contexts x {T} tokens "
-       f"= {n_tokens:,} tokens of {data_dir}/{split}.bin; ablation: {ablation_mode}; device {device} ({dtype})")
-
-# ----------------------------------------------------------------------------- pass 1: density, max, top-k, tokens
-
-n_fire = torch.zeros(n_feat, dtype=torch.long, device=device)
-act_sum = torch.zeros(n_feat, dtype=torch.float64, device=device)
-act_max = torch.zeros(n_feat, device=device)
-top_val = torch.zeros(top_k, n_feat, device=device)  # (k, F) best per-context maxima
-top_ctx = torch.full((top_k, n_feat), -1, dtype=torch.long, device=device)
-top_pos = torch.zeros(top_k, n_feat, dtype=torch.long, device=device)
-tok_count = torch.zeros(n_feat * V, dtype=torch.int32, device=device)  # (F, V) firings per token id, flattened
-coact = torch.zeros(n_feat, n_feat, dtype=torch.int32, device=device)  # (F, F) co-firing counts
-coact_seen, inv_sigma_sum = 0, 0.0
-t0 = time.time()
-for b0, b1 in tqdm(batches, desc='pass 1/3: density, top-k', dynamic_ncols=True):
-    tokens = read_tokens(starts[b0:b1], T)
-    B = b1 - b0
-    f, r = run_batch(tokens)
-    fire = f > 0  # (N, F)
-    t_idx, feat = fire.nonzero().unbind(1)
-    n_fire += torch.bincount(feat, minlength=n_feat)
-    act_sum += f.sum(0).double()
-    torch.maximum(act_max, f.amax(0), out=act_max)
-    # top-k over contexts: each context's best token per feature, merged with the best so far
-    cmax = f.view(B, T, n_feat).amax(1)  # (B, F)
-    top_val, i = torch.cat([top_val, cmax]).topk(top_k, dim=0)
-    top_ctx = torch.cat([top_ctx, torch.arange(b0, b1, device=device)[:, None].expand(B, n_feat)]).gather(0, i)
-    top_pos = torch.cat([top_pos, torch.zeros_like(cmax, dtype=torch.long)]).gather(0, i)
-    rk, fk = (i >= top_k).nonzero().unbind(1)  # entries new from this batch: find their token
-    top_pos[rk, fk] = f.view(B, T, n_feat)[i[rk, fk] - top_k, :, fk].argmax(1)
-    tok_count.index_add_(0, feat * V + tokens[:, :-1].reshape(-1)[t_idx],
-                         torch.ones(1, dtype=torch.int32, device=device).expand(len(feat)))
-    if coact_seen < coact_limit:
-        take = min(coact_limit - coact_seen, len(fire))
-        coact += coact_counts(fire[:take])
-        coact_seen += take
-    inv_sigma_sum += (r.var(-1, unbiased=False) + 1e-5).rsqrt().sum().item()
-    del f, fire, t_idx, feat, cmax
-t_pass1 = time.time() - t0
-
-# ----------------------------------------------------------------------------- pass 2: histograms, interval samples
-
-n_bucket, S = n_feat * n_intervals, interval_samples
-hist = torch.zeros(n_feat * HIST_BINS, dtype=torch.long, device=device)
-icount = torch.zeros(n_bucket, dtype=torch.long, device=device)
-s_key = torch.full((n_bucket, max(S, 1)), math.inf, dtype=torch.float64, device=device)  # bottom-S random keys
-s_ctx = torch.full((n_bucket, max(S, 1)), -1, dtype=torch.long, device=device)
-s_pos = torch.zeros((n_bucket, max(S, 1)), dtype=torch.long, device=device)
-s_val = torch.zeros((n_bucket, max(S, 1)), device=device)
-safe_max = act_max.clamp_min(1e-30)
-gen = torch.Generator(device=device).manual_seed(seed)
-t0 = time.time()
-for b0, b1 in tqdm(batches, desc='pass 2/3: intervals', dynamic_ncols=True):
-    tokens = read_tokens(starts[b0:b1], T)
-    f, _ = run_batch(tokens)
-    t_idx, feat = (f > 0).nonzero().unbind(1)
-    v = f[t_idx, feat]
-    del f
-    rel = v / safe_max[feat]  # in (0, 1]
-    hist.index_add_(0, feat * HIST_BINS + (rel * HIST_BINS).long().clamp_(max=HIST_BINS - 1),
-                    torch.ones(1, dtype=torch.long, device=device).expand(len(v)))
-    bucket = feat * n_intervals + (rel * n_intervals).long().clamp_(max=n_intervals - 1)  # interval j: [j, j+1)/n
-    icount.index_add_(0, bucket, torch.ones(1, dtype=torch.long, device=device).expand(len(v)))
-    if S == 0:
-        continue
-    # a uniform random sample without replacement = the S smallest of i.i.d. uniform keys; one per context first
-    key = torch.rand(len(v), generator=gen, dtype=torch.float64, device=device)
-    live = (key < s_key[bucket, -1]).nonzero()[:, 0]  # a key above a full bucket's S-th smallest can't get in
-    t_idx, bucket, key, v = t_idx[live], bucket[live], key[live], v[live]
-    one, _ = smallest_per_group(bucket * (b1 - b0) + t_idx // T, key, 1)
-    old = torch.isfinite(s_key).view(-1).nonzero()[:, 0]
-    c_bucket = torch.cat([old // S, bucket[one]])
-    c_key = torch.cat([s_key.view(-1)[old], key[one]])
-    c_ctx = torch.cat([s_ctx.view(-1)[old], b0 + t_idx[one] // T])
-    c_pos = torch.cat([s_pos.view(-1)[old], t_idx[one] % T])
-    c_val = torch.cat([s_val.view(-1)[old], v[one]])
-    keep, rank = smallest_per_group(c_bucket, c_key, S)
-    slot = c_bucket[keep] * S + rank
-    s_key.fill_(math.inf)
-    s_key.view(-1)[slot], s_ctx.view(-1)[slot] = c_key[keep], c_ctx[keep]
-    s_pos.view(-1)[slot], s_val.view(-1)[slot] = c_pos[keep], c_val[keep]
-t_pass2 = time.time() - t0
-
-# ----------------------------------------------------------------------------- logit directions
-
-# Z_u = W_U (γ ⊙ centre(u_i)): feature i's direct effect on the logits before the LayerNorm's division by σ.
-# Times E[1/σ] (the LayerNorm linearised) these are the logit weights; pass 3's exact ablation reuses them.
-ln_scale = inv_sigma_sum / n_tokens  # E[1/σ] of the final residual
-gamma = model.transformer.ln_f.weight.float()
-W_U = model.lm_head.weight.float()  # (V, C)
-ln_f_bias = model.transformer.ln_f.bias
-logit_bias = (W_U @ ln_f_bias.float()) if ln_f_bias is not None else torch.zeros(V, device=device)
-Uc = U - U.mean(1, keepdim=True)  # (F, C) LayerNorm removes the mean
-with torch.no_grad():
-    Zu = torch.cat([(Uc[f0:f0 + 512] * gamma) @ W_U.T for f0 in range(0, n_feat, 512)])  # (F, V)
-pair_chunk = max(64, 2 ** 22 // V)  # (feature, position) pairs per ablation chunk: 16 MB per (pairs, V) buffer
-buf_a, buf_b = (torch.empty(pair_chunk, V, device=device) for _ in range(2)) if ablation_mode == 'local' else (0, 0)
-# |logit_v - (W_U β)_v| = |<γ⊙LN-normalised x, W_U[v]>| <= √C·max|γ|·max‖W_U[v]‖: below ~80 - ln V, exp() of the
-# unshifted logits can neither overflow nor underflow to a zero sum, so the log-sum-exp needs no row max
-lse_shift = (math.sqrt(W_U.size(1)) * gamma.abs().max() * W_U.norm(dim=1).max()).item() + math.log(V) > 80
-logit_bias_max = logit_bias.max()
-exp_bias = (logit_bias - logit_bias_max).exp()  # (V,)
+def feature_summary(stats: Pass1, n_tokens: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """(F,) each: firings (CPU int64), density, max activation (CPU), mean activation where it fires."""
+    n_fire = stats.n_fire.cpu()
+    return (n_fire, (n_fire.double() / n_tokens).numpy(), stats.act_max.cpu(),
+            (stats.act_sum.cpu() / n_fire.clamp_min(1)).numpy())
 
 
-def logprob_rows_(z: torch.Tensor, inv_sigma: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Rows z (n, V) = W_U(γ⊙x_c) and 1/σ (n,) -> log p(y) (n,) of the logits z/σ + W_U β. Overwrites z."""
-    zy = z.gather(1, y[:, None])[:, 0] * inv_sigma + logit_bias[y]
-    z.mul_(inv_sigma[:, None])
-    shift = z.max(1, keepdim=True).values if lse_shift else torch.zeros(len(z), 1, device=z.device)
-    if lse_shift:
-        z.sub_(shift)
-    lse = torch.log(z.exp_() @ exp_bias) + shift[:, 0] + logit_bias_max
-    return zy - lse
+def index_data(meta: dict, stats: Pass1, fired_on: TopTokens, logits: LogitWeights) -> dict:
+    """data/index.js: the run and a few numbers per feature (interface/README.md)."""
+    n_fire, _, act_max, mean_act = feature_summary(stats, meta['n_tokens'])
+    return {'meta': meta, 'n_fire': n_fire.tolist(), 'max': sig(act_max.numpy(), 4).tolist(),
+            'mean': sig(mean_act, 4).tolist(),
+            'top_tokens': [[t for t, n in zip(ts, ns) if n > 0][:3] for ts, ns in zip(fired_on.ids.tolist(),
+                                                                                      fired_on.counts.tolist())],
+            'top_logits': logits.top_ids[:, :3].tolist()}
 
 
-# ----------------------------------------------------------------------------- pass 3: the shown windows
-
-# every window: (feature, context, position); the top_k examples first, then the interval samples
-tk = top_val > 0
-w_feat = [torch.arange(n_feat, device=device).expand(top_k, n_feat)[tk]]
-w_ctx, w_pos, w_val = [top_ctx[tk]], [top_pos[tk]], [top_val[tk]]
-w_kind = [torch.arange(top_k, device=device)[:, None].expand(top_k, n_feat)[tk]]  # top rank, or top_k + bucket slot
-if S:
-    sk = torch.isfinite(s_key)
-    w_feat.append((torch.arange(n_bucket, device=device) // n_intervals)[:, None].expand(n_bucket, S)[sk])
-    w_ctx.append(s_ctx[sk])
-    w_pos.append(s_pos[sk])
-    w_val.append(s_val[sk])
-    w_kind.append(top_k + (torch.arange(n_bucket, device=device) % n_intervals)[:, None].expand(n_bucket, S)[sk])
-order = torch.argsort(torch.cat(w_ctx), stable=True)
-w_feat, w_ctx, w_pos, w_val, w_kind = (torch.cat(a)[order] for a in (w_feat, w_ctx, w_pos, w_val, w_kind))
-n_win, L = len(w_ctx), 2 * window + 1
-w_start = (w_pos - window).clamp(min=0)
-w_end = (w_pos + window).clamp(max=T - 1)  # inclusive; tokens are shown up to w_end + 1 (the last target)
-w_toks = torch.full((n_win, L + 1), -1, dtype=torch.long, device=device)
-w_acts = torch.zeros(n_win, L, device=device)
-w_eff = torch.zeros(n_win, L, device=device)  # log p(next token) clean - ablated: the feature's effect on it
-bounds = torch.searchsorted(w_ctx, torch.tensor([b for b, _ in batches] + [n_ctx], device=device))
-t0 = time.time()
-for bi, (b0, b1) in enumerate(tqdm(batches, desc='pass 3/3: windows, ablation', dynamic_ncols=True)):
-    lo, hi = bounds[bi].item(), bounds[bi + 1].item()
-    if lo == hi:
-        continue
-    tokens = read_tokens(starts[b0:b1], T)
-    f, r = run_batch(tokens)
-    c = w_ctx[lo:hi] - b0
-    grid = w_start[lo:hi, None] + torch.arange(L + 1, device=device)  # (W, L+1) positions
-    ok_tok = grid <= (w_end[lo:hi, None] + 1)
-    w_toks[lo:hi] = torch.where(ok_tok, tokens[c[:, None], grid.clamp(max=T)], -1)
-    pos = grid[:, :L]
-    ok = pos <= w_end[lo:hi, None]
-    a = f.view(-1, T, n_feat)[c[:, None], pos.clamp(max=T - 1), w_feat[lo:hi, None]]
-    a = torch.where(ok, a, 0.0)
-    w_acts[lo:hi] = a
-    if ablation_mode == 'none':
-        continue
-    wi, j = (a > 0).nonzero().unbind(1)  # firing positions: elsewhere the ablation changes nothing
-    cw, pw, fw = c[wi], pos[wi, j], w_feat[lo:hi][wi]
-    if ablation_mode == 'local':
-        # LN(r - a·u) = γ⊙(r_c - a·u_c)/σ' + β, so its logits are (Z_r - a·Z_u)/σ' + W_U β with Z_r = W_U(γ⊙r_c)
-        # per position and Z_u per feature: exact, without a (pairs x C x V) matmul. Chunks share positions.
-        # a (feature, position) pair shown in two windows (e.g. a top example that is also an interval sample) is
-        # computed once; pairs are sorted by position so that a chunk needs few Z_r rows
-        flat = cw * T + pw
-        n_pos = (b1 - b0) * T
-        key, first = torch.unique(fw * n_pos + flat, return_inverse=True)
-        pf, pflat = key // n_pos, key % n_pos
-        pa = torch.zeros(len(key), device=device).scatter_(0, first, a[wi, j])
-        order = torch.argsort(pflat, stable=True)
-        y_next = tokens[:, 1:].reshape(-1)  # (B*T,) each position's next token
-        r_flat = r.reshape(-1, r.size(-1))
-        p_eff = torch.empty(len(key), device=device)
-        for m0 in range(0, len(order), pair_chunk):
-            o = order[m0:m0 + pair_chunk]
-            m, fo, ao = len(o), pf[o], pa[o]
-            up, inv = torch.unique(pflat[o], return_inverse=True)
-            rc = r_flat[up] - r_flat[up].mean(1, keepdim=True)  # (u, C) centred final residual
-            zr = (rc * gamma) @ W_U.T  # (u, V)
-            d = rc[inv] - ao[:, None] * Uc[fo]  # (m, C) centred residual with the feature removed
-            la = torch.index_select(zr, 0, inv, out=buf_a[:m])
-            la.addcmul_(torch.index_select(Zu, 0, fo, out=buf_b[:m]), ao[:, None], value=-1)  # Z_r - a·Z_u
-            lp_abl = logprob_rows_(la, (d.pow(2).mean(1) + 1e-5).rsqrt(), y_next[pflat[o]])
-            lp_clean = logprob_rows_(zr, (rc.pow(2).mean(1) + 1e-5).rsqrt(), y_next[up])
-            p_eff[o] = lp_clean[inv] - lp_abl
-        w_eff[lo + wi, j] = p_eff[first]
-        continue
-    # rerun: the model per window with the site replaced by x - f_i W_dec[i] (batched over windows), then the
-    # log-prob of each next token at the firing positions only
-    y = tokens[cw, pw + 1]
-    for m0 in range(0, hi - lo, batch_size):
-        rows = torch.arange(m0, min(m0 + batch_size, hi - lo), device=device)
-        feats = w_feat[lo:hi][rows]
-
-        def ablate(xs: torch.Tensor, feats=feats) -> torch.Tensor:
-            fi = sae.encode(xs.reshape(-1, xs.size(-1))).view(*xs.shape[:2], n_feat).float()
-            fi = fi.gather(2, feats[:, None, None].expand(-1, xs.size(1), 1))  # (W, T', 1)
-            return xs - (fi * W_dec[feats][:, None, :]).to(xs.dtype)
-
-        t_max = int(w_end[lo:hi][rows].max()) + 1
-        with torch.no_grad(), ctx:
-            _, _, acts = model.run(tokens[c[rows], :t_max], capture=[final_site], replace={site: ablate},
-                                   need_logits=False)
-        r_abl = acts[final_site] if site != final_site else ablate(acts[final_site])  # capture is pre-replacement
-        sel = ((wi >= m0) & (wi < m0 + len(rows))).nonzero()[:, 0]
-        w_eff[lo + wi[sel], j[sel]] = (final_logprob(r[cw[sel], pw[sel]], y[sel])
-                                       - final_logprob(r_abl[wi[sel] - m0, pw[sel]].float(), y[sel]))
-t_pass3 = time.time() - t0
-
-# ----------------------------------------------------------------------------- weights: logits, neighbours
-
-t0 = time.time()
-logit_pos = torch.zeros(n_feat, N_LOGITS, dtype=torch.long)
-logit_neg = torch.zeros(n_feat, N_LOGITS, dtype=torch.long)
-logit_pos_w, logit_neg_w = torch.zeros(n_feat, N_LOGITS), torch.zeros(n_feat, N_LOGITS)
-logit_hist = torch.zeros(n_feat, HIST_BINS, dtype=torch.long)
-logit_lo, logit_hi = torch.zeros(n_feat), torch.zeros(n_feat)
-cos_idx, cos_val = torch.zeros(n_feat, N_NEIGHBOURS, dtype=torch.long), torch.zeros(n_feat, N_NEIGHBOURS)
-co_idx, co_val = torch.zeros(n_feat, N_NEIGHBOURS, dtype=torch.long), torch.zeros(n_feat, N_NEIGHBOURS)
-co_p = torch.zeros(n_feat, N_NEIGHBOURS)
-Wn = W_dec / W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
-n_coact = coact.diagonal().float()
-n_top_tok = min(N_TOP_TOKENS, V)
-top_tok_count, top_tok = torch.zeros(n_feat, n_top_tok, dtype=torch.long), torch.zeros(n_feat, n_top_tok,
-                                                                                         dtype=torch.long)
-k_nb = min(N_NEIGHBOURS, n_feat - 1)
-with torch.no_grad():
-    for f0 in range(0, n_feat, 256):
-        sl = slice(f0, min(f0 + 256, n_feat))
-        lw = Zu[sl] * ln_scale  # (n, V) logit weights: the LayerNorm's σ taken as the constant 1/E[1/σ]
-        v, i = lw.topk(N_LOGITS, dim=1)
-        logit_pos[sl], logit_pos_w[sl] = i.cpu(), v.cpu()
-        v, i = lw.topk(N_LOGITS, dim=1, largest=False)
-        logit_neg[sl], logit_neg_w[sl] = i.cpu(), v.cpu()
-        lo_, hi_ = lw.min(1).values, lw.max(1).values
-        b = ((lw - lo_[:, None]) / (hi_ - lo_).clamp_min(1e-12)[:, None] * HIST_BINS).long().clamp_(0, HIST_BINS - 1)
-        logit_hist[sl] = torch.zeros(len(b), HIST_BINS, dtype=torch.long, device=device).scatter_add_(
-            1, b, torch.ones_like(b)).cpu()
-        logit_lo[sl], logit_hi[sl] = lo_.cpu(), hi_.cpu()
-        rows = torch.arange(sl.start, sl.stop, device=device)
-        if k_nb > 0:
-            cs = Wn[sl] @ Wn.T  # (n, F) decoder cosines
-            cs[rows - f0, rows] = -math.inf
-            v, i = cs.topk(k_nb, dim=1)
-            cos_idx[sl, :k_nb], cos_val[sl, :k_nb] = i.cpu(), v.cpu()
-            cc = coact[sl].float()  # co-firing counts -> Ochiai coefficient count_ij / sqrt(n_i n_j)
-            score = cc / (n_coact[sl, None] * n_coact[None, :]).sqrt().clamp_min(1e-12)
-            score[rows - f0, rows] = -1
-            score[cc == 0] = -1
-            v, i = score.topk(k_nb, dim=1)
-            co_idx[sl, :k_nb], co_val[sl, :k_nb] = i.cpu(), v.cpu()
-            co_p[sl, :k_nb] = (cc.gather(1, i) / n_coact[sl, None].clamp_min(1)).cpu()
-        v, i = tok_count.view(n_feat, V)[sl].topk(n_top_tok, dim=1)
-        top_tok_count[sl], top_tok[sl] = v.long().cpu(), i.cpu()
-del coact, tok_count, Zu
-t_weights = time.time() - t0
-
-# ----------------------------------------------------------------------------- example texts
-
-ex_len = min(example_length, T)
-ex_starts = pick_chunks(n_split, ex_len, n_example_texts, np.random.default_rng(seed + 1)) if n_example_texts else []
-examples = []
-for e0 in range(0, len(ex_starts), batch_size):
-    tokens = read_tokens(ex_starts[e0:e0 + batch_size], ex_len)
-    with ctx:
-        _, _, acts = model.run(tokens[:, :-1], capture=[site], need_logits=False)
-        f = sae.encode(acts[site].reshape(-1, d_in)).float().view(len(tokens), ex_len, n_feat)
-    v, i = f.topk(min(EXAMPLE_MAX_FEATURES, n_feat), dim=2)  # (B, T, k) the most active features per token
-    for b, (vb, ib) in enumerate(zip(v.tolist(), i.tolist())):
-        feats = [[x for fv, fi in zip(vt, it) if fv > 0 for x in (fi, float(f'{fv:.4g}'))] for vt, it in zip(vb, ib)]
-        examples.append({'start': int(ex_starts[e0 + b]), 'toks': tokens[b, :-1].tolist(), 'feats': feats})
-
-# ----------------------------------------------------------------------------- write the site
-
-t0 = time.time()
-final_dir = os.path.join(out_dir, 'interface')
-tmp_dir = f"{final_dir}.tmp{os.getpid()}"
-shutil.rmtree(tmp_dir, ignore_errors=True)
-shutil.copytree(ASSETS, tmp_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__'))
-os.makedirs(os.path.join(tmp_dir, 'data'), exist_ok=True)
-os.makedirs(os.path.join(tmp_dir, 'features'), exist_ok=True)
+def feature_records(stats: Pass1, intervals: Pass2, windows: Windows, shown: ShownWindows, logits: LogitWeights,
+                    nb: Neighbours, fired_on: TopTokens, n_tokens: int) -> Iterator[dict]:
+    """Each feature's record for features/NNNN.js (interface/README.md), in id order."""
+    top_k, n_feat = stats.top_act.shape
+    n_intervals = intervals.interval_count.size(1)
+    n_fire, density, act_max, mean_act = feature_summary(stats, n_tokens)
+    wf, wc, wp, wk, wa = (x.cpu().numpy() for x in (windows.feat, windows.ctx, windows.pos, windows.kind, windows.act))
+    ws, we, wt = windows.start.cpu().numpy(), windows.end.cpu().numpy(), shown.tokens.cpu().numpy()
+    w_acts, w_effects = sig(shown.acts.cpu().numpy(), 3), sig(shown.effects.cpu().numpy(), 4)
+    order = np.lexsort((wk, wf))  # by feature, then top rank / interval
+    first = np.searchsorted(wf[order], np.arange(n_feat + 1))
+    hist, counts = intervals.hist.cpu().numpy(), intervals.interval_count.cpu().numpy()
+    for fi in range(n_feat):
+        top, samples = [], [[] for _ in range(n_intervals)]
+        for w in order[first[fi]:first[fi + 1]]:
+            s, n = int(ws[w]), int(we[w]) - int(ws[w]) + 1
+            item = {'context': int(wc[w]), 'pos': int(wp[w]), 'act': float(wa[w]), 'start': s,
+                    'tokens': wt[w, :n + 1].tolist(), 'acts': w_acts[w, :n].tolist(),
+                    'effects': w_effects[w, :n].tolist()}
+            (top if wk[w] < top_k else samples[wk[w] - top_k]).append(item)
+        total, mx = max(int(n_fire[fi]), 1), float(act_max[fi])
+        yield {
+            'id': fi, 'n_fire': int(n_fire[fi]), 'density': float(density[fi]), 'max': round(mx, 4),
+            'mean': round(float(mean_act[fi]), 4), 'hist': hist[fi].tolist(),
+            'intervals': [{'lo': round(mx * j / n_intervals, 4), 'hi': round(mx * (j + 1) / n_intervals, 4),
+                           'n': int(counts[fi, j]), 'share': round(int(counts[fi, j]) / total, 5),
+                           'samples': samples[j]} for j in range(n_intervals)],
+            'top': top,
+            'top_tokens': [[t, n] for t, n in zip(fired_on.ids[fi].tolist(), fired_on.counts[fi].tolist()) if n > 0],
+            'logits': {'pos': [[t, round(w, 4)] for t, w in zip(logits.top_ids[fi].tolist(), logits.top[fi].tolist())],
+                       'neg': [[t, round(w, 4)] for t, w in zip(logits.bottom_ids[fi].tolist(),
+                                                                logits.bottom[fi].tolist())],
+                       'hist': logits.hist[fi].tolist(), 'lo': round(float(logits.lo[fi]), 4),
+                       'hi': round(float(logits.hi[fi]), 4)},
+            'cos': [[j, round(c, 4)] for j, c in zip(nb.cos_ids[fi].tolist(), nb.cos[fi].tolist())],
+            'coact': [[j, round(c, 4), round(p, 4)] for j, c, p in zip(nb.coact_ids[fi].tolist(),
+                                                                        nb.coact_score[fi].tolist(),
+                                                                        nb.coact_p[fi].tolist()) if c > 0],
+        }
 
 
-def write_js(rel: str, text: str) -> None:
-    with open(os.path.join(tmp_dir, rel), 'w', encoding='ascii') as fh:
-        fh.write(text)
+def write_site(final_dir: str, vocab: list, index: dict, examples: list[dict], features: Iterator[dict],
+               meta: dict, seconds: dict, t_start: float, t_write: float) -> str:
+    """The site in a temp folder next to final_dir, swapped in when complete; returns final_dir."""
+    tmp_dir = f"{final_dir}.tmp{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    shutil.copytree(ASSETS, tmp_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__'))
+    os.makedirs(os.path.join(tmp_dir, 'data'), exist_ok=True)
+    os.makedirs(os.path.join(tmp_dir, 'features'), exist_ok=True)
+
+    def write_js(rel: str, text: str) -> None:
+        with open(os.path.join(tmp_dir, rel), 'w', encoding='ascii') as fh:
+            fh.write(text)
+
+    write_js('data/vocab.js', f"window.VOCAB={js(vocab)};\n")
+    write_js('data/index.js', f"window.INDEX={js(index)};\n")
+    write_js('data/examples.js', f"window.EXAMPLES={js(examples)};\n")
+    n_feat, shard = meta['n_features'], []
+    for record in progress(features, total=n_feat, desc='writing feature data'):
+        shard.append(js(record))
+        if len(shard) == FEATURES_PER_FILE or record['id'] == n_feat - 1:
+            write_js(os.path.join('features', f"{record['id'] // FEATURES_PER_FILE:04d}.js"),
+                     f"loadFeatures([{','.join(shard)}]);\n")
+            shard = []
+    seconds = {**seconds, 'write': time.time() - t_write, 'total': time.time() - t_start}
+    atomic_write_json(os.path.join(tmp_dir, 'meta.json'), {
+        **meta, 'seconds': {k: round(v, 2) for k, v in seconds.items()}, 'complete': True})
+    # swap the finished folder in: readers see the old site or the new one, never a half-written one
+    old_dir = f"{final_dir}.old{os.getpid()}"
+    if os.path.exists(final_dir):
+        os.replace(final_dir, old_dir)
+    os.replace(tmp_dir, final_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    return final_dir
 
 
-vocab = load_vocab()
-write_js('data/vocab.js', f"window.VOCAB={js(vocab)};\n")
-
-n_fire_c, act_sum_c, act_max_c = n_fire.cpu(), act_sum.cpu(), act_max.cpu()
-density = (n_fire_c.double() / n_tokens).numpy()
-mean_act = (act_sum_c / n_fire_c.clamp_min(1)).numpy()
-summary = {
-    'meta': {'n_features': n_feat, 'n_tokens': n_tokens, 'n_contexts': n_ctx, 'context_length': T, 'site': site,
-             'architecture': sae_cfg.get('architecture', 'standard'), 'dataset': data_dir, 'split': split,
-             'transformer': os.path.abspath(ckpt_path), 'sae': os.path.abspath(sae_path), 'ultralow': ULTRALOW,
-             'top_k': top_k, 'window': window, 'n_intervals': n_intervals, 'interval_samples': S,
-             'hist_bins': HIST_BINS, 'features_per_file': FEATURES_PER_FILE, 'ablation': ablation_mode,
-             'coact_tokens': coact_seen,
-             'built': time.strftime('%Y-%m-%d %H:%M:%S')},
-    'n_fire': n_fire_c.tolist(),
-    'max': sig(act_max_c.numpy(), 4).tolist(),
-    'mean': sig(mean_act, 4).tolist(),
-    'top_tokens': [[t for t, n in zip(ts, ns) if n > 0][:3] for ts, ns in zip(top_tok.tolist(),
-                                                                              top_tok_count.tolist())],
-    'top_logits': logit_pos[:, :3].tolist(),
-}
-write_js('data/index.js', f"window.INDEX={js(summary)};\n")
-write_js('data/examples.js', f"window.EXAMPLES={js(examples)};\n")
-
-# windows grouped per feature (numpy on the CPU)
-wf, wc, wp, wk, wv = (a.cpu().numpy() for a in (w_feat, w_ctx, w_pos, w_kind, w_val))
-ws, we = w_start.cpu().numpy(), w_end.cpu().numpy()
-wt, wa, wx = w_toks.cpu().numpy(), sig(w_acts.cpu().numpy(), 3), sig(w_eff.cpu().numpy(), 4)
-worder = np.lexsort((wk, wf))  # by feature, then top rank / interval
-wfirst = np.searchsorted(wf[worder], np.arange(n_feat + 1))
-hist_c, icount_c = hist.view(n_feat, HIST_BINS).cpu().numpy(), icount.view(n_feat, n_intervals).cpu().numpy()
-shard = []
-for fi in tqdm(range(n_feat), desc='writing feature data', dynamic_ncols=True):
-    top, intervals = [], [[] for _ in range(n_intervals)]
-    for w in worder[wfirst[fi]:wfirst[fi + 1]]:
-        s, e = int(ws[w]), int(we[w])
-        n = e - s + 1
-        kind = int(wk[w])
-        item = {'c': int(wc[w]), 'p': int(wp[w]), 'a': float(wv[w]), 's': s, 't': wt[w, :n + 1].tolist(),
-                'v': wa[w, :n].tolist(), 'e': wx[w, :n].tolist()}
-        (top if kind < top_k else intervals[kind - top_k]).append(item)
-    total = max(int(n_fire_c[fi]), 1)
-    mx = float(act_max_c[fi])
-    data = {
-        'id': fi, 'n_fire': int(n_fire_c[fi]), 'density': float(density[fi]), 'max': round(mx, 4),
-        'mean': round(float(mean_act[fi]), 4),
-        'hist': hist_c[fi].tolist(),
-        'intervals': [{'lo': round(mx * j / n_intervals, 4), 'hi': round(mx * (j + 1) / n_intervals, 4),
-                       'n': int(icount_c[fi, j]), 'share': round(int(icount_c[fi, j]) / total, 5),
-                       'samples': intervals[j]} for j in range(n_intervals)],
-        'top': top,
-        'top_tokens': [[t, n] for t, n in zip(top_tok[fi].tolist(), top_tok_count[fi].tolist()) if n > 0],
-        'logits': {'pos': [[t, round(w, 4)] for t, w in zip(logit_pos[fi].tolist(), logit_pos_w[fi].tolist())],
-                   'neg': [[t, round(w, 4)] for t, w in zip(logit_neg[fi].tolist(), logit_neg_w[fi].tolist())],
-                   'hist': logit_hist[fi].tolist(), 'lo': round(float(logit_lo[fi]), 4),
-                   'hi': round(float(logit_hi[fi]), 4)},
-        'cos': [[j, round(c, 4)] for j, c in zip(cos_idx[fi, :k_nb].tolist(), cos_val[fi, :k_nb].tolist())],
-        'coact': [[j, round(c, 4), round(p, 4)] for j, c, p in zip(co_idx[fi, :k_nb].tolist(),
-                                                                    co_val[fi, :k_nb].tolist(),
-                                                                    co_p[fi, :k_nb].tolist()) if c > 0],
-    }
-    shard.append(js(data))
-    if len(shard) == FEATURES_PER_FILE or fi == n_feat - 1:
-        write_js(os.path.join('features', f'{fi // FEATURES_PER_FILE:04d}.js'), f"loadFeatures([{','.join(shard)}]);\n")
-        shard = []
-
-atomic_write_json(os.path.join(tmp_dir, 'meta.json'), {
-    **summary['meta'], 'config': config, 'context_starts': starts.tolist(),
-    'example_starts': [int(s) for s in ex_starts], 'example_length': ex_len, 'ln_scale': ln_scale,
-    'seconds': {'pass1': round(t_pass1, 2), 'pass2': round(t_pass2, 2), 'pass3': round(t_pass3, 2),
-                'weights': round(t_weights, 2), 'write': round(time.time() - t0, 2),
-                'total': round(time.time() - t_start, 2)},
-    'complete': True})
-# swap the finished folder in: readers see the old site or the new one, never a half-written one
-old_dir = f"{final_dir}.old{os.getpid()}"
-if os.path.exists(final_dir):
-    os.replace(final_dir, old_dir)
-os.replace(tmp_dir, final_dir)
-shutil.rmtree(old_dir, ignore_errors=True)
-
-dead = int((n_fire_c == 0).sum())
-ultralow = int(((n_fire_c > 0) & (torch.from_numpy(density) < ULTRALOW)).sum())
-print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {n_tokens:,} tokens in "
-       f"{time.time() - t_start:.0f}s (passes {t_pass1:.0f}s + {t_pass2:.0f}s + {t_pass3:.0f}s, weights "
-       f"{t_weights:.0f}s, pages {time.time() - t0:.0f}s)")
-print0(f"open {os.path.abspath(os.path.join(final_dir, 'index.html'))}")
+if __name__ == '__main__':
+    main()

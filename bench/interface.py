@@ -3,14 +3,19 @@ Time and peak RAM of build_interface.py for 4096 features on CPU, at two numbers
 
     python -m bench.interface                                   # 4096 features, n_contexts 256 and 1024
     python -m bench.interface --n_contexts=128,512 --threads=2  # any two (or more) sizes
+    git worktree add /tmp/before HEAD && python -m bench.interface --baseline=/tmp/before --n_contexts=256 --repeats=3
+                                                                # A/B: this checkout against another, same inputs
 
 Setup (made in a temp folder, no training, no network): a random-init demo-size GPT (1 layer, d_model 128,
 4 heads, vocab 4096, block 256), an SAE 512 -> 4096 with random weights whose encoder biases make each
 feature fire on 1-5% of tokens, synthetic val tokens, and a small tiktoken Encoding built in-process.
 build_interface.py runs as a subprocess (as a user runs it); its peak RSS comes from os.wait4. RAM should
-not depend on n_contexts (nothing of size n_tokens x n_features is held); time grows with it.
+not depend on n_contexts (nothing of size n_tokens x n_features is held); time grows with it. With --baseline, the
+two checkouts run alternately on the same inputs (A B A B ...), so a loaded machine slows both alike, and the
+ratios this/baseline of the best times of each phase are printed.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,6 +29,7 @@ from safetensors.torch import save_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from common import die  # noqa: E402
 from configurator import configure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 from tokenizer import save_tokenizer  # noqa: E402
@@ -35,6 +41,8 @@ batch_size = 32
 threads = 2  # OMP threads of the subprocess (the target machine has 2 cores)
 ablation = 'auto'
 keep = False  # keep the temp folder (prints its path)
+baseline = ''  # another checkout of the repo to compare with ('' = none)
+repeats = 1  # runs per size (per checkout); the best time of each phase counts
 config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 VOCAB, D_MODEL = 4096, 128
@@ -88,22 +96,43 @@ def make_inputs(root: str, n_tokens: int) -> None:
                    'apply_b_dec_to_input': True}, f)
 
 
-def run(root: str, n: int) -> dict:
-    """build_interface.py on n contexts; wall seconds, peak RSS (MB) and the script's own phase timings."""
-    cmd = [sys.executable, os.path.join(REPO, 'build_interface.py'), f'--out_dir={root}', f'--n_contexts={n}',
+def run(root: str, n: int, repo: str = REPO) -> dict:
+    """build_interface.py of `repo` on n contexts; wall seconds, peak RSS (MB) and the script's phase timings."""
+    cmd = [sys.executable, os.path.join(repo, 'build_interface.py'), f'--out_dir={root}', f'--n_contexts={n}',
            f'--context_length={context_length}', f'--batch_size={batch_size}', '--device=cpu', f'--ablation={ablation}']
     env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
     t0 = time.time()
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.time() - t0
     if status != 0:
-        raise SystemExit(f"build_interface.py failed:\n{out[-3000:]}")
+        die(f"{cmd[1]} failed:\n{out[-3000:]}")
     with open(os.path.join(root, 'interface', 'meta.json')) as f:
         meta = json.load(f)
     return {'n_contexts': n, 'tokens': meta['n_tokens'], 'wall': wall, 'rss_mb': usage.ru_maxrss / 1024,
             'seconds': meta['seconds']}
+
+
+def report(label: str, r: dict) -> None:
+    s = r['seconds']
+    print(f"{label}n_contexts {r['n_contexts']:5d} ({r['tokens']:,} tokens): {r['wall']:6.1f}s total, "
+          f"{1000 * r['wall'] / n_features:.1f} ms/feature, peak RSS {r['rss_mb']:.0f} MB  "
+          f"[pass1 {s['pass1']}s, pass2 {s['pass2']}s, pass3 {s['pass3']}s, weights {s['weights']}s, "
+          f"pages {s['write']}s]", flush=True)
+
+
+def compare(root: str, n: int) -> None:
+    """This checkout (A) and the baseline (B) alternately, `repeats` times each: best-time ratios A/B per phase."""
+    best: dict[str, dict[str, float]] = {'A': {}, 'B': {}}
+    for _ in range(repeats):
+        for label, repo in (('A', REPO), ('B', os.path.abspath(baseline))):
+            r = run(root, n, repo)
+            report(f"{label} ", r)
+            for k, v in {**r['seconds'], 'wall': r['wall'], 'rss_mb': r['rss_mb']}.items():
+                best[label][k] = min(best[label].get(k, math.inf), v)
+    print(f"this / baseline (best of {repeats}): " + ', '.join(
+        f"{k} {best['A'][k] / max(best['B'][k], 1e-9):.2f}" for k in best['A'] if k in best['B']))
 
 
 def main() -> None:
@@ -112,15 +141,14 @@ def main() -> None:
     make_inputs(root, max(sizes) * (context_length + 1) + 1000)
     print(f"{n_features} features, SAE 512 -> {n_features} (random, 1-5% firing), 1-layer d_model {D_MODEL} vocab "
           f"{VOCAB}; {threads} threads; {root}")
+    if baseline:
+        for n in sizes:
+            compare(root, n)
+        sizes = []
     rows = []
     for n in sizes:
-        r = run(root, n)
-        rows.append(r)
-        s = r['seconds']
-        print(f"n_contexts {n:5d} ({r['tokens']:,} tokens): {r['wall']:6.1f}s total, "
-              f"{1000 * r['wall'] / n_features:.1f} ms/feature, peak RSS {r['rss_mb']:.0f} MB  "
-              f"[pass1 {s['pass1']}s, pass2 {s['pass2']}s, pass3 {s['pass3']}s, weights {s['weights']}s, "
-              f"pages {s['write']}s]", flush=True)
+        rows.append(run(root, n))
+        report('', rows[-1])
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
         print(f"RSS ratio {b['rss_mb'] / a['rss_mb']:.2f} for {b['n_contexts'] / a['n_contexts']:.0f}x the contexts; "

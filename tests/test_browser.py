@@ -178,13 +178,13 @@ def test_feature_page_renders_every_panel(site, browser, tmp_path):
     assert count('#intervals .win') == sum(len(iv['samples']) for iv in d['intervals'])
     assert count('#cos tbody tr') == 10 and count('#cos a.flink') == 10
     assert count('#coact tbody tr') == len(d['coact'])
-    n_tok = sum(len(w['t']) for w in d['top'])
+    n_tok = sum(len(w['tokens']) for w in d['top'])
     assert count('#top .tok') == n_tok
     # hover text: activation and the effect on the next token's log-prob; underlines where the feature fired
     title = browser.js("return document.querySelectorAll('#top .tok')[1].title")
     assert 'activation' in title and 'log p(this token)' in title
     assert browser.js("return Array.from(document.querySelectorAll('#top .tok')).filter(s => s.style.borderBottom)"
-                      ".length") == sum(1 for w in d['top'] for e in w['e'] if e != 0)
+                      ".length") == sum(1 for w in d['top'] for e in w['effects'] if e != 0)
     shot(browser, tmp_path / 'feature.png')
     browser.open(os.path.join(site['site'], 'feature.html') + '?f=7')  # dead: still a page
     assert browser.errors() == [] and 'dead' in browser.js("return document.getElementById('summary').textContent")
@@ -194,18 +194,22 @@ def test_feature_page_renders_every_panel(site, browser, tmp_path):
 
 def test_tokens_are_text_never_markup(site, browser):
     feats = read_features(site['site'])
-    fid = next(i for i in range(N_FEAT) if any(256 in w['t'] or 257 in w['t'] for w in feats[i]['top']))
+    fid = next(i for i in range(N_FEAT) if any(256 in w['tokens'] or 257 in w['tokens'] for w in feats[i]['top']))
     browser.open(os.path.join(site['site'], 'feature.html') + f'?f={fid}')
     assert browser.errors() == []
     assert browser.js("return document.querySelectorAll('img, iframe, object').length") == 0
-    assert browser.js("return Array.from(document.scripts).filter(s => !s.src)"
-                      ".every(s => !s.textContent.includes('alert'))")  # only the page's own inline error collector
+    assert browser.js("return Array.from(document.scripts).filter(s => !s.src).length") == 0  # no inline script
     text = browser.js("return Array.from(document.querySelectorAll('#top .tok')).map(s => s.textContent).join('')")
     assert any(x.decode().replace(' ', '') in text.replace(' ', '').replace('·', '') for x in XSS)
     # partial UTF-8: bytes e6 97 (token 258) + a5 show '日' on the completing token, escaped bytes before it
     parts = browser.js("return IF.tokenTexts([258, 0xA5])")
     assert parts == [{'text': '‹\\xe6›‹\\x97›', 'partial': True}, {'text': '日', 'partial': False}]
     assert browser.js("return IF.tokenLabel(0xC3)") == '‹\\xc3›'
+    # a character cut off by a whole token, split over two byte tokens, or a byte never valid in UTF-8
+    assert browser.js("return IF.tokenTexts([258, 0x41])") == [{'text': '‹\\xe6›‹\\x97›', 'partial': False},
+                                                               {'text': 'A', 'partial': False}]
+    assert browser.js("return IF.tokenTexts([0xC3, 0xA9, 0xFB])") == [
+        {'text': '‹\\xc3›', 'partial': True}, {'text': 'é', 'partial': False}, {'text': '‹\\xfb›', 'partial': False}]
     assert browser.js("return IF.tokenLabel(10) + IF.tokenLabel(32) + IF.tokenLabel(9)") == '⏎·⇥'
 
 
@@ -214,15 +218,15 @@ def test_examples_page_lists_and_colours_features(site, browser, tmp_path):
     browser.open(os.path.join(site['site'], 'examples.html'))
     assert browser.errors() == []
     assert browser.js("return document.querySelectorAll('.ex-text').length") == len(ex)
-    t = next(j for j, f in enumerate(ex[0]['feats']) if f)
+    t = next(j for j, f in enumerate(ex[0]['features']) if f)
     browser.click(f'#text0 .tok[data-pos="{t}"]')
-    assert browser.js("return document.querySelectorAll('#side tbody tr').length") == len(ex[0]['feats'][t]) // 2
-    first = ex[0]['feats'][t][0]
+    assert browser.js("return document.querySelectorAll('#side tbody tr').length") == len(ex[0]['features'][t])
+    first = ex[0]['features'][t][0]
     browser.click('#side tbody tr td:nth-child(2)')  # select the strongest feature: the texts are coloured by it
     assert f'feature #{first}' in browser.js("return document.getElementById('selinfo').textContent")
     coloured = browser.js("return Array.from(document.querySelectorAll('#text0 .tok'))"
                           ".map(s => !!s.style.backgroundColor)")
-    assert coloured == [first in f[0::2] for f in ex[0]['feats']]
+    assert coloured == [first in f for f in ex[0]['features']]
     assert browser.errors() == []
     shot(browser, tmp_path / 'examples.png')
 
@@ -322,9 +326,9 @@ def test_every_token_on_every_page_is_literal_text(markup_site, browser):
     fid = max((f for f in feats if feats[f]['coact']), key=lambda f: feats[f]['n_fire'])
     d = feats[fid]
     browser.open(os.path.join(s['site'], 'feature.html') + f'?f={fid}')
-    assert texts('#top .tok') == [V[t] for w in d['top'] for t in w['t']] != []
+    assert texts('#top .tok') == [V[t] for w in d['top'] for t in w['tokens']] != []
     assert sorted(texts('#intervals .tok')) == sorted(V[t] for iv in d['intervals'] for w in iv['samples']
-                                                      for t in w['t']) != []
+                                                      for t in w['tokens']) != []
     logit_rows = browser.js("return Array.from(document.querySelectorAll('#logits tbody tr')).map(r => "
                             "[1, 3].map(c => r.querySelector(`td:nth-child(${c})`).textContent))")
     assert logit_rows == [[chip_text(V[n[0]]), chip_text(V[p[0]])]
@@ -342,11 +346,11 @@ def test_every_token_on_every_page_is_literal_text(markup_site, browser):
     # examples: every text, then the side panel of a token (its chip, the labels of its features)
     ex = s['examples']
     browser.open(os.path.join(s['site'], 'examples.html'))
-    assert [texts(f'#text{i} .tok') for i in range(len(ex))] == [[V[t] for t in e['toks']] for e in ex]
-    j = max(range(len(ex[0]['toks'])), key=lambda j: len(ex[0]['feats'][j]))
+    assert [texts(f'#text{i} .tok') for i in range(len(ex))] == [[V[t] for t in e['tokens']] for e in ex]
+    j = max(range(len(ex[0]['tokens'])), key=lambda j: len(ex[0]['features'][j]))
     browser.click(f'#text0 .tok[data-pos="{j}"]')
-    assert texts('#side h2 .chip') == [chip_text(V[ex[0]['toks'][j]])]
+    assert texts('#side h2 .chip') == [chip_text(V[ex[0]['tokens'][j]])]
     side = browser.js("return Array.from(document.querySelectorAll('#side tbody tr')).map(r => "
                       "[+r.dataset.feature, r.lastElementChild.textContent, r.lastElementChild.childElementCount])")
-    assert side == [[f, label(f), 0] for f in ex[0]['feats'][j][0::2]] != []
+    assert side == [[f, label(f), 0] for f in ex[0]['features'][j]] != []
     assert_nothing_injected(browser)

@@ -1,8 +1,11 @@
 """build_interface.py on a tiny model + tiny SAE: every statistic against brute force over all tokens."""
 import glob
+import itertools
 import json
+import math
 import os
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import tiktoken
 import torch
 from safetensors.torch import save_file
 
+import build_interface as bi
 from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
 
@@ -154,14 +158,14 @@ def test_top_examples_are_the_best_context_maxima(brute):
         top = brute['feats'][i]['top']
         best = f[:, :, i].max(1).values  # (contexts,)
         want = best[best > 0].sort(descending=True).values[:TOP_K]
-        assert [w['a'] for w in top] == pytest.approx(want.tolist(), abs=1e-5)
-        assert len({w['c'] for w in top}) == len(top)  # one example per context
+        assert [w['act'] for w in top] == pytest.approx(want.tolist(), abs=1e-5)
+        assert len({w['context'] for w in top}) == len(top)  # one example per context
         for w in top:
-            assert f[w['c'], w['p'], i].item() == pytest.approx(w['a'], abs=1e-5)
-            s, n = w['s'], len(w['v'])
-            assert s == max(0, w['p'] - WINDOW) and s + n - 1 == min(T - 1, w['p'] + WINDOW)
-            assert w['t'] == toks[w['c'], s:s + n + 1].tolist()  # the window and the token after it
-            assert w['v'] == pytest.approx(f[w['c'], s:s + n, i].tolist(), abs=6e-4)
+            assert f[w['context'], w['pos'], i].item() == pytest.approx(w['act'], abs=1e-5)
+            s, n = w['start'], len(w['acts'])
+            assert s == max(0, w['pos'] - WINDOW) and s + n - 1 == min(T - 1, w['pos'] + WINDOW)
+            assert w['tokens'] == toks[w['context'], s:s + n + 1].tolist()  # the window and the token after it
+            assert w['acts'] == pytest.approx(f[w['context'], s:s + n, i].tolist(), abs=6e-4)
 
 
 def test_interval_samples_are_members_one_per_context(brute):
@@ -176,11 +180,11 @@ def test_interval_samples_are_members_one_per_context(brute):
             member = (f[:, :, i] > 0) & (j_of == j)  # (contexts, T)
             n_ctx = int(member.any(1).sum())
             assert len(iv['samples']) == min(S, n_ctx)
-            assert len({w['c'] for w in iv['samples']}) == len(iv['samples'])
+            assert len({w['context'] for w in iv['samples']}) == len(iv['samples'])
             for w in iv['samples']:
-                assert member[w['c'], w['p']]
-                assert f[w['c'], w['p'], i].item() == pytest.approx(w['a'], abs=1e-6)
-                assert iv['lo'] - 1e-4 <= w['a'] <= iv['hi'] + 1e-4
+                assert member[w['context'], w['pos']]
+                assert f[w['context'], w['pos'], i].item() == pytest.approx(w['act'], abs=1e-6)
+                assert iv['lo'] - 1e-4 <= w['act'] <= iv['hi'] + 1e-4
 
 
 def test_logit_weights_through_linearised_layernorm(site, brute):
@@ -223,10 +227,10 @@ def test_ablation_effect_equals_a_forward_pass_without_the_feature(site, brute, 
         d = brute['feats'][i]
         wins = d['top'] if which == 'top' else [w for iv in d['intervals'] for w in iv['samples']]
         for w in wins[:3]:
-            eff = ablated_effects(site, brute['toks'][w['c']:w['c'] + 1], i)[0]
-            s, n = w['s'], len(w['e'])
-            assert w['e'] == pytest.approx(eff[s:s + n].tolist(), abs=3e-4, rel=2e-3)
-            checked += int(any(abs(e) > 1e-2 for e in w['e']))
+            eff = ablated_effects(site, brute['toks'][w['context']:w['context'] + 1], i)[0]
+            s, n = w['start'], len(w['effects'])
+            assert w['effects'] == pytest.approx(eff[s:s + n].tolist(), abs=3e-4, rel=2e-3)
+            checked += int(any(abs(e) > 1e-2 for e in w['effects']))
     assert checked > 5  # the effects are not all ~0
 
 
@@ -239,8 +243,9 @@ def test_ablation_with_large_logits(tmp_path):
     toks = torch.from_numpy(np.stack([big['val'][s:s + T + 1].astype(np.int64) for s in meta['context_starts']]))
     for i in (0, 9, 21):
         for w in feats[i]['top'][:2]:
-            eff = ablated_effects(big, toks[w['c']:w['c'] + 1], i)[0]
-            assert w['e'] == pytest.approx(eff[w['s']:w['s'] + len(w['e'])].tolist(), abs=2e-3, rel=2e-3)
+            eff = ablated_effects(big, toks[w['context']:w['context'] + 1], i)[0]
+            s, n = w['start'], len(w['effects'])
+            assert w['effects'] == pytest.approx(eff[s:s + n].tolist(), abs=2e-3, rel=2e-3)
 
 
 def test_topk_sae(tmp_path):
@@ -256,7 +261,7 @@ def test_topk_sae(tmp_path):
     f = torch.zeros_like(pre).scatter_(1, i, v)
     index = read_js(os.path.join(s['site'], 'data', 'index.js'))
     assert index['n_fire'] == (f > 0).sum(0).tolist()
-    assert all(len(feats) <= 6 for e in read_js(os.path.join(s['site'], 'data', 'examples.js')) for feats in e['feats'])
+    assert all(len(ids) <= 3 for e in read_js(os.path.join(s['site'], 'data', 'examples.js')) for ids in e['features'])
 
 
 def test_rerun_ablation_agrees_with_the_local_formula(site, brute, tmp_path):
@@ -267,9 +272,9 @@ def test_rerun_ablation_agrees_with_the_local_formula(site, brute, tmp_path):
     feats = read_features(os.path.join(out, 'interface'))
     for i in range(0, N_FEAT, 4):
         d, ref = feats[i], brute['feats'][i]
-        assert [(w['c'], w['p']) for w in d['top']] == [(w['c'], w['p']) for w in ref['top']]
+        assert [(w['context'], w['pos']) for w in d['top']] == [(w['context'], w['pos']) for w in ref['top']]
         for w, r in zip(d['top'], ref['top']):
-            assert w['e'] == pytest.approx(r['e'], abs=3e-4, rel=2e-3)
+            assert w['effects'] == pytest.approx(r['effects'], abs=3e-4, rel=2e-3)
 
 
 def test_neighbours_and_top_tokens(site, brute):
@@ -304,16 +309,16 @@ def test_example_texts_list_the_active_features(site, brute):
     assert len(ex) == 4 and [e['start'] for e in ex] == meta['example_starts']
     for e in ex:
         toks = torch.from_numpy(site['val'][e['start']:e['start'] + L].astype(np.int64))[None]
-        assert e['toks'] == toks[0].tolist()
+        assert e['tokens'] == toks[0].tolist()
         with torch.no_grad():
             x = model.run(toks, capture=[SITE], need_logits=False)[2][SITE][0]
         f = torch.relu((x - sae['b_dec']) @ sae['W_enc'] + sae['b_enc'])  # (L, F)
         for t in range(L):
-            pairs = e['feats'][t]
+            ids, acts = e['features'][t], e['acts'][t]
             active = (f[t] > 0).nonzero()[:, 0]
-            assert sorted(pairs[0::2]) == sorted(active.tolist())
-            assert pairs[1::2] == sorted(pairs[1::2], reverse=True)
-            assert pairs[1::2] == pytest.approx(f[t, pairs[0::2]].tolist(), abs=6e-4)
+            assert sorted(ids) == sorted(active.tolist()) and len(acts) == len(ids)
+            assert acts == sorted(acts, reverse=True)
+            assert acts == pytest.approx(f[t, ids].tolist(), abs=6e-4)
 
 
 def test_tokens_are_data_never_markup(site):
@@ -329,7 +334,7 @@ def test_tokens_are_data_never_markup(site):
         raw = open(path, 'rb').read()
         assert raw.isascii()  # ensure_ascii: every non-ASCII character is a \\u escape inside a JSON string
         read_js(path)  # and the whole file is one JSON value in a call/assignment: no executable token text
-    for name in ('common.js', 'page_index.js', 'page_feature.js', 'page_examples.js'):
+    for name in ('errors.js', 'common.js', 'page_index.js', 'page_feature.js', 'page_examples.js'):
         src = open(os.path.join(REPO, 'interface', name)).read()
         assert 'innerHTML' not in src and 'insertAdjacentHTML' not in src and 'document.write' not in src
 
@@ -379,3 +384,97 @@ def test_layer_norm_sae_is_refused_in_one_line(site, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "normalize='layer_norm'" in lines[0], p.stderr
     assert not os.path.exists(tmp_path / 'out' / 'interface')
+
+
+# ----------------------------------------------------------------------------- the steps, called directly
+
+def walk_distribution(context_of: list[int], S: int) -> dict[frozenset, float]:
+    """Exact law of the interval sample: all tokens in uniformly random order, each taken unless its context is
+    already in the sample, until S are taken. With one token per context: a uniform sample without replacement."""
+    counts = Counter()
+    orders = list(itertools.permutations(range(len(context_of))))
+    for order in orders:
+        taken, seen = [], set()
+        for t in order:
+            if context_of[t] not in seen and len(taken) < S:
+                seen.add(context_of[t])
+                taken.append(t)
+        counts[frozenset(taken)] += 1
+    return {k: n / len(orders) for k, n in counts.items()}
+
+
+def sample_stream(context_of: list[int], batches: list[tuple[int, int]], S: int, n_trials: int) -> list[frozenset]:
+    """IntervalSamples.offer_ fed batch by batch; the same stream goes to n_trials buckets (independent keys), so
+    each bucket is one trial. Returns each trial's sample as the set of token ids (stored as the position)."""
+    samples = bi.IntervalSamples.empty(n_trials, S, 'cpu')
+    gen = torch.Generator().manual_seed(0)
+    ctx = torch.tensor(context_of)
+    for c0, c1 in batches:
+        tok = ((ctx >= c0) & (ctx < c1)).nonzero()[:, 0]
+        bucket = torch.arange(n_trials).repeat_interleave(len(tok))
+        t = tok.repeat(n_trials)
+        samples.offer_(bucket, ctx[t], t, torch.ones(len(t)), (c0, c1), gen)
+    filled = torch.isfinite(samples.key)
+    for b in range(n_trials):  # at most one example per context, and as many as there are contexts up to S
+        assert len(set(samples.ctx[b][filled[b]].tolist())) == int(filled[b].sum()) == min(S, len(set(context_of)))
+        assert all(context_of[t] == c for t, c in zip(samples.pos[b][filled[b]].tolist(),
+                                                      samples.ctx[b][filled[b]].tolist()))
+    return [frozenset(samples.pos[b][filled[b]].tolist()) for b in range(n_trials)]
+
+
+@pytest.mark.parametrize('context_of, S', [
+    ([0, 1, 2, 3, 4, 5], 3),  # one token per context: every 3-subset equally likely (uniform, no replacement)
+    ([0, 0, 0, 1, 2, 2, 3, 4], 2),  # contexts of several tokens: one per context first
+    ([0, 0, 1, 1, 1], 3),  # fewer contexts than S: one token of each, uniform within the context
+])
+def test_interval_samples_are_uniform_one_per_context(context_of, S):
+    batches = [(0, 2), (2, 4), (4, max(context_of) + 1)]  # the stream arrives in batches of contexts
+    n = 6000
+    got = Counter(sample_stream(context_of, batches, S, n))
+    want = walk_distribution(context_of, S)
+    assert set(got) <= set(want)
+    for k, p in want.items():
+        assert abs(got[k] / n - p) < 5 * math.sqrt(p * (1 - p) / n), (sorted(k), got[k] / n, p)
+
+
+@pytest.mark.parametrize('site_kind', ['mlp_hidden', 'mlp_out', 'resid_post'])
+def test_local_ablation_formula_equals_a_rerun_without_the_feature(site_kind):
+    """The exact local formula (a site in the last layer) against the model rerun with act·W_dec[i] removed."""
+    torch.manual_seed(0)
+    V, C = 50, 16
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=C, block_size=T, bias=True, vocab_size=V, dropout=0.0,
+                          activation='gelu')).eval()
+    with torch.no_grad():
+        model.transformer.h[1].mlp.c_proj.weight.mul_(20)
+        model.lm_head.weight.mul_(10)
+        model.transformer.ln_f.weight.uniform_(0.5, 1.5)
+        model.transformer.ln_f.bias.normal_(0, 0.1)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    site, final = f'blocks.1.{site_kind}', 'blocks.1.resid_post'
+    W_dec = torch.randn(6, 4 * C if site_kind == 'mlp_hidden' else C)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    idx = torch.randint(V, (3, T + 1))
+    x, y = idx[:, :-1], idx[:, 1:]
+    resid = model.run(x, capture=[final], need_logits=False)[2][final].reshape(-1, C)  # (3·T, C)
+    # pairs (feature, row of resid, activation); a repeated pair and pairs sharing a position, as pass 3 has
+    feat = torch.tensor([0, 3, 5, 3, 1, 2, 4, 0])
+    row = torch.tensor([5, 5, 40, 5, 70, 3, 94, 31])
+    act = torch.tensor([1.5, 0.7, 2.0, 0.7, 0.3, 1.1, 0.9, 2.5])
+    head = bi.logit_head(model)
+    directions = bi.feature_logit_directions(head, bi.resid_direction(model, 1, site_kind, W_dec))
+    buffers = (torch.empty(3, V), torch.empty(3, V))  # chunks of 3 pairs
+    got = bi.local_ablation_effects(head, directions, resid, y.reshape(-1), feat, row, act, buffers)
+    clean = torch.log_softmax(model.run(x)[0], -1)
+    for m in range(len(feat)):
+        b, t = divmod(int(row[m]), T)
+
+        def remove(h, b=b, t=t, m=m):
+            h = h.clone()
+            h[b, t] -= act[m] * W_dec[feat[m]]
+            return h
+
+        ablated = torch.log_softmax(model.run(x, replace={site: remove})[0], -1)
+        want = clean[b, t, y[b, t]] - ablated[b, t, y[b, t]]
+        assert got[m].item() == pytest.approx(want.item(), abs=2e-4, rel=1e-3)
+    assert (got.abs() > 1e-2).sum() >= 4  # the effects are not all ~0
