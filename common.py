@@ -318,24 +318,30 @@ def progress(iterable=None, total: int | None = None, desc: str = '', **kwargs):
     total = total if total is not None else (len(iterable) if hasattr(iterable, '__len__') else None)
     if sys.stderr.isatty() or kwargs.get('disable'):
         return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, **kwargs)
+    if kwargs.pop('leave', True) is False:  # a transient bar (e.g. each evaluation's): nothing worth keeping in a log
+        kwargs['disable'] = True
     initial = kwargs.get('initial', 0)
     every = dict(miniters=max(1, math.ceil((total - initial) / 20)), mininterval=0) if total else \
         dict(mininterval=30)
-    kwargs.pop('leave', None)
-    return tqdm(iterable, total=total, desc=desc, file=_LineWriter(sys.stderr), ncols=100, maxinterval=math.inf,
-                leave=True, **every, **kwargs)
+    return tqdm(iterable, total=total, desc=desc, file=_LineWriter(sys.stderr), maxinterval=math.inf, leave=True,
+                bar_format=PLAIN_PROGRESS if total else None, **every, **kwargs)
+
+
+PLAIN_PROGRESS = '{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]'
+
 
 
 class _LineWriter:
     """A stream for tqdm that writes each status update as its own line (no carriage returns, no blank lines)."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.last = stream, ''
 
     def write(self, s: str) -> None:
         s = s.replace('\r', '').rstrip()
-        if s:
+        if s and s.split(' [')[0] != self.last:  # tqdm repeats the last count (new rate) when it closes
             self.stream.write(s + '\n')
+            self.last = s.split(' [')[0]
 
     def flush(self) -> None:
         self.stream.flush()

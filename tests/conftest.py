@@ -27,7 +27,7 @@ def run_script(*args: str, cwd: str = REPO, check: bool = True, env: dict | None
     return p
 
 
-PROGRESS_LINE = re.compile(r'^[^:|]{1,80}:\s+\d+%\|')  # a progress line: "sae:  40%|####   | 2/5 [...]"
+PROGRESS_LINE = re.compile(r'^[^:|]{1,80}:\s+\d+%[| ]')  # a progress line: "sae:  40% 2/5 [...]" (common.progress)
 
 
 def run_failing(*argv: str) -> tuple[int, list[str], str]:
