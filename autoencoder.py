@@ -1,7 +1,8 @@
 """
 Sparse autoencoders (SAEs) for dictionary learning on transformer activations.
 
-Three kinds share one module, `SparseAutoencoder`, selected by `SAEConfig.kind`:
+One module, `SparseAutoencoder`; what differs between kinds lives in one class per kind (`Kind`, registered
+in KINDS by name, selected by `SAEConfig.kind`):
     anthropic2023  "Towards Monosemanticity" (2023): x̄ = x - b_dec, f = ReLU(W_enc x̄ + b_enc),
                    x̂ = W_dec f + b_dec, loss = mean((x̂ - x)^2) + λ·mean_b Σ_i f_i, decoder columns unit norm
                    (renormalised after every step, the gradient component parallel to each column removed
@@ -9,11 +10,13 @@ Three kinds share one module, `SparseAutoencoder`, selected by `SAEConfig.kind`:
     april2024      Anthropic's April 2024 update: no b_dec subtraction, loss = mean_b ‖x̂ - x‖² (summed over d)
                    + λ·mean_b Σ_i f_i ‖W_dec[:, i]‖, no norm constraint, decoder init norm 0.1, W_enc = W_decᵀ,
                    inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, linear lr decay,
-                   grad-norm clip 1 (RECIPES['april2024']).
+                   grad-norm clip 1 (its recipe).
     topk           Gao et al. (2024), as openai/sparse_autoencoder's train.py: f = ReLU(TopK(W_enc x̄ + b_enc, k)),
                    loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
                    W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
                    batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10.
+A new kind is one more `@register` class in the kinds block below: its recipe, init, activation, loss terms and
+SAELens fields; train_sae.py, the export and load_saelens take it from there.
 Any kind can instead work on per-token normalised inputs (`normalize='layer_norm'`, OpenAI's `LN` preprocessing:
 x' = (x - mean_d x) / (std_d x + 1e-5), undone after decoding; SAELens' normalize_activations='layer_norm').
 RECIPES holds each kind's published optimisation hyperparameters (lr, λ, schedules, clipping, Adam).
@@ -24,14 +27,13 @@ layout instead.
 
 Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_dict(), config_dict(sae)):
     sae = SparseAutoencoder(SAEConfig(d_in=512, n_features=4096, kind=kind))
-    sae.scale.fill_(estimate_scale(sample_rows))     # april2024 only
-    init_b_dec_(sae, sample_rows)                    # geometric median (anthropic2023, topk); april2024: no-op
+    init_from_data_(sae, sample_rows)                # the kind's input scale, MSE normaliser, b_dec init
     recipe = Recipe(**RECIPES[kind], max_steps=max_steps)   # or your own values
     opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
     for step in range(max_steps):
         stats = train_step_(sae, opt, x, step, recipe)  # lr / λ schedules, sae_step_ (clipping as the recipe says)
-        if step in resample_steps:                   # anthropic2023
-            resample_dead_(sae, opt, dead_mask(sae, window_tokens), rows, generator)
+        if sae.kind.resamples and step in resample_steps:     # anthropic2023
+            resample_dead_(sae, opt, silent_latents(sae, window_tokens), rows, generator)
     save_saelens(sae, out_dir, saelens_cfg(sae, 'blocks.0.mlp_hidden', model_name=..., hook_layer=0))
 """
 import json
@@ -45,25 +47,14 @@ import torch.nn as nn
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from common import atomic_write_bytes, atomic_write_json
+from common import UserError, atomic_write_bytes, atomic_write_json
 
-KINDS = ('anthropic2023', 'april2024', 'topk')
 NORMALIZE = ('none', 'layer_norm')
 Tensor = torch.Tensor
 
-# Each kind's published optimisation recipe; train_sae.py takes every key it is not given from here.
-RECIPES = {
-    # the seed's run (shehper/monosemantic, after "Towards Monosemanticity"): Adam lr 3e-4, λ 1e-3, constant
-    'anthropic2023': dict(lr=3e-4, l1_coeff=1e-3, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
-                          grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8),
-    # Anthropic, "Circuits Updates - April 2024", training SAEs: lr 5e-5, λ 5 warmed up over the first 5%, lr
-    # decayed linearly to 0 over the last 20%, gradient norm clipped at 1, Adam (0.9, 0.999)
-    'april2024': dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.2, l1_warmup_frac=0.05,
-                      grad_clip=1.0, adam_betas=(0.9, 0.999), adam_eps=1e-8),
-    # openai/sparse_autoencoder train.py Config: lr 1e-4, eps 6.25e-10, no clipping, no schedule; no λ (no L1)
-    'topk': dict(lr=1e-4, l1_coeff=0.0, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
-                 grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10),
-}
+
+class ConfigError(UserError, ValueError):
+    """An SAE configuration (SAEConfig, a SAELens cfg.json) this module cannot build: one line saying why."""
 
 
 @dataclass
@@ -98,12 +89,183 @@ class SAEConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
+            raise ConfigError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.normalize not in NORMALIZE:
-            raise ValueError(f"normalize '{self.normalize}' is not one of {', '.join(NORMALIZE)}")
-        if self.kind == 'topk' and not 0 < self.k <= self.n_features:
-            raise ValueError(f"topk SAE needs 0 < k <= n_features, got k={self.k}")
+            raise ConfigError(f"normalize '{self.normalize}' is not one of {', '.join(NORMALIZE)}")
+        KINDS[self.kind].check(self)
 
+
+# ----------------------------------------------------------------------------- the kinds
+
+class Kind:
+    """Everything that makes one SAE kind differ from another, in one place. The attributes' defaults are
+    anthropic2023's choices; a kind states its name and recipe and overrides what it does differently."""
+
+    name = ''
+    recipe: dict = {}  # published optimisation hyperparameters (the keys of Recipe but max_steps): RECIPES[name]
+    pre_bias = True  # x̄ = x - b_dec enters the encoder (SAELens apply_b_dec_to_input); b_dec starts at the median
+    unit_norm = True  # decoder columns kept at unit norm: parallel gradient removed before Adam, renormalised after
+    resamples = False  # dead neurons resampled at train_sae.py's resample_steps
+    fire_threshold = 0.0  # a latent has fired when its activation exceeds this
+    fused = False  # the training step may use FusedL1Loss (a hand-written backward) instead of autograd
+    saelens_architecture = 'standard'
+
+    def check(self, cfg: SAEConfig) -> None:
+        """Raise ConfigError if cfg's kind-specific fields are out of range."""
+
+    def dec_init_norm(self, cfg: SAEConfig) -> float:
+        """Norm of the decoder columns at init."""
+        return 1.0
+
+    def activate(self, pre: Tensor, cfg: SAEConfig) -> Tensor:
+        """Pre-activations (B, F) -> features (B, F)."""
+        return torch.relu(pre)
+
+    def loss_terms(self, sae: 'SparseAutoencoder', pre: Tensor, f: Tensor, err: Tensor, fired: Tensor,
+                   dead: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """(recon, l1 before λ, aux before cfg.aux_coeff) from pre-activations and features (B, F), the error
+        err = x̂ - x (B, d) float32 in the SAE's input space, the fired mask (F,) and an optional dead set (F,)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def init_from_data_(self, sae: 'SparseAutoencoder', rows: Tensor) -> None:
+        """What the kind measures from activation rows (N, d) before training."""
+        if self.pre_bias:
+            init_b_dec_(sae, rows)
+
+    def saelens_fields(self, cfg: SAEConfig) -> dict:
+        """Keys of the SAELens cfg.json beyond the standard architecture's."""
+        return {}
+
+    def config_from_saelens(self, saelens: dict) -> dict:
+        """SAEConfig fields of this kind read back from a SAELens cfg.json."""
+        return {}
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(cls: type[Kind]) -> type[Kind]:
+    """Class decorator: make a Kind selectable by its name (SAEConfig(kind=...), train_sae.py --kind=...)."""
+    KINDS[cls.name] = cls()
+    return cls
+
+
+class L1Kind(Kind):
+    """ReLU SAEs trained with reconstruction + λ·L1; their training step may run FusedL1Loss."""
+
+    fused = True
+    recon_sum_over_d = False  # the reconstruction term: ‖x̂ - x‖² summed over d (else averaged), mean over the batch
+    l1_by_decoder_norm = False  # the L1 term: Σ_i f_i ‖W_dec[:, i]‖ (else Σ_i f_i), mean over the batch
+
+    def loss_terms(self, sae, pre, f, err, fired, dead):
+        sq, B = err.pow(2), pre.shape[0]
+        recon = sq.sum(1).mean() if self.recon_sum_over_d else sq.mean()
+        if self.l1_by_decoder_norm:
+            l1 = (f.float().sum(0) * col_norms(sae.W_dec)).sum() / B
+        else:
+            l1 = f.float().sum() / B
+        return recon, l1, err.new_zeros(())
+
+
+@register
+class Anthropic2023(L1Kind):
+    """Towards Monosemanticity (Bricken et al. 2023), as the seed's run (shehper/monosemantic)."""
+
+    name = 'anthropic2023'
+    # Adam lr 3e-4, λ 1e-3, constant
+    recipe = dict(lr=3e-4, l1_coeff=1e-3, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
+                  grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)
+    resamples = True
+
+
+@register
+class April2024(L1Kind):
+    """Anthropic, "Circuits Updates - April 2024", training SAEs."""
+
+    name = 'april2024'
+    # lr 5e-5, λ 5 warmed up over the first 5%, lr decayed linearly to 0 over the last 20%, gradient norm clipped
+    # at 1, Adam (0.9, 0.999)
+    recipe = dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.2, l1_warmup_frac=0.05,
+                  grad_clip=1.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)
+    pre_bias = False  # x enters the encoder as it is; b_dec starts at 0
+    unit_norm = False  # the L1 term weighs each f_i by its decoder norm instead
+    recon_sum_over_d = True
+    l1_by_decoder_norm = True
+
+    def dec_init_norm(self, cfg):
+        return cfg.dec_init_norm
+
+    @torch.no_grad()
+    def init_from_data_(self, sae, rows):
+        if sae.cfg.normalize == 'none':
+            sae.scale.fill_(estimate_scale(rows))  # E‖scale·x‖ = √d
+        super().init_from_data_(sae, rows)
+
+
+@register
+class TopK(Kind):
+    """Gao et al. 2024, "Scaling and evaluating sparse autoencoders", as openai/sparse_autoencoder's train.py."""
+
+    name = 'topk'
+    # openai/sparse_autoencoder train.py Config: lr 1e-4, eps 6.25e-10, no clipping, no schedule; no λ (no L1)
+    recipe = dict(lr=1e-4, l1_coeff=0.0, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
+                  grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10)
+    fire_threshold = 1e-3  # openai: a latent fires when its activation exceeds 1e-3
+    saelens_architecture = 'topk'
+
+    def check(self, cfg):
+        if not 0 < cfg.k <= cfg.n_features:
+            raise ConfigError(f"topk SAE needs 0 < k <= n_features, got k={cfg.k}")
+
+    def activate(self, pre, cfg):
+        return topk_relu(pre, cfg.k)
+
+    def loss_terms(self, sae, pre, f, err, fired, dead):
+        zero = err.new_zeros(())
+        recon = err.pow(2).mean() * sae.mse_scale  # the MSE normalised by the data's variance
+        aux = self.auxk_loss(sae, pre, err.detach(), self.auxk_dead(sae, fired, pre.shape[0]) if dead is None else dead)
+        return recon, zero, aux
+
+    @torch.no_grad()
+    def auxk_dead(self, sae: 'SparseAutoencoder', fired: Tensor, batch_rows: int) -> Tensor:
+        """(F,) bool: the latents dead after a batch of batch_rows rows in which `fired` (F,) fired: silent for
+        cfg.dead_tokens tokens counting this batch (as openai: the fire statistics are updated with the batch
+        before the AuxK mask is taken)."""
+        n_tokens = batch_rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+        return (sae.tokens_since_fired + n_tokens >= sae.cfg.dead_tokens) & ~fired
+
+    def auxk_loss(self, sae: 'SparseAutoencoder', pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
+        by the ReLU'd top-k_aux pre-activations (B, F) of the dead latents (openai/sparse_autoencoder train.py)."""
+        n_dead = int(dead.sum())
+        if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
+            return err.new_zeros(())
+        k = min(sae.cfg.k_aux or sae.cfg.d_in // 2, n_dead)
+        masked = pre.masked_fill(~dead, -math.inf)  # (B, F)
+        vals, idx = masked.topk(k, dim=-1, sorted=False)  # (B, k)
+        z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)
+        e_hat = z @ sae.W_dec.T  # (B, d)
+        e = -err
+        var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
+        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
+
+    @torch.no_grad()
+    def init_from_data_(self, sae, rows):
+        init_mse_scale_(sae, rows)  # the main loss is the MSE / the data's variance (openai)
+        super().init_from_data_(sae, rows)
+
+    def saelens_fields(self, cfg):
+        return dict(k=cfg.k, activation_fn='topk', activation_fn_str='topk', activation_fn_kwargs={'k': cfg.k})
+
+    def config_from_saelens(self, saelens):
+        return {'k': saelens.get('k') or saelens.get('activation_fn_kwargs', {}).get('k', 32)}
+
+
+RECIPES = {name: kind.recipe for name, kind in KINDS.items()}  # train_sae.py takes every key it is not given here
+
+
+# ----------------------------------------------------------------------------- the SAE
 
 class SparseAutoencoder(nn.Module):
     """An SAE of any kind in KINDS; see the module docstring for the maths of each."""
@@ -121,27 +283,23 @@ class SparseAutoencoder(nn.Module):
         # topk: 1 / mse(data mean, x) over a data sample, the normaliser of the main MSE term (set by init_mse_scale_)
         self.register_buffer('mse_scale', torch.ones((), device=device, dtype=torch.float32))
         self.register_buffer('tokens_since_fired', torch.zeros(n, device=device, dtype=torch.long))
-        self._ws: dict[str, Tensor] = {}  # scratch buffers reused by the fused step (not saved)
+        self._ws: dict[str, Tensor] = {}  # scratch buffers reused by FusedL1Loss (not saved)
+        self._ws_forwards = 0  # FusedL1Loss forwards so far: the last one owns the scratch buffers
         self.reset_parameters()
+
+    @property
+    def kind(self) -> Kind:
+        """What this SAE's kind does (KINDS[cfg.kind]; cfg.kind is its name)."""
+        return KINDS[self.cfg.kind]
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Random decoder directions (unit norm, or dec_init_norm for april2024), W_enc = W_decᵀ, zero biases."""
+        """Random decoder directions (norm: the kind's dec_init_norm), W_enc = W_decᵀ, zero biases."""
         nn.init.normal_(self.W_dec)
-        norm = self.cfg.dec_init_norm if self.cfg.kind == 'april2024' else 1.0
-        self.W_dec.mul_(norm / self.W_dec.norm(dim=0, keepdim=True))
+        self.W_dec.mul_(self.kind.dec_init_norm(self.cfg) / self.W_dec.norm(dim=0, keepdim=True))
         self.W_enc.copy_(self.W_dec.T)
         self.b_enc.zero_()
         self.b_dec.zero_()
-
-    @property
-    def apply_b_dec_to_input(self) -> bool:
-        return self.cfg.kind != 'april2024'
-
-    @property
-    def unit_norm(self) -> bool:
-        """Whether decoder columns are kept at unit norm (anthropic2023, topk)."""
-        return self.cfg.kind != 'april2024'
 
     def preprocess(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         """(B, d) input -> (the SAE's input space (B, d), the (mean, std) (B, 1) each to undo layer_norm, or None).
@@ -165,7 +323,7 @@ class SparseAutoencoder(nn.Module):
 
     def encode_pre_scaled(self, xs: Tensor) -> Tensor:
         """(B, d) in the SAE's input space -> pre-activations (B, F) = W_enc (xs - b_dec) + b_enc."""
-        if self.apply_b_dec_to_input:
+        if self.kind.pre_bias:
             xs = xs - self.b_dec
         return torch.addmm(self.b_enc, xs, self.W_enc.T)
 
@@ -174,10 +332,8 @@ class SparseAutoencoder(nn.Module):
         return self.encode_pre_scaled(self.preprocess(x)[0])
 
     def activate(self, pre: Tensor) -> Tensor:
-        """Pre-activations (B, F) -> features (B, F): ReLU, then TopK for topk."""
-        if self.cfg.kind == 'topk':
-            return topk_relu(pre, self.cfg.k)
-        return torch.relu(pre)
+        """Pre-activations (B, F) -> features (B, F): the kind's activation (ReLU; topk: ReLU of the top k)."""
+        return self.kind.activate(pre, self.cfg)
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, d) -> features f (B, F)."""
@@ -193,37 +349,28 @@ class SparseAutoencoder(nn.Module):
         f = self.activate(self.encode_pre_scaled(xs))
         return self.postprocess(self.decode_scaled(f), stats), f
 
-    def dead_mask(self) -> Tensor:
-        """(F,) bool: latents that have not fired for cfg.dead_tokens tokens (the AuxK set of topk)."""
-        return self.tokens_since_fired >= self.cfg.dead_tokens
-
-    def loss(self, x: Tensor, l1_coeff: float = 0.0, dead: Tensor | None = None) -> dict[str, Tensor]:
-        """Differentiable loss of a batch x (B, d). Returns {loss, recon, l1, aux, mse, f}.
+    def loss(self, x: Tensor, l1_coeff: float = 0.0, dead: Tensor | None = None,
+             fused: bool = False) -> dict[str, Tensor]:
+        """Differentiable loss of a batch x (B, d). Returns {loss, recon, l1, aux, mse, f, fired}.
 
         recon: the reconstruction term in the SAE's input space (anthropic2023: mean over elements; april2024:
         ‖·‖² summed over d, mean over batch; topk: mean over elements × mse_scale); l1: the sparsity term
         before λ (april2024: weighted by decoder norms); aux: topk's AuxK term before its coefficient (0 when no
-        latent is dead; `dead` defaults to the latents dead after this batch, see auxk_dead); mse: mean over
+        latent is dead; `dead` defaults to the latents dead after this batch, see TopK.auxk_dead); mse: mean over
         elements in the input's units (for logging); f: the features (B, F); fired: (F,) fired_mask of f.
+        fused=True computes recon and l1 with FusedL1Loss where the kind allows it (same values and gradients).
         """
-        xs, stats = self.preprocess(x)  # (B, d)
-        pre = self.encode_pre_scaled(xs)  # (B, F)
-        f = self.activate(pre)  # (B, F)
-        fired = fired_mask(self, f.detach())  # (F,)
-        err = self.decode_scaled(f).float() - xs  # (B, d)
-        sq = err.pow(2)
-        mse = self._mse_in_input_units(sq, stats)
-        zero = err.new_zeros(())
-        l1, aux = zero, zero
-        if self.cfg.kind == 'april2024':
-            recon = sq.sum(1).mean()
-            l1 = (f.float().sum(0) * col_norms(self.W_dec)).sum() / x.shape[0]
-        elif self.cfg.kind == 'anthropic2023':
-            recon = sq.mean()
-            l1 = f.float().sum() / x.shape[0]
+        if fused and self.kind.fused:
+            recon, l1, mse, f, fired = fused_l1_loss(self, x)
+            aux = recon.new_zeros(())
         else:
-            recon = sq.mean() * self.mse_scale
-            aux = self._auxk_loss(pre, err.detach(), self.auxk_dead(fired, x.shape[0]) if dead is None else dead)
+            xs, stats = self.preprocess(x)  # (B, d)
+            pre = self.encode_pre_scaled(xs)  # (B, F)
+            f = self.activate(pre)  # (B, F)
+            fired = fired_mask(self, f.detach())  # (F,)
+            err = self.decode_scaled(f).float() - xs  # (B, d)
+            mse = self._mse_in_input_units(err.detach().pow(2), stats)
+            recon, l1, aux = self.kind.loss_terms(self, pre, f, err, fired, dead)
         loss = recon + l1_coeff * l1 + self.cfg.aux_coeff * aux
         return {'loss': loss, 'recon': recon, 'l1': l1, 'aux': aux, 'mse': mse, 'f': f, 'fired': fired}
 
@@ -233,39 +380,10 @@ class SparseAutoencoder(nn.Module):
             return (sq * stats[1].float().pow(2)).mean()
         return sq.mean() / self.scale.float() ** 2
 
-    @torch.no_grad()
-    def auxk_dead(self, fired: Tensor, batch_rows: int) -> Tensor:
-        """(F,) bool: the latents dead after a batch of batch_rows rows in which `fired` (F,) fired: silent for
-        cfg.dead_tokens tokens counting this batch.
-
-        As openai/sparse_autoencoder: the fire statistics are updated with the batch before the AuxK mask is
-        taken, and a latent fires when its activation exceeds 1e-3 (FIRE_THRESHOLD).
-        """
-        n_tokens = batch_rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
-        return (self.tokens_since_fired + n_tokens >= self.cfg.dead_tokens) & ~fired
-
-    def _auxk_loss(self, pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
-        """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
-        by the ReLU'd top-k_aux pre-activations of the dead latents (openai/sparse_autoencoder train.py)."""
-        n_dead = int(dead.sum())
-        if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
-            return err.new_zeros(())
-        k = min(self.cfg.k_aux or self.cfg.d_in // 2, n_dead)
-        masked = pre.masked_fill(~dead, -math.inf)  # (B, F)
-        vals, idx = masked.topk(k, dim=-1, sorted=False)  # (B, k)
-        z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)
-        e_hat = z @ self.W_dec.T  # (B, d)
-        e = -err
-        var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
-        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
-
-
-FIRE_THRESHOLD = {'topk': 1e-3}  # activation above which a latent counts as fired (openai: vals > 1e-3); else 0
-
 
 def fired_mask(sae: SparseAutoencoder, f: Tensor) -> Tensor:
-    """(F,) bool: the latents that fired anywhere in the batch f (B, F)."""
-    return (f > FIRE_THRESHOLD.get(sae.cfg.kind, 0.0)).any(0)
+    """(F,) bool: the latents that fired anywhere in the batch f (B, F) (activation above the kind's threshold)."""
+    return (f > sae.kind.fire_threshold).any(0)
 
 
 def topk_relu(pre: Tensor, k: int) -> Tensor:
@@ -324,10 +442,16 @@ def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-7, chunk: int 
 
 @torch.no_grad()
 def init_b_dec_(sae: SparseAutoencoder, rows: Tensor) -> None:
-    """b_dec = geometric median of the rows (N, d) in the SAE's input space (anthropic2023, topk: the paper's and
-    openai's init); april2024 keeps b_dec = 0 (its init)."""
-    if sae.apply_b_dec_to_input:
-        sae.b_dec.copy_(geometric_median(sae.preprocess(rows.to(sae.W_enc.device))[0].float()))
+    """b_dec = geometric median of the rows (N, d) in the SAE's input space (the init of the kinds with a
+    pre-encoder bias: the paper's and openai's)."""
+    sae.b_dec.copy_(geometric_median(sae.preprocess(rows.to(sae.W_enc.device))[0].float()))
+
+
+@torch.no_grad()
+def init_from_data_(sae: SparseAutoencoder, rows: Tensor) -> None:
+    """Everything the SAE's kind measures from activation rows (N, d) before training (Kind.init_from_data_):
+    april2024's input scale, topk's MSE normaliser, b_dec at the geometric median (kinds with a pre-bias)."""
+    sae.kind.init_from_data_(sae, rows)
 
 
 @torch.no_grad()
@@ -395,79 +519,123 @@ def _buf(sae: SparseAutoencoder, name: str, shape: tuple[int, int], dtype: torch
     return t[:, :cols]
 
 
-def _set_grad(p: Tensor, g: Tensor) -> None:
-    p.grad = g if g.dtype == p.dtype and g.is_contiguous() else g.to(p.dtype, memory_format=torch.contiguous_format)
+def _as_grad(sae: SparseAutoencoder, name: str, g: Tensor, p: Tensor) -> Tensor:
+    """g as a gradient autograd can store in p.grad without a copy: p's dtype, contiguous (else copied into the
+    scratch buffer `name`; a strided gradient would make the fused Adam step wrong)."""
+    if g.dtype == p.dtype and g.is_contiguous():
+        return g
+    return _buf(sae, name, tuple(g.shape), p.dtype, pad=False).copy_(g)
 
 
-@torch.no_grad()
-def _fused_fwd_bwd_(sae: SparseAutoencoder, x: Tensor, l1_coeff: float, cdt: torch.dtype) -> dict[str, Tensor]:
-    """Loss and gradients of anthropic2023 / april2024 by hand: 5 GEMMs, 2 elementwise passes over (B, F).
+def _unalias_grads_(sae: SparseAutoencoder) -> None:
+    """A .grad left by the last backward may be a view of a scratch buffer this step overwrites: copy such a
+    gradient out, so that accumulating into it (two backwards without zero_grad) stays right."""
+    scratch = {t.untyped_storage().data_ptr() for t in sae._ws.values()}
+    for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec):
+        if p.grad is not None and p.grad.untyped_storage().data_ptr() in scratch:
+            p.grad = p.grad.clone()
 
-    x (B, d) is in the input's units; with normalize='layer_norm' it is normalised here first (scale is then 1).
+
+def _scalar(g: Tensor | None) -> float | Tensor:
+    """An output's gradient () as a factor: 0 for None (output unused); a Python number on the CPU (where
+    .item() is free and ops by a 0-dim tensor are slow); the tensor on a GPU (.item() would wait for it)."""
+    if g is None:
+        return 0.0
+    return g.item() if g.device.type == 'cpu' else g
+
+
+class FusedL1Loss(torch.autograd.Function):
+    """recon and l1 of an L1Kind (anthropic2023, april2024) with a hand-written backward: 5 GEMMs and 2
+    elementwise passes over (B, F) per step, where autograd needs 6 GEMMs and more passes (bench/sae_step.py).
 
     Biases ride along inside the GEMMs as an extra column of ones ("augmented" operands), so that
     [x̄ 1] @ [W_enc b_enc]ᵀ gives the pre-activations, [g 1]ᵀ @ f gives dW_dec and Σ_b f (the L1 term and
-    the fired mask), [g 1] @ [W_dec; w] gives dL/df including the L1 gradient w, and dpreᵀ @ [x̄ 1] gives
-    dW_enc and db_enc. The GEMM dpre @ W_enc (for db_dec) is replaced by db_enc @ W_enc, a vector product.
-    Gradients are written to .grad (overwritten, not accumulated).
+    the fired mask: this is why the forward already runs this backward GEMM), [g 1] @ [W_dec; w] gives dL/df
+    including the L1 gradient w, and dpreᵀ @ [x̄ 1] gives dW_enc and db_enc. The GEMM dpre @ W_enc (for db_dec)
+    is replaced by db_enc @ W_enc, a vector product. Operands and results live in scratch buffers on the module
+    (sae._ws); the gradients handed to autograd are views of them, stored in .grad without a copy.
     """
-    cfg, s = sae.cfg, sae.scale
-    anth = cfg.kind == 'anthropic2023'
-    B, d, n = x.shape[0], cfg.d_in, cfg.n_features
-    pdt = sae.W_enc.dtype
-    x, stats = sae.preprocess(x) if cfg.normalize == 'layer_norm' else (x.to(pdt), None)
-    if stats is not None:
-        s = torch.ones_like(s)  # x is normalised already (scale does not apply)
-    # forward
-    xa = _buf(sae, 'xa', (B, d + 1), cdt)  # (B, d+1) = [s·x - b_dec, 1]
-    if anth:
-        torch.addcmul(-sae.b_dec, x, s, out=xa[:, :d])
-    else:
-        torch.mul(x, s, out=xa[:, :d])
-    xa[:, d] = 1
-    wea = _buf(sae, 'wea', (n, d + 1), cdt)  # (F, d+1) = [W_enc, b_enc]
-    wea[:, :d] = sae.W_enc
-    wea[:, d] = sae.b_enc
-    f = torch.mm(xa, wea.T, out=_buf(sae, 'f', (B, n), cdt)).relu_()  # (B, F)
-    dec_norm = None if anth else col_norms(sae.W_dec)  # (F,)
-    wda = _buf(sae, 'wda', (d + 1, n), cdt)  # (d+1, F) = [W_dec; w], w = dL/df_i of the L1 term
-    wda[:d] = sae.W_dec
-    wda[d] = l1_coeff / B if anth else dec_norm * (l1_coeff / B)
-    xh = torch.addmm(sae.b_dec.to(cdt), f, wda[:d].T, out=_buf(sae, 'xh', (B, d), cdt))  # (B, d) scaled x̂
-    err = torch.addcmul(xh, x, s, value=-1.0)  # (B, d) = x̂ - s·x, in the parameter dtype
-    sse = torch.dot(err.view(-1), err.view(-1))
-    c = 2.0 / (B * d) if anth else 2.0 / B  # d recon / d x̂
-    ga = _buf(sae, 'ga', (B, d + 1), cdt)  # (B, d+1) = [dL/dx̂, 1]
-    torch.mul(err, c, out=ga[:, :d])
-    ga[:, d] = 1
-    # backward
-    gd = torch.mm(ga.T, f, out=_buf(sae, 'gd', (d + 1, n), cdt))  # (d+1, F) = [dW_dec (recon); Σ_b f]
-    fsum = gd[d].to(pdt)  # (F,)
-    df = torch.mm(ga, wda, out=_buf(sae, 'df', (B, n), cdt))  # (B, F) = dL/df
-    torch.ops.aten.threshold_backward.grad_input(df, f, 0, grad_input=df)  # (B, F) = dL/dpre
-    ge = torch.mm(df.T, xa, out=_buf(sae, 'ge', (n, d + 1), cdt))  # (F, d+1) = [dW_enc, db_enc]
-    gW_enc = _buf(sae, 'gW_enc', (n, d), pdt, pad=False)
-    gW_enc.copy_(ge[:, :d])
-    sae.W_enc.grad = gW_enc
-    _set_grad(sae.b_enc, ge[:, d].contiguous())
-    if gd.dtype == pdt and gd[:d].is_contiguous():  # F a multiple of 16 (no row padding): no copy
-        sae.W_dec.grad = gd[:d]
-    else:  # a padded (strided) grad would make the fused Adam step wrong
-        sae.W_dec.grad = _buf(sae, 'gW_dec', (d, n), pdt, pad=False).copy_(gd[:d])
-    db_dec = err.sum(0) * c  # (d,)
-    if anth:
-        db_dec -= sae.b_enc.grad @ sae.W_enc
-        l1 = fsum.sum() / B
-        recon = sse / (B * d)
-    else:
-        sae.W_dec.grad.addcmul_(sae.W_dec, fsum * (l1_coeff / B) / dec_norm.clamp_min(1e-12))
-        l1 = (fsum * dec_norm).sum() / B
-        recon = sse / B
-    sae.b_dec.grad = db_dec
-    zero = sse.new_zeros(())
-    mse = sse / (B * d) / s ** 2 if stats is None else sae._mse_in_input_units(err.float().pow(2), stats)
-    return {'loss': recon + l1_coeff * l1, 'recon': recon, 'l1': l1, 'aux': zero, 'mse': mse, 'fired': fsum > 0,
-            'f': f}
+
+    @staticmethod
+    def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, sae: SparseAutoencoder,
+                cdt: torch.dtype):
+        """x (B, d) in the input's units, the parameters, matmul dtype cdt -> (recon, l1, mse, f (B, F), fired (F,))."""
+        _unalias_grads_(sae)
+        sae._ws_forwards += 1
+        ctx.forward_number = sae._ws_forwards
+        kind, B, d, n = sae.kind, x.shape[0], sae.cfg.d_in, sae.cfg.n_features
+        x, stats = sae.preprocess(x) if sae.cfg.normalize == 'layer_norm' else (x.to(W_enc.dtype), None)
+        s = sae.scale if stats is None else torch.ones_like(sae.scale)  # layer_norm: x is normalised already
+        xa = _buf(sae, 'xa', (B, d + 1), cdt)  # (B, d+1) = [s·x - b_dec, 1]
+        if kind.pre_bias:
+            torch.addcmul(-b_dec, x, s, out=xa[:, :d])
+        else:
+            torch.mul(x, s, out=xa[:, :d])
+        xa[:, d] = 1
+        wea = _buf(sae, 'wea', (n, d + 1), cdt)  # (F, d+1) = [W_enc, b_enc]
+        wea[:, :d] = W_enc
+        wea[:, d] = b_enc
+        f = torch.mm(xa, wea.T, out=_buf(sae, 'f', (B, n), cdt)).relu_()  # (B, F)
+        wda = _buf(sae, 'wda', (d + 1, n), cdt)  # (d+1, F) = [W_dec; w], w (the L1 row) set in backward
+        wda[:d] = W_dec
+        xh = torch.addmm(b_dec.to(cdt), f, wda[:d].T, out=_buf(sae, 'xh', (B, d), cdt))  # (B, d) scaled x̂
+        err = torch.addcmul(xh, x, s, value=-1.0)  # (B, d) = x̂ - s·x, in the parameter dtype
+        sse = torch.dot(err.view(-1), err.view(-1))
+        c = 2.0 / B if kind.recon_sum_over_d else 2.0 / (B * d)  # d recon / d x̂
+        ga = _buf(sae, 'ga', (B, d + 1), cdt)  # (B, d+1) = [d recon/dx̂, 1]
+        torch.mul(err, c, out=ga[:, :d])
+        ga[:, d] = 1
+        gd = torch.mm(ga.T, f, out=_buf(sae, 'gd', (d + 1, n), cdt))  # (d+1, F) = [dW_dec (recon); Σ_b f]
+        fsum = gd[d].to(W_enc.dtype)  # (F,)
+        dec_norm = col_norms(W_dec) if kind.l1_by_decoder_norm else None  # (F,)
+        l1 = (fsum * dec_norm).sum() / B if kind.l1_by_decoder_norm else fsum.sum() / B
+        recon = sse / B if kind.recon_sum_over_d else sse / (B * d)
+        mse = sse / (B * d) / s ** 2 if stats is None else sae._mse_in_input_units(err.float().pow(2), stats)
+        fired = fsum > 0
+        ctx.sae, ctx.cdt, ctx.c, ctx.err, ctx.fsum, ctx.dec_norm = sae, cdt, c, err, fsum, dec_norm
+        ctx.scratch = xa, f, wda, ga, gd
+        ctx.save_for_backward(W_enc, W_dec)
+        ctx.mark_non_differentiable(mse, f, fired)
+        ctx.set_materialize_grads(False)  # no (B, F) zeros for f's gradient: 10% of a step
+        return recon, l1, mse, f, fired
+
+    @staticmethod
+    def backward(ctx, g_recon: Tensor, g_l1: Tensor, *_):
+        """Gradients of g_recon·recon + g_l1·l1 (g_recon = 1, g_l1 = λ for the training loss)."""
+        sae, cdt, err, fsum, dec_norm = ctx.sae, ctx.cdt, ctx.err, ctx.fsum, ctx.dec_norm
+        if ctx.forward_number != sae._ws_forwards:
+            raise RuntimeError("FusedL1Loss: its scratch buffers were reused (by another forward, or a backward "
+                               "already ran): call backward once, after each forward")
+        sae._ws_forwards += 1  # a second backward of this graph would read buffers changed in place below
+        xa, f, wda, ga, gd = ctx.scratch
+        g_recon, g_l1 = _scalar(g_recon), _scalar(g_l1)
+        W_enc, W_dec = ctx.saved_tensors
+        B, d, n = err.shape[0], sae.cfg.d_in, sae.cfg.n_features
+        with torch.autocast(err.device.type, enabled=False):  # dtypes are explicit here
+            if not isinstance(g_recon, float) or g_recon != 1.0:  # the training loss has g_recon = 1
+                gd[:d] *= g_recon  # (d, F) dW_dec of the recon term (the forward's GEMM)
+                ga[:, :d] *= g_recon  # (B, d) d(g_recon·recon)/dx̂
+            wda[d] = g_l1 / B if dec_norm is None else dec_norm * (g_l1 / B)  # (F,) d(g_l1·l1)/df
+            df = torch.mm(ga, wda, out=_buf(sae, 'df', (B, n), cdt))  # (B, F) = dL/df
+            torch.ops.aten.threshold_backward.grad_input(df, f, 0, grad_input=df)  # (B, F) = dL/dpre
+            ge = torch.mm(df.T, xa, out=_buf(sae, 'ge', (n, d + 1), cdt))  # (F, d+1) = [dW_enc, db_enc]
+            gW_enc = _buf(sae, 'gW_enc', (n, d), W_enc.dtype, pad=False).copy_(ge[:, :d])
+            gb_enc = ge[:, d].to(W_enc.dtype).contiguous()
+            gW_dec = _as_grad(sae, 'gW_dec', gd[:d], W_dec)
+            gb_dec = err.sum(0) * ctx.c * g_recon  # (d,)
+            if sae.kind.pre_bias:
+                gb_dec -= gb_enc @ W_enc
+            if dec_norm is not None:
+                gW_dec.addcmul_(W_dec, fsum * (g_l1 / B) / dec_norm.clamp_min(1e-12))
+        return None, gW_enc, gb_enc, gW_dec, gb_dec, None, None
+
+
+def fused_l1_loss(sae: SparseAutoencoder, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """FusedL1Loss on x (B, d), its matmuls in the dtype of the caller's autocast (else the parameters')."""
+    dev = x.device.type
+    cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else sae.W_enc.dtype
+    with torch.autocast(dev, enabled=False):  # dtypes are explicit inside
+        return FusedL1Loss.apply(x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, sae, cdt)
 
 
 def _sync_grads_(sae: SparseAutoencoder) -> None:
@@ -488,8 +656,9 @@ def update_fire_counter_(sae: SparseAutoencoder, fired: Tensor, n_tokens: int) -
     sae.tokens_since_fired.add_(n_tokens).masked_fill_(fired.bool(), 0)
 
 
-def dead_mask(sae: SparseAutoencoder, window_tokens: int) -> Tensor:
-    """(F,) bool: features that did not fire in the last window_tokens tokens (nor were resampled since)."""
+def silent_latents(sae: SparseAutoencoder, window_tokens: int) -> Tensor:
+    """(F,) bool: latents that did not fire in the last window_tokens tokens (nor were resampled since): the dead
+    neurons a resampling revives. (topk's AuxK dead set is TopK.auxk_dead.)"""
     return sae.tokens_since_fired >= window_tokens
 
 
@@ -498,10 +667,10 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
               want_l0: bool = False) -> dict[str, Tensor]:
     """One training step on a batch x (B, d); returns detached stats {loss, recon, l1, aux, mse, fired (F,)[, l0]}.
 
-    forward + loss + backward (anthropic2023 / april2024: by hand, see _fused_fwd_bwd_; topk or fused=False:
-    autograd), gradient averaging over torchrun ranks, parallel-gradient removal (unit-norm kinds), optional
-    grad-norm clipping (april2024 trains with grad_clip=1.0), opt.step(), decoder renormalisation (unit-norm
-    kinds), and the fire counters (tokens_since_fired) behind dead_mask and AuxK.
+    loss (FusedL1Loss where the kind allows it and fused=True, else plain autograd) and .backward(), gradient
+    averaging over torchrun ranks, parallel-gradient removal (unit-norm kinds), optional grad-norm clipping
+    (april2024 trains with grad_clip=1.0), opt.step(), decoder renormalisation (unit-norm kinds), and the fire
+    counters (tokens_since_fired) behind silent_latents and AuxK.
     autocast_dtype=torch.bfloat16 (or calling it inside torch.autocast) runs the matmuls in bf16; parameters,
     gradients, Adam and the loss stay fp32.
     Under torchrun pass the plain module: gradients are all-reduced here, not by a DDP wrapper.
@@ -510,21 +679,17 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
     if autocast_dtype is None and torch.is_autocast_enabled(dev):  # called inside torch.autocast(...)
         autocast_dtype = torch.get_autocast_dtype(dev)
     cdt = autocast_dtype or sae.W_enc.dtype
-    if fused and sae.cfg.kind != 'topk':
-        with torch.autocast(dev, enabled=False):  # dtypes are explicit here
-            out = _fused_fwd_bwd_(sae, x, l1_coeff, cdt)
-    else:
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
-            out = sae.loss(x, l1_coeff)
-        out['loss'].backward()
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
+        out = sae.loss(x, l1_coeff, fused=fused)
+    out['loss'].backward()
     _sync_grads_(sae)
-    if sae.unit_norm:
+    if sae.kind.unit_norm:
         remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised after every step
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
     opt.step()
-    if sae.unit_norm:
+    if sae.kind.unit_norm:
         unit_norm_decoder_(sae)
     update_fire_counter_(sae, out['fired'], x.shape[0])
     f = out.pop('f')
@@ -545,7 +710,7 @@ def train_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, s
     return {**stats, 'lr': lr, 'l1_coeff': l1_coeff}
 
 
-# ----------------------------------------------------------------------------- resampling (anthropic2023)
+# ----------------------------------------------------------------------------- resampling (Kind.resamples)
 
 @torch.no_grad()
 def per_row_loss(sae: SparseAutoencoder, rows: Tensor, chunk: int = 8192) -> Tensor:
@@ -591,68 +756,6 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
     return idx
 
 
-# ----------------------------------------------------------------------------- metrics
-
-@torch.no_grad()
-def batch_stats(x: Tensor, x_hat: Tensor, f: Tensor) -> dict[str, Tensor]:
-    """Sums over a batch (x, x̂ (B, d), f (B, F)) from which MetricsAccumulator aggregates its metrics."""
-    x, x_hat = x.double(), x_hat.double()
-    mean = x.mean(0)  # (d,)
-    fire = (f != 0).sum(0)  # (F,) int64
-    return {'n': torch.tensor(x.shape[0]), 'sse': (x - x_hat).pow(2).sum(), 'mean': mean,
-            'm2': (x - mean).pow(2).sum(), 'fire': fire, 'l0': fire.sum(), 'l1': f.abs().sum(dtype=torch.float64)}
-
-
-class MetricsAccumulator:
-    """Accumulates batch_stats over many batches; compute() gives the metrics of the whole window.
-
-    mse = Σ‖x - x̂‖² / (n·d); fvu = Σ‖x - x̂‖² / Σ‖x - mean‖² (mean over the window, merged exactly with Chan's
-    formula); l0, l1 = mean nonzero count and Σ_i |f_i| per row; density = fraction of rows where each
-    feature fired; dead = never fired in the window; ultralow = alive with density < 1e-5.
-    """
-
-    def __init__(self, n_features: int, hist_bins: int = 40, hist_range: tuple[float, float] = (-8.0, 0.0)):
-        self.n, self.sse, self.m2, self.l0, self.l1 = 0, 0.0, 0.0, 0, 0.0
-        self.mean: Tensor | None = None
-        self.fire = torch.zeros(n_features, dtype=torch.long)
-        self.hist_bins, self.hist_range = hist_bins, hist_range
-
-    def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> None:
-        self.add(batch_stats(x, x_hat, f))
-
-    def add(self, s: dict[str, Tensor]) -> None:
-        """Merge the sums of one batch (from batch_stats)."""
-        nb = int(s['n'])
-        if self.mean is None:
-            self.mean, self.m2 = s['mean'].cpu(), float(s['m2'])
-        else:
-            delta = s['mean'].cpu() - self.mean
-            tot = self.n + nb
-            self.mean = self.mean + delta * (nb / tot)
-            self.m2 += float(s['m2']) + float(delta.pow(2).sum()) * self.n * nb / tot
-        self.n += nb
-        self.sse += float(s['sse'])
-        self.l0 += int(s['l0'])
-        self.l1 += float(s['l1'])
-        self.fire += s['fire'].cpu()
-
-    def compute(self) -> dict:
-        """{mse, fvu, l0, l1, dead_frac, ultralow_frac, density (F,), density_hist {counts, edges}, n_tokens}."""
-        n, d = max(self.n, 1), (self.mean.numel() if self.mean is not None else 1)
-        density = self.fire.double() / n
-        dead = self.fire == 0
-        ultralow = ~dead & (density < 1e-5)
-        lo, hi = self.hist_range
-        logd = density[~dead].log10().clamp(lo, hi).float()
-        counts = torch.histc(logd, bins=self.hist_bins, min=lo, max=hi) if logd.numel() else torch.zeros(0)
-        edges = torch.linspace(lo, hi, self.hist_bins + 1)
-        return {'mse': self.sse / (n * d), 'fvu': self.sse / max(self.m2, 1e-30), 'l0': self.l0 / n,
-                'l1': self.l1 / n, 'dead_frac': dead.double().mean().item(),
-                'ultralow_frac': ultralow.double().mean().item(), 'density': density.float(),
-                'density_hist': {'counts': [int(c) for c in counts.tolist()], 'edges': edges.tolist()},
-                'n_tokens': self.n}
-
-
 # ----------------------------------------------------------------------------- SAELens export
 
 @torch.no_grad()
@@ -670,16 +773,16 @@ def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None =
     model_name / hook_layer / context_size / hook_head_index / dataset_path are written (null when not
     given) because SAELens 5.x requires them; `extra` adds or overrides any key (e.g. dataset_path).
     """
-    cfg = {'architecture': 'topk' if sae.cfg.kind == 'topk' else 'standard',
+    kind = sae.kind
+    cfg = {'architecture': kind.saelens_architecture,
            'd_in': sae.cfg.d_in, 'd_sae': sae.cfg.n_features, 'dtype': 'float32', 'device': 'cpu',
-           'hook_name': hook_name, 'apply_b_dec_to_input': sae.apply_b_dec_to_input,
+           'hook_name': hook_name, 'apply_b_dec_to_input': kind.pre_bias,
            'normalize_activations': sae.cfg.normalize, 'activation_fn': 'relu', 'activation_fn_str': 'relu',
            'model_name': model_name, 'hook_layer': hook_layer, 'context_size': context_size,
            'hook_head_index': None, 'dataset_path': None, 'prepend_bos': False,
            'finetuning_scaling_factor': False}
-    if sae.cfg.kind == 'topk':
-        cfg.update(k=sae.cfg.k, activation_fn='topk', activation_fn_str='topk', activation_fn_kwargs={'k': sae.cfg.k})
-    cfg['sae_kind'] = sae.cfg.kind  # ours (load_saelens); SAELens ignores unknown keys
+    cfg.update(kind.saelens_fields(sae.cfg))
+    cfg['sae_kind'] = kind.name  # ours (load_saelens); SAELens ignores unknown keys
     return {**cfg, **extra}
 
 
@@ -695,17 +798,15 @@ def load_saelens(path: str, device: torch.device | str = 'cpu') -> SparseAutoenc
     with open(os.path.join(path, 'cfg.json')) as fh:
         cfg = json.load(fh)
     sd = load_file(os.path.join(path, 'sae_weights.safetensors'))
-    arch = cfg.get('architecture', 'standard')
-    if arch not in ('standard', 'topk'):
-        raise ValueError(f"{path}: SAELens architecture '{arch}' is not supported (standard or topk)")
-    kind = cfg.get('sae_kind') or ('topk' if arch == 'topk' else
-                                   'anthropic2023' if cfg.get('apply_b_dec_to_input', True) else 'april2024')
-    k = cfg.get('k') or cfg.get('activation_fn_kwargs', {}).get('k', 32)
+    name = cfg.get('sae_kind') or _kind_of_saelens(cfg, path).name
+    if name not in KINDS:
+        raise ConfigError(f"{path}: SAE kind '{name}' is not one of {', '.join(KINDS)}")
+    kind = KINDS[name]
     normalize = cfg.get('normalize_activations') or 'none'
     if normalize not in NORMALIZE:
-        raise ValueError(f"{path}: normalize_activations '{normalize}' is not supported ({', '.join(NORMALIZE)})")
-    sae = SparseAutoencoder(SAEConfig(d_in=cfg['d_in'], n_features=cfg['d_sae'], kind=kind, k=k,
-                                      normalize=normalize), device=device)
+        raise ConfigError(f"{path}: normalize_activations '{normalize}' is not supported ({', '.join(NORMALIZE)})")
+    sae = SparseAutoencoder(SAEConfig(d_in=cfg['d_in'], n_features=cfg['d_sae'], kind=kind.name, normalize=normalize,
+                                      **kind.config_from_saelens(cfg)), device=device)
     with torch.no_grad():
         sae.W_enc.copy_(sd['W_enc'].T)
         sae.W_dec.copy_(sd['W_dec'].T)
@@ -714,57 +815,16 @@ def load_saelens(path: str, device: torch.device | str = 'cpu') -> SparseAutoenc
     return sae
 
 
+def _kind_of_saelens(cfg: dict, path: str) -> Kind:
+    """The kind of a SAELens cfg.json written by SAELens: the first with its architecture and b_dec use."""
+    arch, pre_bias = cfg.get('architecture', 'standard'), cfg.get('apply_b_dec_to_input', True)
+    kinds = [kind for kind in KINDS.values() if kind.saelens_architecture == arch]
+    if not kinds:
+        known = sorted({kind.saelens_architecture for kind in KINDS.values()})
+        raise ConfigError(f"{path}: SAELens architecture '{arch}' is not supported ({' or '.join(known)})")
+    return next((kind for kind in kinds if kind.pre_bias == pre_bias), kinds[0])
+
+
 def config_dict(sae: SparseAutoencoder) -> dict:
     """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d)))."""
     return asdict(sae.cfg)
-
-
-# ----------------------------------------------------------------------------- evaluation in the model
-
-@torch.no_grad()
-def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, data_mean: Tensor) -> dict:
-    """Every metric of an SAE spliced into a transformer, over token batches (x, y) each (B, T).
-
-    gpt.run(x, y, replace=..., reduction='none') (model.GPT.run) gives per-token CE with the site replaced by the
-    SAE's reconstruction, by zeros and by data_mean (d,), next to the clean CE. The reconstruction metrics of
-    MetricsAccumulator (mse, fvu, l0, l1, density, dead, ultralow) are taken over every token position.
-    loss_recovered = (ce_zero - ce_spliced) / (ce_zero - ce_clean), a ratio of means; kl_spliced = mean over
-    tokens of KL(clean || spliced) next-token distributions.
-    """
-    acc = MetricsAccumulator(sae.cfg.n_features)
-    ce = {'clean': 0.0, 'spliced': 0.0, 'zero': 0.0, 'mean': 0.0}
-    kl, n_tok = 0.0, 0
-    was_training = sae.training
-    sae.eval()
-
-    def spliced(h: Tensor) -> Tensor:
-        x = h.reshape(-1, h.shape[-1]).float()  # (B*T, d)
-        x_hat, f = sae(x)
-        acc.update(x, x_hat, f)
-        return x_hat.view_as(h).to(h.dtype)
-
-    for x, y in batches:
-        logits, loss, _ = gpt.run(x, y, reduction='none')
-        logits_s, loss_s, _ = gpt.run(x, y, replace={site: spliced}, reduction='none')
-        logp, logp_s = torch.log_softmax(logits.float(), -1), torch.log_softmax(logits_s.float(), -1)
-        kl += (logp.exp() * (logp - logp_s)).sum().item()
-        ce['clean'] += loss.sum().item()
-        ce['spliced'] += loss_s.sum().item()
-        ce['zero'] += gpt.run(x, y, replace={site: torch.zeros_like}, reduction='none')[1].sum().item()
-        ce['mean'] += gpt.run(x, y, replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)},
-                              reduction='none')[1].sum().item()
-        n_tok += y.numel()
-    sae.train(was_training)
-    m = acc.compute()
-    ce = {k: v / max(n_tok, 1) for k, v in ce.items()}
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b != 0 else float('nan')
-
-    m.update(ce_clean=ce['clean'], ce_spliced=ce['spliced'], ce_zero_ablation=ce['zero'],
-             ce_mean_ablation=ce['mean'], kl_spliced=kl / max(n_tok, 1),
-             loss_recovered=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),
-             loss_recovered_mean_abl=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),
-             eval_tokens=n_tok, alive_frac=1.0 - m['dead_frac'])
-    m['ultralow_frac_of_alive'] = m['ultralow_frac'] / max(m['alive_frac'], 1e-12)
-    return m

@@ -18,16 +18,15 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from activations import ActivationStore, NonFiniteRows, OnTheFlySource, StoreError
-from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, dead_mask, estimate_scale,
-                         evaluate_sae, init_b_dec_, init_mse_scale_, make_adam, resample_dead_, saelens_cfg,
-                         save_saelens, train_step_)
+from activations import ActivationStore, NonFiniteRows, OnTheFlySource
+from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, make_adam,
+                         resample_dead_, saelens_cfg, save_saelens, silent_latents, train_step_)
 from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
-                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, next_command, print0, rng_state,
-                    save_checkpoint, set_rng_state, token_memmap)
+                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, next_command, print0, progress,
+                    rng_state, save_checkpoint, set_rng_state, token_memmap, token_windows)
 from model import load_gpt, parse_site
+from sae_eval import evaluate_sae
 from configurator import configure
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -109,10 +108,7 @@ for p in gpt.parameters():
 data_dir = data_dir_of(tckpt.get('data', {}).get('dataset') or tckpt['config']['dataset'])
 data_meta = load_data_meta(data_dir)
 if source == 'store':
-    try:
-        store = ActivationStore(activations_dir)
-    except StoreError as e:
-        die(f"{e}")
+    store = ActivationStore(activations_dir)
     if site and site != store.meta['site']:
         die(f"site='{site}' but the store in {activations_dir} holds {store.meta['site']}")
     site = store.meta['site']
@@ -123,11 +119,8 @@ elif source == 'onthefly':
     site = site or f"blocks.{gpt.config.n_layer - 1}.mlp_hidden"
     context_length = gpt.config.block_size
     tokens_per_context = min(onthefly_tokens_per_context, context_length)
-    try:
-        data = OnTheFlySource(gpt, data_dir, 'train', site, context_length, tokens_per_context, onthefly_contexts,
-                              seed + 1000 * ddp_rank, device, shuffle_buffer)
-    except (ValueError, StoreError) as e:
-        die(str(e))
+    data = OnTheFlySource(gpt, data_dir, 'train', site, context_length, tokens_per_context, onthefly_contexts,
+                          seed + 1000 * ddp_rank, device, shuffle_buffer)
 else:
     die(f"source '{source}' is not 'store' or 'onthefly'")
 layer, _ = parse_site(site)
@@ -136,18 +129,12 @@ d_in = data.d
 
 def rows_sample(n: int, salt: int) -> torch.Tensor:
     """n random activation rows (fp32, on device) for initialisation and resampling."""
-    try:
-        return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
-    except NonFiniteRows as e:
-        die(str(e))
+    return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
 
 
 # ----------------------------------------------------------------------------- the SAE and its optimizer
-try:
-    sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k,
-                                      dead_tokens=auxk_dead_tokens, normalize=normalize), device=device)
-except ValueError as e:
-    die(str(e))
+sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k, dead_tokens=auxk_dead_tokens,
+                                  normalize=normalize), device=device)
 recipe = Recipe(lr=lr, l1_coeff=l1_coeff, max_steps=max_steps, warmup_frac=warmup_frac, decay_frac=decay_frac,
                 l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip, adam_betas=tuple(adam_betas), adam_eps=adam_eps)
 opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
@@ -171,11 +158,7 @@ elif init_from == 'scratch':
             f"{len(init_rows)} sampled rows): harvest again with generate_activations.py (--dtype=float32 if "
             f"float16 overflowed)")
     data_mean = init_rows.mean(0)  # the dataset mean, for mean-ablation CE
-    if kind == 'april2024' and normalize == 'none':
-        sae.scale.fill_(estimate_scale(init_rows))  # E‖scale·x‖ = √d (April 2024 update)
-    if kind == 'topk':
-        init_mse_scale_(sae, init_rows)  # the main loss is the MSE / the data's variance (openai)
-    init_b_dec_(sae, init_rows)
+    init_from_data_(sae, init_rows)  # the kind's input scale, MSE normaliser, b_dec at the geometric median
     del init_rows
     resampled = []  # one record per resampling: {step, n_dead, window_tokens}
     if ddp:  # rank 0's initialisation everywhere
@@ -185,12 +168,19 @@ else:
     die(f"init_from '{init_from}' is not 'scratch' or 'resume'")
 batches = data.batches(batch_size, seed=seed + 1000 * ddp_rank, start=data_pos, shuffle_buffer=shuffle_buffer)
 cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
-window_tokens = {}  # resample step -> the dead window: half the interval since the previous resampling
-prev = 0
-for s in sorted(resample_steps):
-    if 0 < s < max_steps:
-        window_tokens[s] = (s - prev) // 2 * batch_size * world_size
-    prev = s
+
+
+def resample_windows() -> dict[int, int]:
+    """resample step -> the dead window in tokens: half the interval since the previous resampling."""
+    windows, prev = {}, 0
+    for s in sorted(resample_steps):
+        if 0 < s < max_steps:
+            windows[s] = (s - prev) // 2 * batch_size * world_size
+        prev = s
+    return windows
+
+
+window_tokens = resample_windows() if sae.kind.resamples else {}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -202,10 +192,9 @@ def evaluate(n_contexts: int) -> dict:
     starts = np.arange(n_contexts) * ((len(val) - 1 - T) // max(n_contexts - 1, 1))
 
     def batches():
-        for i in tqdm(range(0, n_contexts, eval_batch_size), desc='eval', unit='batch', leave=False,
-                      disable=not master, dynamic_ncols=True):
-            idx = np.stack([val[s:s + T + 1].astype(np.int64) for s in starts[i:i + eval_batch_size]])
-            idx = torch.from_numpy(idx).to(device)  # (B, T+1)
+        for i in progress(range(0, n_contexts, eval_batch_size), desc='eval', unit='batch', leave=False,
+                          disable=not master):
+            idx = token_windows(val, starts[i:i + eval_batch_size], T + 1).to(device)  # (B, T+1)
             yield idx[:, :-1], idx[:, 1:]
 
     return {**evaluate_sae(sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
@@ -240,6 +229,60 @@ def summary(m: dict) -> str:
             f"CE clean/spliced/zero {m['ce_clean']:.3f}/{m['ce_spliced']:.3f}/{m['ce_zero_ablation']:.3f}")
 
 
+# ----------------------------------------------------------------------------- the steps of the loop
+def resample(step: int) -> None:
+    """Resample the latents silent over this step's window (Kind.resamples) and record it."""
+    dead = silent_latents(sae, window_tokens[step])
+    n_dead = int(dead.sum())
+    if n_dead:
+        resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)
+        if ddp:  # every rank resampled the same neurons; take rank 0's rows
+            for t in (sae.W_enc, sae.b_enc, sae.W_dec):
+                torch.distributed.broadcast(t.data, 0)
+    resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': window_tokens[step]})
+    bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
+
+
+def next_batch() -> torch.Tensor:
+    """The next (batch_size, d) activation rows on device."""
+    try:
+        return next(batches).to(device, non_blocking=True)
+    except NonFiniteRows as e:  # source='onthefly': the transformer produced NaN/inf
+        die(f"step {step}: {e}")
+
+
+def stop_if_not_finite(stats: dict, x: torch.Tensor) -> None:
+    """Stop with one line at a non-finite loss (one scalar to check: < 1% of a step, bench.sae_step)."""
+    if not torch.isfinite(stats['loss']):
+        what = 'batch holds non-finite activations' if not torch.isfinite(x).all() else 'loss is non-finite'
+        bar.leave = False  # erase the bar: the error is the one line left on the screen
+        bar.close()
+        die(f"step {step}: the {what} ({stats['loss'].item()}); stopped without writing metrics.json or the export "
+            f"(ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with --dtype=float32 "
+            f"if float16 overflowed) or lower --lr")
+
+
+def log_train(stats: dict) -> None:
+    tok_s = (step - step_start) * batch_size * world_size / (time.time() - t_start)
+    bar.set_postfix(mse=f"{stats['mse'].item():.3g}", l0=f"{stats['l0'].item():.1f}",
+                    dead=f"{silent_latents(sae, 20 * batch_size).float().mean().item():.0%}",
+                    tok_s=f'{tok_s:,.0f}', refresh=False)
+    if wandb_log:
+        wandb.log({'step': step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
+                   'train/l1': stats['l1'].item(), 'train/aux': stats['aux'].item(),
+                   'train/loss': stats['loss'].item(), 'lr': stats['lr'], 'l1_coeff': stats['l1_coeff'],
+                   'tokens_per_s': tok_s})
+
+
+def log_eval(m: dict) -> None:
+    bar.write(f"step {step}: {summary(m)}") if master else None
+    if wandb_log and master:
+        hist = np.repeat(m['density_hist']['edges'][:-1], m['density_hist']['counts'])
+        wandb.log({'step': step, **{f'eval/{k_}': v for k_, v in m.items() if isinstance(v, (int, float))},
+                   'eval/log10_density': wandb.Histogram(hist) if len(hist) else None})
+
+
+
 # ----------------------------------------------------------------------------- the training loop
 if master:
     os.makedirs(sae_dir, exist_ok=True)
@@ -255,64 +298,32 @@ print0(f"SAE {kind}: {d_in} -> {n_features} features on {site} ({source}: "
 print0(f"recipe: lr {recipe.lr:g} (warm-up {recipe.warmup_frac:g}, decay {recipe.decay_frac:g} of the run), "
        f"l1_coeff {recipe.l1_coeff:g} (warm-up {recipe.l1_warmup_frac:g}), grad_clip {recipe.grad_clip:g}, "
        f"Adam betas {recipe.adam_betas} eps {recipe.adam_eps:g}, normalize {normalize}")
-if kind == 'anthropic2023':
+if sae.kind.resamples:
     if window_tokens:
         print0(f"resampling dead neurons at steps {', '.join(str(s_) for s_ in sorted(window_tokens))}")
     else:
         print0(f"note: no resampling will happen: no resample_steps in (0, max_steps={max_steps}) "
                f"(resample_steps={tuple(resample_steps)})")
-bar = tqdm(total=max_steps, initial=step, desc='sae', unit='step', disable=not master, dynamic_ncols=True)
+bar = progress(total=max_steps, initial=step, desc='sae', unit='step', disable=not master)
 t_start, step_start = time.time(), step
-m = None
 while step < max_steps:
-    if kind == 'anthropic2023' and step in window_tokens:
-        dead = dead_mask(sae, window_tokens[step])
-        n_dead = int(dead.sum())
-        if n_dead:
-            resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)
-            if ddp:  # every rank resampled the same neurons; take rank 0's rows
-                for t in (sae.W_enc, sae.b_enc, sae.W_dec):
-                    torch.distributed.broadcast(t.data, 0)
-        resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': window_tokens[step]})
-        bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
-
-    try:
-        x = next(batches).to(device, non_blocking=True)
-    except NonFiniteRows as e:  # source='onthefly': the transformer produced NaN/inf
-        die(f"step {step}: {e}")
+    if step in window_tokens:
+        resample(step)
+    x = next_batch()
     data_pos += 1
     stats = train_step_(sae, opt, x, step, recipe, cdt, want_l0=(step + 1) % log_interval == 0)
-    if not torch.isfinite(stats['loss']):  # one scalar: < 1% of a step (bench.sae_step)
-        what = 'batch holds non-finite activations' if not torch.isfinite(x).all() else 'loss is non-finite'
-        bar.leave = False  # erase the bar: the error is the one line left on the screen
-        bar.close()
-        die(f"step {step}: the {what} ({stats['loss'].item()}); stopped without writing metrics.json or the export "
-            f"(ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with --dtype=float32 "
-            f"if float16 overflowed) or lower --lr")
+    stop_if_not_finite(stats, x)
     step += 1
     bar.update(1)
-
     if step % log_interval == 0 and master:
-        tok_s = (step - step_start) * batch_size * world_size / (time.time() - t_start)
-        bar.set_postfix(mse=f"{stats['mse'].item():.3g}", l0=f"{stats['l0'].item():.1f}",
-                        dead=f"{dead_mask(sae, 20 * batch_size).float().mean().item():.0%}",
-                        tok_s=f'{tok_s:,.0f}', refresh=False)
-        if wandb_log:
-            wandb.log({'step': step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
-                       'train/l1': stats['l1'].item(), 'train/aux': stats['aux'].item(),
-                       'train/loss': stats['loss'].item(), 'lr': stats['lr'], 'l1_coeff': stats['l1_coeff'],
-                       'tokens_per_s': tok_s})
+        log_train(stats)
     if step % ckpt_interval == 0 and step < max_steps:
         save()
     if step % eval_interval == 0 and step < max_steps:
-        m = evaluate(eval_contexts)
-        bar.write(f"step {step}: {summary(m)}") if master else None
-        if wandb_log and master:
-            hist = np.repeat(m['density_hist']['edges'][:-1], m['density_hist']['counts'])
-            wandb.log({'step': step, **{f'eval/{k_}': v for k_, v in m.items() if isinstance(v, (int, float))},
-                       'eval/log10_density': wandb.Histogram(hist) if len(hist) else None})
+        log_eval(evaluate(eval_contexts))
 bar.close()
 
+# ----------------------------------------------------------------------------- final evaluation and outputs
 elapsed = time.time() - t_start
 check_finite_weights('after training')
 m = evaluate(final_eval_contexts)

@@ -6,11 +6,12 @@ Seconds per SAE training step against the matmul roofline, measured in the same 
     python -m bench.sae_step --n_features=1024 --rounds=3
 
 The step is anthropic2023's `sae_step_` (forward, loss, backward, parallel-gradient removal, Adam,
-renormalisation). Its roofline is the six (B×d)·(d×F)-sized GEMMs a step needs with autograd (2 forward,
-4 backward: 12·B·d·F FLOPs), timed alone with preallocated outputs. This machine's speed drifts (shared
-cores), so GEMM blocks and step blocks alternate for `rounds` rounds and medians are compared. The fused step
-does 5 of the 6 GEMMs (db_dec comes from db_enc @ W_enc), so its ratio can go below 1. "autograd" is the
-same step through loss().backward(), for comparison.
+renormalisation), its loss and gradients by FusedL1Loss (an autograd.Function with a hand-written backward).
+Its roofline is the six (B×d)·(d×F)-sized GEMMs a step needs with autograd (2 forward, 4 backward: 12·B·d·F
+FLOPs), timed alone with preallocated outputs. This machine's speed drifts (shared cores), so GEMM blocks and
+step blocks alternate for `rounds` rounds and medians are compared. The fused step does 5 of the 6 GEMMs
+(db_dec comes from db_enc @ W_enc), so its ratio can go below 1. "autograd" is the same step through
+loss().backward(), for comparison.
 """
 import statistics
 import time
