@@ -793,10 +793,12 @@ def save_saelens(sae: SparseAutoencoder, out_dir: str, cfg: dict) -> None:
     atomic_write_json(os.path.join(out_dir, 'cfg.json'), cfg)
 
 
-def load_saelens(path: str, device: torch.device | str = 'cpu') -> SparseAutoencoder:
-    """Read an SAELens directory (ours or SAELens' standard / topk) back into a SparseAutoencoder (scale 1)."""
-    with open(os.path.join(path, 'cfg.json')) as fh:
-        cfg = json.load(fh)
+def load_saelens(path: str, device: torch.device | str = 'cpu', cfg: dict | None = None) -> SparseAutoencoder:
+    """Read an SAELens directory (ours or SAELens' standard / topk) back into a SparseAutoencoder (scale 1).
+    cfg: its cfg.json when the caller has read it already (read from path otherwise)."""
+    if cfg is None:
+        with open(os.path.join(path, 'cfg.json')) as fh:
+            cfg = json.load(fh)
     sd = load_file(os.path.join(path, 'sae_weights.safetensors'))
     name = cfg.get('sae_kind') or _kind_of_saelens(cfg, path).name
     if name not in KINDS:

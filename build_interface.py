@@ -217,7 +217,7 @@ def load_inputs(out_dir: str, transformer_ckpt: str, sae_dir: str, dataset: str,
     if T > model.config.block_size:
         raise UserError(f"context_length={T} exceeds the model's block_size {model.config.block_size}")
     try:
-        sae = load_saelens(sae_path, device=device).eval()
+        sae = load_saelens(sae_path, device=device, cfg=sae_cfg).eval()  # cfg.json read once, above
     except ValueError as e:
         raise UserError(str(e)) from None
     sae_params = dict(sae.named_parameters())

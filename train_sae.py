@@ -25,7 +25,7 @@ from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_d
 from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
                     get_device, load_checkpoint, load_data_meta, max_rank_divergence, next_command, print0, progress,
                     rng_state, save_checkpoint, set_rng_state, token_memmap, token_windows)
-from model import load_gpt, parse_site
+from model import load_gpt, parse_site, site_name
 from sae_eval import evaluate_sae
 from configurator import configure
 
@@ -116,7 +116,7 @@ if source == 'store':
     context_length = store.meta['context_length']
     tokens_per_context = store.meta['tokens_per_context']
 elif source == 'onthefly':
-    site = site or f"blocks.{gpt.config.n_layer - 1}.mlp_hidden"
+    site = site or site_name(gpt.config.n_layer - 1, 'mlp_hidden')
     context_length = gpt.config.block_size
     tokens_per_context = min(onthefly_tokens_per_context, context_length)
     data = OnTheFlySource(gpt, data_dir, 'train', site, context_length, tokens_per_context, onthefly_contexts,

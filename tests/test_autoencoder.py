@@ -394,3 +394,36 @@ def test_evaluate_sae_identity_and_zero_reconstruction():
     m = evaluate_sae(sae, gpt, 'blocks.0.mlp_hidden', batches, mean)
     assert m['loss_recovered'] == pytest.approx(0.0, abs=1e-5)
     assert m['ce_spliced'] == pytest.approx(m['ce_zero_ablation'], abs=1e-5)
+
+
+def test_a_new_kind_is_one_class(tmp_path):
+    """A kind defined in one place (here: a BatchTopK-like class in this test) trains through the real step, is
+    dead-counted, exported and loaded back, with nothing else changed (autoencoder.py's kinds block)."""
+    import autoencoder as ae
+
+    @ae.register
+    class BatchTopKToy(ae.TopK):
+        name = 'batchtopk_toy'  # keep the k·B largest activations over the whole batch (Bussmann et al. 2024)
+
+        def activate(self, pre, cfg):
+            flat = pre.relu().flatten()
+            keep = flat.topk(cfg.k * pre.shape[0], sorted=False).indices
+            return torch.zeros_like(flat).scatter_(0, keep, flat[keep]).view_as(pre)
+
+    try:
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(SAEConfig(d_in=8, n_features=32, kind='batchtopk_toy', k=2))
+        rows = torch.randn(256, 8)
+        ae.init_from_data_(sae, rows)
+        opt = make_adam(sae, 1e-3)
+        recipe = ae.Recipe(**BatchTopKToy.recipe, max_steps=5)
+        for step in range(5):
+            stats = ae.train_step_(sae, opt, rows[step * 32:(step + 1) * 32], step, recipe, want_l0=True)
+        assert stats['l0'] == 2.0 and torch.isfinite(stats['loss'])  # k per row on average over the batch ...
+        per_row = (sae.encode(rows) > 0).sum(1)
+        assert per_row.sum() == 2 * len(rows) and (per_row != 2).any()  # ... not k in every row: the kind's own
+        save_saelens(sae, str(tmp_path / 'sae'), saelens_cfg(sae, 'blocks.0.mlp_hidden'))
+        back = load_saelens(str(tmp_path / 'sae'))
+        assert back.cfg.kind == 'batchtopk_toy' and torch.equal(back.encode(rows), sae.encode(rows))
+    finally:
+        del KINDS['batchtopk_toy']
