@@ -15,6 +15,14 @@ in KINDS by name, selected by `SAEConfig.kind`):
                    loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
                    W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
                    batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10.
+    batchtopk      Bussmann et al. (2024): topk's loss and AuxK, but the k·B largest ReLU'd activations over the
+                   batch in training; at inference f = ReLU(pre)·H(pre - θ) with one threshold θ, the running mean of
+                   each training batch's smallest kept activation.
+    matryoshka_batchtopk  Bussmann et al. (2025): batchtopk where every prefix [0, m) of the dictionary (m in
+                   matryoshka_widths) reconstructs x too: loss = Σ_m mse(x̂_m, x)·mse_scale + 1/32 AuxK.
+    jumprelu       Rajamanoharan et al. (2024): f = pre·H(pre - θ), θ = exp(log_threshold) per feature, no pre-bias,
+                   loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i H(pre_i - θ_i), θ trained by straight-through estimators
+                   (rectangle kernel, ε = 0.001), unit-norm decoder, inputs scaled to E‖x‖² = 1.
 A new kind is one more `@register` class in the kinds block below: its recipe, init, activation, loss terms and
 SAELens fields; train_sae.py, the export and load_saelens take it from there.
 Any kind can instead work on per-token normalised inputs (`normalize='layer_norm'`, OpenAI's `LN` preprocessing:
@@ -22,8 +30,9 @@ x' = (x - mean_d x) / (std_d x + 1e-5), undone after decoding; SAELens' normaliz
 RECIPES holds each kind's published optimisation hyperparameters (lr, λ, schedules, clipping, Adam).
 
 Storage (all kinds): W_enc (F, d), b_enc (F,), W_dec (d, F) (columns are features), b_dec (d,), and buffers
-`scale` (), `mse_scale` () (topk) and `tokens_since_fired` (F,). The export (`save_saelens`) uses SAELens'
-layout instead.
+`scale` (), `mse_scale` () (topk) and `tokens_since_fired` (F,); a kind may add its own (Kind.add_state_): jumprelu
+the parameter `log_threshold` (F,), batchtopk and matryoshka_batchtopk the buffer `threshold` () (float64).
+The export (`save_saelens`) uses SAELens' layout instead.
 
 Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_dict(), config_dict(sae)):
     sae = SparseAutoencoder(SAEConfig(d_in=512, n_features=4096, kind=kind))
@@ -62,7 +71,8 @@ class Recipe:
     """How an SAE is optimised over a run (RECIPES[kind] + max_steps gives the published one)."""
 
     lr: float  # peak Adam learning rate
-    l1_coeff: float  # λ of the sparsity penalty (anthropic2023: on mean_b Σ_i f_i with the MSE averaged over d)
+    l1_coeff: float  # λ of the sparsity penalty (anthropic2023: on mean_b Σ_i f_i with the MSE averaged over d;
+    #                  jumprelu: on the L0 term mean_b Σ_i H(pre_i - θ_i))
     max_steps: int  # length of the run: the schedules are fractions of it
     warmup_frac: float = 0.0  # lr linear warm-up over this first fraction of the run
     decay_frac: float = 0.0  # lr linear decay to 0 over this last fraction of the run
@@ -86,8 +96,15 @@ class SAEConfig:
     dec_init_norm: float = 0.1  # april2024: norm of the decoder columns at init
     normalize: str = 'none'  # 'layer_norm': per-token normalised inputs (OpenAI's LN preprocessing); see module doc
     dtype: str = 'float32'  # parameter dtype (matmuls may run in bf16 via autocast_dtype)
+    # the names below are SAELens' training cfg keys; config_dict leaves them out at their defaults (KIND_FIELDS)
+    jumprelu_bandwidth: float = 0.001  # jumprelu: ε of the rectangle-kernel pseudo-derivatives of θ
+    jumprelu_init_threshold: float = 0.001  # jumprelu: every θ_i at init
+    topk_threshold_lr: float = 0.01  # batchtopk: rate of the running mean that estimates the inference threshold
+    matryoshka_widths: tuple[int, ...] = ()  # matryoshka_batchtopk: nested prefix widths, the last n_features;
+    #                                          () = Bussmann et al.'s F/16, F/8, F/4, F/2, F
 
     def __post_init__(self):
+        self.matryoshka_widths = tuple(int(w) for w in self.matryoshka_widths)
         if self.kind not in KINDS:
             raise ConfigError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.normalize not in NORMALIZE:
@@ -117,8 +134,11 @@ class Kind:
         """Norm of the decoder columns at init."""
         return 1.0
 
-    def activate(self, pre: Tensor, cfg: SAEConfig) -> Tensor:
-        """Pre-activations (B, F) -> features (B, F)."""
+    def add_state_(self, sae: 'SparseAutoencoder') -> None:
+        """Register the kind's own parameters / buffers on sae (after W_enc, b_enc, W_dec, b_dec and the buffers)."""
+
+    def activate(self, sae: 'SparseAutoencoder', pre: Tensor) -> Tensor:
+        """Pre-activations (B, F) -> features (B, F) (sae.training tells a training forward from inference)."""
         return torch.relu(pre)
 
     def loss_terms(self, sae: 'SparseAutoencoder', pre: Tensor, f: Tensor, err: Tensor, fired: Tensor,
@@ -128,10 +148,22 @@ class Kind:
         raise NotImplementedError
 
     @torch.no_grad()
+    def after_step_(self, sae: 'SparseAutoencoder', f: Tensor) -> None:
+        """What the kind updates from the features f (B, F) of a training batch, after the optimizer step."""
+
+    @torch.no_grad()
     def init_from_data_(self, sae: 'SparseAutoencoder', rows: Tensor) -> None:
         """What the kind measures from activation rows (N, d) before training."""
         if self.pre_bias:
             init_b_dec_(sae, rows)
+
+    def export_tensors(self, sae: 'SparseAutoencoder') -> dict[str, Tensor]:
+        """Tensors of the SAELens export beyond W_enc, W_dec, b_enc, b_dec (e.g. jumprelu's `threshold`)."""
+        return {}
+
+    @torch.no_grad()
+    def load_tensors_(self, sae: 'SparseAutoencoder', sd: dict[str, Tensor], path: str) -> None:
+        """Read export_tensors' tensors back from the SAELens state dict sd of the directory path."""
 
     def saelens_fields(self, cfg: SAEConfig) -> dict:
         """Keys of the SAELens cfg.json beyond the standard architecture's."""
@@ -218,8 +250,8 @@ class TopK(Kind):
         if not 0 < cfg.k <= cfg.n_features:
             raise ConfigError(f"topk SAE needs 0 < k <= n_features, got k={cfg.k}")
 
-    def activate(self, pre, cfg):
-        return topk_relu(pre, cfg.k)
+    def activate(self, sae, pre):
+        return topk_relu(pre, sae.cfg.k)
 
     def loss_terms(self, sae, pre, f, err, fired, dead):
         zero = err.new_zeros(())
@@ -262,6 +294,164 @@ class TopK(Kind):
         return {'k': saelens.get('k') or saelens.get('activation_fn_kwargs', {}).get('k', 32)}
 
 
+@register
+class BatchTopK(TopK):
+    """Bussmann, Leask, Nanda 2024, "BatchTopK Sparse Autoencoders": TopK's SAE, AuxK and loss, but the k·B
+    largest ReLU'd activations are kept over the whole batch (B rows) in training; at inference a feature is kept
+    where its pre-activation exceeds one global threshold θ, estimated in training as the running mean of the
+    smallest kept activation of each batch. The paper states θ as that mean; we update it as the authors' code
+    (bartbussmann/BatchTopK and matryoshka_sae `update_threshold`, = SAELens batchtopk_sae.py): θ ← (1 - 0.01)·θ +
+    0.01·min{f > 0}, from θ = 0 (dictionary_learning uses β = 0.999 from step 1000). Exported as SAELens does: a
+    jumprelu SAE whose every threshold is θ."""
+
+    name = 'batchtopk'
+    # the authors' config.py: Adam lr 3e-4, betas (0.9, 0.99), no clipping (max_grad_norm 1e5), no schedule, no λ
+    recipe = dict(lr=3e-4, l1_coeff=0.0, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
+                  grad_clip=0.0, adam_betas=(0.9, 0.99), adam_eps=1e-8)
+    fire_threshold = 0.0  # the references count a latent as fired when its activation is > 0
+    saelens_architecture = 'jumprelu'  # SAELens saves batchtopk for inference as jumprelu (its inference classes)
+
+    def add_state_(self, sae):
+        # θ, float64 as SAELens (its running mean of many small updates); -> `threshold` (F,) at export
+        sae.register_buffer('threshold', torch.zeros((), dtype=torch.float64, device=sae.W_enc.device))
+
+    def activate(self, sae, pre):
+        if sae.training:
+            return batch_topk_relu(pre, sae.cfg.k)
+        return torch.relu(pre) * (pre > sae.threshold.to(pre.dtype))  # SAELens JumpReLUSAE.encode, θ_i = θ
+
+    @torch.no_grad()
+    def after_step_(self, sae, f):
+        positive = f[f > 0]
+        ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if positive.numel() == 0 and ranks == 1:  # the references skip such a batch
+            return
+        smallest = positive.min().to(torch.float64) if positive.numel() else sae.threshold.clone()  # (no change)
+        if ranks > 1:  # the mean over ranks (each rank's batch is its own top-k·B)
+            dist.all_reduce(smallest)
+            smallest /= ranks
+        lr = sae.cfg.topk_threshold_lr
+        sae.threshold.mul_(1 - lr).add_(lr * smallest)
+
+    def export_tensors(self, sae):
+        return {'threshold': sae.threshold.float().expand(sae.cfg.n_features).clone()}
+
+    @torch.no_grad()
+    def load_tensors_(self, sae, sd, path):
+        theta = sd['threshold'] if 'threshold' in sd else sd.get('topk_threshold', torch.zeros(()))
+        if theta.numel() > 1 and not bool((theta == theta.flatten()[0]).all()):
+            raise ConfigError(f"{path}: per-feature thresholds cannot be a {self.name} SAE's one threshold: "
+                              f"load it as kind jumprelu")
+        sae.threshold.fill_(float(theta.flatten()[0]))
+
+    def saelens_fields(self, cfg):
+        return dict(k=cfg.k, topk_threshold_lr=cfg.topk_threshold_lr)
+
+    def config_from_saelens(self, saelens):
+        return {'k': int(saelens.get('k', 32)), 'topk_threshold_lr': saelens.get('topk_threshold_lr', 0.01)}
+
+
+@register
+class MatryoshkaBatchTopK(BatchTopK):
+    """Bussmann et al. 2025, "Learning Multi-Level Features with Matryoshka Sparse Autoencoders" (also Nabeshima
+    2024): BatchTopK (activation, threshold, AuxK on the full reconstruction's error), and every nested prefix of the
+    dictionary, latents [0, m) for m in matryoshka_widths, reconstructs x on its own: loss = Σ_m recon_m + AuxK. The
+    paper sums the prefix losses, as SAELens does (matryoshka_batchtopk_sae.py); the authors' code and
+    dictionary_learning take their mean (a constant factor). Default prefixes: the authors' main.py groups
+    F/16, F/16, F/8, F/4, F/2."""
+
+    name = 'matryoshka_batchtopk'
+
+    def check(self, cfg):
+        super().check(cfg)
+        widths = matryoshka_widths(cfg)
+        if widths[0] < 1 or widths[-1] != cfg.n_features or any(a >= b for a, b in zip(widths, widths[1:])):
+            raise ConfigError(f"matryoshka_widths must rise strictly from >= 1 to n_features={cfg.n_features}, "
+                              f"got {list(widths)}")
+
+    def loss_terms(self, sae, pre, f, err, fired, dead):
+        recon, zero, aux = super().loss_terms(sae, pre, f, err, fired, dead)  # the full dictionary's, AuxK
+        widths = matryoshka_widths(sae.cfg)
+        e = err  # (B, d) x̂_m - x for the prefix m, from the widest down: drop the next group's contribution
+        for lo, hi in zip(reversed(widths[:-1]), reversed(widths[1:])):
+            e = e - (f[:, lo:hi] @ sae.W_dec[:, lo:hi].T).float()  # (B, d)
+            recon = recon + e.pow(2).mean() * sae.mse_scale
+        return recon, zero, aux
+
+    def saelens_fields(self, cfg):
+        return {**super().saelens_fields(cfg), 'matryoshka_widths': list(matryoshka_widths(cfg))}
+
+    def config_from_saelens(self, saelens):
+        widths = tuple(saelens.get('matryoshka_widths', ()))
+        return {**super().config_from_saelens(saelens), 'matryoshka_widths': widths}
+
+
+@register
+class JumpReLU(Kind):
+    """Rajamanoharan et al. 2024, "Jumping Ahead: Improving Reconstruction Fidelity with JumpReLU SAEs", as its
+    appendix pseudo-code (and SAELens jumprelu_sae.py, step mode): f = pre·H(pre - θ) with per-feature θ =
+    exp(log_threshold), pre = W_enc x + b_enc (no pre-encoder bias), loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i
+    H(pre_i - θ_i), mean over the batch; θ learns through straight-through estimators with the rectangle kernel
+    K(u) = 1{|u| < 1/2}, bandwidth ε = 0.001: ∂f/∂θ = -(θ/ε)·K((pre - θ)/ε), ∂H/∂θ = -(1/ε)·K((pre - θ)/ε), no
+    gradient from H to pre. Init as the paper / Gemma Scope: θ = 0.001, W_enc = W_decᵀ with unit-norm decoder
+    columns (kept unit norm, parallel gradient removed), zero biases; inputs scaled by one dataset constant to
+    E‖x‖² = 1 (folded into the export)."""
+
+    name = 'jumprelu'
+    # Gemma Scope / the paper: Adam lr 7e-5, betas (0, 0.999), eps 1e-8; λ warmed up linearly from 0 (10k steps
+    # there), lr warmed up (1k steps, cosine from 0.1·lr there): here 5% and 1% of the run, linear. λ is the knob
+    # the paper sweeps (no single published value): 1e-3 is ours, for E‖x‖² = 1. No gradient clipping.
+    recipe = dict(lr=7e-5, l1_coeff=1e-3, warmup_frac=0.01, decay_frac=0.0, l1_warmup_frac=0.05,
+                  grad_clip=0.0, adam_betas=(0.0, 0.999), adam_eps=1e-8)
+    pre_bias = False
+    saelens_architecture = 'jumprelu'
+
+    def check(self, cfg):
+        if not (cfg.jumprelu_bandwidth > 0 and cfg.jumprelu_init_threshold > 0):
+            raise ConfigError(f"jumprelu needs jumprelu_bandwidth > 0 and jumprelu_init_threshold > 0, got "
+                              f"{cfg.jumprelu_bandwidth} and {cfg.jumprelu_init_threshold}")
+
+    def add_state_(self, sae):
+        theta = torch.full((sae.cfg.n_features,), math.log(sae.cfg.jumprelu_init_threshold), dtype=sae.W_enc.dtype,
+                           device=sae.W_enc.device)
+        sae.log_threshold = nn.Parameter(theta)  # (F,) θ = exp(log_threshold)
+
+    def activate(self, sae, pre):
+        return JumpReLUFunction.apply(pre, sae.log_threshold.exp(), sae.cfg.jumprelu_bandwidth)
+
+    def loss_terms(self, sae, pre, f, err, fired, dead):
+        recon = err.pow(2).sum(1).mean()
+        l0 = StepFunction.apply(pre, sae.log_threshold.exp(), sae.cfg.jumprelu_bandwidth).float().sum(1).mean()
+        return recon, l0, err.new_zeros(())
+
+    @torch.no_grad()
+    def init_from_data_(self, sae, rows):
+        if sae.cfg.normalize == 'none':
+            sae.scale.fill_(estimate_rms_scale(rows))  # E‖scale·x‖² = 1
+        super().init_from_data_(sae, rows)
+
+    def export_tensors(self, sae):
+        return {'threshold': sae.log_threshold.detach().float().exp()}
+
+    @torch.no_grad()
+    def load_tensors_(self, sae, sd, path):
+        sae.log_threshold.copy_(sd['threshold'].log())
+
+    def saelens_fields(self, cfg):
+        return dict(jumprelu_bandwidth=cfg.jumprelu_bandwidth, jumprelu_init_threshold=cfg.jumprelu_init_threshold)
+
+    def config_from_saelens(self, saelens):
+        return {key: saelens[key] for key in ('jumprelu_bandwidth', 'jumprelu_init_threshold') if key in saelens}
+
+
+def matryoshka_widths(cfg: SAEConfig) -> tuple[int, ...]:
+    """The nested prefix widths of a matryoshka_batchtopk SAE: cfg.matryoshka_widths, else F/16, F/8, F/4, F/2, F."""
+    return cfg.matryoshka_widths or tuple(cfg.n_features >> i for i in (4, 3, 2, 1, 0))
+
+
+KIND_FIELDS = {'jumprelu_bandwidth': 0.001, 'jumprelu_init_threshold': 0.001, 'topk_threshold_lr': 0.01,
+               'matryoshka_widths': ()}  # SAEConfig fields of the later kinds, with their defaults
+
 RECIPES = {name: kind.recipe for name, kind in KINDS.items()}  # train_sae.py takes every key it is not given here
 
 
@@ -285,6 +475,7 @@ class SparseAutoencoder(nn.Module):
         self.register_buffer('tokens_since_fired', torch.zeros(n, device=device, dtype=torch.long))
         self._ws: dict[str, Tensor] = {}  # scratch buffers reused by FusedL1Loss (not saved)
         self._ws_forwards = 0  # FusedL1Loss forwards so far: the last one owns the scratch buffers
+        self.kind.add_state_(self)  # jumprelu's log_threshold, batchtopk's threshold
         self.reset_parameters()
 
     @property
@@ -333,7 +524,7 @@ class SparseAutoencoder(nn.Module):
 
     def activate(self, pre: Tensor) -> Tensor:
         """Pre-activations (B, F) -> features (B, F): the kind's activation (ReLU; topk: ReLU of the top k)."""
-        return self.kind.activate(pre, self.cfg)
+        return self.kind.activate(self, pre)
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, d) -> features f (B, F)."""
@@ -390,6 +581,52 @@ def topk_relu(pre: Tensor, k: int) -> Tensor:
     """Keep the k largest entries of each row of pre (B, F), ReLU them, zero the rest."""
     vals, idx = pre.topk(k, dim=-1, sorted=False)
     return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
+
+
+def batch_topk_relu(pre: Tensor, k: int) -> Tensor:
+    """Keep the k·B largest entries of ReLU(pre) (B, F) over the whole batch, zero the rest (BatchTopK)."""
+    flat = pre.relu().flatten()  # (B·F,)
+    vals, idx = flat.topk(k * pre.shape[0], sorted=False)
+    return torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre)
+
+
+def rectangle(u: Tensor) -> Tensor:
+    """The rectangle kernel K(u) = 1{-1/2 < u < 1/2} of JumpReLU's pseudo-derivatives."""
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class JumpReLUFunction(torch.autograd.Function):
+    """f = pre·H(pre - θ) for pre (B, F) and θ (F,); backward: ∂f/∂pre = H(pre - θ), and the straight-through
+    ∂f/∂θ = -(θ/ε)·K((pre - θ)/ε), summed over the batch (Rajamanoharan et al. 2024, appendix)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return pre * (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        pre, theta = ctx.saved_tensors
+        g_theta = (-(theta / ctx.eps) * rectangle((pre - theta) / ctx.eps) * g).sum(0)  # (F,)
+        return (pre > theta).to(g.dtype) * g, g_theta.to(theta.dtype), None
+
+
+class StepFunction(torch.autograd.Function):
+    """H(pre - θ) (B, F), the L0 count; backward: ∂H/∂θ = -(1/ε)·K((pre - θ)/ε) summed over the batch, nothing
+    to pre (Rajamanoharan et al. 2024, appendix)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        pre, theta = ctx.saved_tensors
+        g_theta = (-(1.0 / ctx.eps) * rectangle((pre - theta) / ctx.eps) * g).sum(0)  # (F,)
+        return None, g_theta.to(theta.dtype), None
 
 
 # ----------------------------------------------------------------------------- constraints and init
@@ -467,6 +704,13 @@ def estimate_scale(rows: Tensor, chunk: int = 65536) -> float:
     """Scalar s with E‖s·x‖ = √d over rows (N, d): april2024's dataset-wide input scale."""
     total = sum(torch.linalg.vector_norm(c.double(), dim=1).sum().item() for c in rows.split(chunk))
     return math.sqrt(rows.shape[1]) / (total / rows.shape[0])
+
+
+@torch.no_grad()
+def estimate_rms_scale(rows: Tensor, chunk: int = 65536) -> float:
+    """Scalar s with E‖s·x‖² = 1 over rows (N, d): jumprelu's dataset-wide input scale (Gemma Scope)."""
+    total = sum(c.double().pow(2).sum().item() for c in rows.split(chunk))
+    return 1.0 / math.sqrt(total / rows.shape[0])
 
 
 @torch.no_grad()
@@ -693,6 +937,7 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
         unit_norm_decoder_(sae)
     update_fire_counter_(sae, out['fired'], x.shape[0])
     f = out.pop('f')
+    sae.kind.after_step_(sae, f.detach())  # batchtopk: its threshold's running mean
     if want_l0:
         out['l0'] = (f > 0).sum(dtype=torch.float32) / x.shape[0]
     return {k: v.detach() for k, v in out.items()}
@@ -760,10 +1005,12 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
 
 @torch.no_grad()
 def state_for_export(sae: SparseAutoencoder) -> dict[str, Tensor]:
-    """SAELens layout, scale folded in: W_enc (d_in, d_sae), W_dec (d_sae, d_in), b_enc (d_sae), b_dec (d_in)."""
+    """SAELens layout, scale folded in: W_enc (d_in, d_sae), W_dec (d_sae, d_in), b_enc (d_sae), b_dec (d_in), and
+    the kind's own (Kind.export_tensors: jumprelu, batchtopk and matryoshka_batchtopk write threshold (d_sae))."""
     s = sae.scale.float()
     return {'W_enc': (sae.W_enc.float() * s).T.contiguous(), 'W_dec': (sae.W_dec.float() / s).T.contiguous(),
-            'b_enc': sae.b_enc.float().clone(), 'b_dec': (sae.b_dec.float() / s).contiguous()}
+            'b_enc': sae.b_enc.float().clone(), 'b_dec': (sae.b_dec.float() / s).contiguous(),
+            **sae.kind.export_tensors(sae)}
 
 
 def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None = None,
@@ -794,7 +1041,8 @@ def save_saelens(sae: SparseAutoencoder, out_dir: str, cfg: dict) -> None:
 
 
 def load_saelens(path: str, device: torch.device | str = 'cpu', cfg: dict | None = None) -> SparseAutoencoder:
-    """Read an SAELens directory (ours or SAELens' standard / topk) back into a SparseAutoencoder (scale 1).
+    """Read an SAELens directory (ours or SAELens' standard / topk / jumprelu / batchtopk) back into a
+    SparseAutoencoder (scale 1); a b_dec subtracted (or not) unlike the kind does is folded into b_enc.
     cfg: its cfg.json when the caller has read it already (read from path otherwise)."""
     if cfg is None:
         with open(os.path.join(path, 'cfg.json')) as fh:
@@ -814,12 +1062,19 @@ def load_saelens(path: str, device: torch.device | str = 'cpu', cfg: dict | None
         sae.W_dec.copy_(sd['W_dec'].T)
         sae.b_enc.copy_(sd['b_enc'])
         sae.b_dec.copy_(sd['b_dec'])
+        applied = cfg.get('apply_b_dec_to_input', True)
+        if applied != kind.pre_bias:  # W_enc (x - b_dec) + b_enc = W_enc x + (b_enc - W_enc b_dec): fold it in
+            sae.b_enc.add_(sd['b_dec'] @ sd['W_enc'], alpha=-1.0 if applied else 1.0)
+        kind.load_tensors_(sae, sd, path)
     return sae
 
 
 def _kind_of_saelens(cfg: dict, path: str) -> Kind:
-    """The kind of a SAELens cfg.json written by SAELens: the first with its architecture and b_dec use."""
+    """The kind of a SAELens cfg.json written by SAELens: the kind named as its architecture (jumprelu, topk), else
+    the first with its architecture and b_dec use."""
     arch, pre_bias = cfg.get('architecture', 'standard'), cfg.get('apply_b_dec_to_input', True)
+    if arch in KINDS:
+        return KINDS[arch]
     kinds = [kind for kind in KINDS.values() if kind.saelens_architecture == arch]
     if not kinds:
         known = sorted({kind.saelens_architecture for kind in KINDS.values()})
@@ -828,5 +1083,6 @@ def _kind_of_saelens(cfg: dict, path: str) -> Kind:
 
 
 def config_dict(sae: SparseAutoencoder) -> dict:
-    """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d)))."""
-    return asdict(sae.cfg)
+    """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d))); the later kinds' fields
+    (KIND_FIELDS) only where they differ from their defaults, so that older checkpoints compare equal on resume."""
+    return {key: v for key, v in asdict(sae.cfg).items() if key not in KIND_FIELDS or v != KIND_FIELDS[key]}

@@ -405,9 +405,9 @@ def test_a_new_kind_is_one_class(tmp_path):
     class BatchTopKToy(ae.TopK):
         name = 'batchtopk_toy'  # keep the k·B largest activations over the whole batch (Bussmann et al. 2024)
 
-        def activate(self, pre, cfg):
+        def activate(self, sae, pre):
             flat = pre.relu().flatten()
-            keep = flat.topk(cfg.k * pre.shape[0], sorted=False).indices
+            keep = flat.topk(sae.cfg.k * pre.shape[0], sorted=False).indices
             return torch.zeros_like(flat).scatter_(0, keep, flat[keep]).view_as(pre)
 
     try:

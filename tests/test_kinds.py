@@ -1,0 +1,335 @@
+"""The kinds after the first three, each against its paper's definition: BatchTopK (Bussmann et al. 2024),
+Matryoshka BatchTopK (Bussmann et al. 2025), JumpReLU (Rajamanoharan et al. 2024). Per kind: the activation in
+training and at inference, the loss terms and the straight-through gradients computed by hand, the estimated
+threshold, the SAELens export (read by SAELens' own formulas and loaded back), a short training run on synthetic
+data, and a train_sae.py run."""
+import copy
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from autoencoder import (RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, init_from_data_, load_saelens,
+                         make_adam, matryoshka_widths, save_saelens, saelens_cfg, state_for_export, train_step_)
+from conftest import TINY_MODEL, make_token_dataset, run_script
+from sae_eval import MetricsAccumulator
+
+D, F, B = 12, 48, 32
+
+
+def data(n: int, seed: int) -> torch.Tensor:
+    """Skewed, non-centred rows (like MLP activations)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.relu(torch.randn(n, D, generator=g)) * 2 + 0.3
+
+
+def make(kind: str, seed: int = 0, **kw) -> SparseAutoencoder:
+    """An SAE with non-trivial biases."""
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, **{'k': 4, **kw}))
+    with torch.no_grad():
+        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
+        sae.b_enc.normal_(0, 0.1)
+    return sae
+
+
+# ----------------------------------------------------------------------------- BatchTopK
+
+def test_batchtopk_keeps_the_k_times_B_largest_over_the_batch():
+    """Training: the k·B largest ReLU'd pre-activations of the whole batch, so rows differ in their counts."""
+    sae = make('batchtopk')
+    with torch.no_grad():
+        sae.b_enc.fill_(-0.3)  # some rows have few positive pre-activations
+    x = data(B, 0)
+    pre = sae.encode_pre(x)
+    f = sae.loss(x)['f']
+    assert int((f != 0).sum()) == 4 * B
+    per_row = (f != 0).sum(1)
+    assert (per_row != 4).any()
+    flat = pre.relu().flatten()
+    keep = flat.topk(4 * B).indices
+    torch.testing.assert_close(f.flatten(), torch.zeros_like(flat).index_copy(0, keep, flat[keep]), rtol=0, atol=0)
+    with torch.no_grad():
+        sae.b_enc.fill_(-3.0)  # fewer than k·B positive pre-activations: ReLU comes first, no negative is kept
+    pre = sae.encode_pre(x)
+    assert 0 < int((pre > 0).sum()) < 4 * B
+    f = sae.loss(x)['f']
+    torch.testing.assert_close(f, pre.relu(), rtol=0, atol=0)
+
+
+def test_batchtopk_threshold_is_the_running_mean_of_the_smallest_kept_activation():
+    """θ ← 0.99·θ + 0.01·min{f > 0} after every training step, from 0 (the authors' update_threshold, SAELens)."""
+    sae = make('batchtopk')
+    init_from_data_(sae, data(256, 1))
+    opt = make_adam(sae, 1e-2, RECIPES['batchtopk']['adam_betas'])
+    recipe = Recipe(**{**RECIPES['batchtopk'], 'lr': 1e-2}, max_steps=8)
+    theta = 0.0
+    assert sae.threshold.item() == 0.0 and sae.threshold.dtype == torch.float64
+    for step in range(8):
+        x = data(B, 10 + step)
+        with torch.no_grad():
+            f = sae.loss(x)['f']  # the step's own features (the parameters before its update)
+        theta = 0.99 * theta + 0.01 * f[f > 0].min().item()
+        train_step_(sae, opt, x, step, recipe)
+        assert sae.threshold.item() == pytest.approx(theta, rel=1e-6)
+
+
+def test_batchtopk_inference_uses_the_threshold():
+    """eval(): f = ReLU(pre)·H(pre - θ), per row, independent of the batch; train(): the batch top-k."""
+    sae = make('batchtopk')
+    with torch.no_grad():
+        sae.threshold.fill_(0.4)
+    x = data(B, 2)
+    pre = sae.encode_pre(x)
+    sae.eval()
+    f = sae.encode(x)
+    torch.testing.assert_close(f, torch.where(pre > 0.4, pre, torch.zeros_like(pre)), rtol=0, atol=0)
+    torch.testing.assert_close(sae.encode(x[:3]), f[:3], rtol=1e-5, atol=1e-6)  # no batch coupling
+    assert int((f != 0).sum()) != 4 * B
+    sae.train()
+    assert int((sae.encode(x) != 0).sum()) == 4 * B
+
+
+def test_batchtopk_recipe_and_auxk():
+    """The authors' Adam settings; AuxK trains the dead latents as in topk."""
+    r = RECIPES['batchtopk']
+    assert (r['lr'], r['adam_betas'], r['adam_eps'], r['grad_clip'], r['l1_coeff']) == (3e-4, (0.9, 0.99), 1e-8, 0, 0)
+    assert RECIPES['matryoshka_batchtopk'] == r
+    sae = make('batchtopk', dead_tokens=1)
+    sae.tokens_since_fired.fill_(5)
+    out = sae.loss(data(B, 3))
+    assert out['aux'] > 0
+    out['loss'].backward()
+    assert sae.W_enc.grad.abs().sum(1).gt(0).sum() > (out['f'] != 0).any(0).sum()
+
+
+# ----------------------------------------------------------------------------- Matryoshka BatchTopK
+
+def test_matryoshka_loss_is_the_sum_of_the_nested_prefix_losses():
+    """loss = Σ_m mse(x̂_m, x)·mse_scale + 1/32·AuxK, x̂_m = f[:, :m] W_dec[:, :m]ᵀ + b_dec, by hand with autograd."""
+    widths = (6, 12, 30, F)
+    sae = make('matryoshka_batchtopk', matryoshka_widths=widths)
+    with torch.no_grad():
+        sae.mse_scale.fill_(2.5)
+    x = data(B, 4)
+    out = sae.loss(x)
+    out['loss'].backward()
+    p = {n: q.detach().clone().requires_grad_(True) for n, q in sae.named_parameters()}
+    pre = (x - p['b_dec']) @ p['W_enc'].T + p['b_enc']
+    flat = pre.relu().flatten()
+    keep = flat.topk(4 * B).indices
+    f = torch.zeros_like(flat).index_copy(0, keep, flat[keep]).view_as(pre)
+    prefix = [((f[:, :m] @ p['W_dec'][:, :m].T + p['b_dec'] - x) ** 2).mean() * 2.5 for m in widths]
+    ref = sum(prefix)
+    ref.backward()
+    assert out['recon'].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert out['aux'].item() == 0 and out['loss'].item() == pytest.approx(ref.item(), rel=1e-5)
+    for name, q in sae.named_parameters():
+        torch.testing.assert_close(q.grad, p[name].grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_matryoshka_prefixes_are_nested():
+    cfg = SAEConfig(d_in=D, n_features=64, kind='matryoshka_batchtopk')
+    assert matryoshka_widths(cfg) == (4, 8, 16, 32, 64)  # the authors' groups F/16, F/16, F/8, F/4, F/2
+    for bad in ((8, 8, 64), (8, 16, 32), (0, 64), (32, 16, 64)):
+        with pytest.raises(ConfigError, match='matryoshka_widths'):
+            SAEConfig(d_in=D, n_features=64, kind='matryoshka_batchtopk', matryoshka_widths=bad)
+
+
+# ----------------------------------------------------------------------------- JumpReLU
+
+EPS = 0.001  # the paper's bandwidth
+
+
+def jumprelu_case() -> tuple[SparseAutoencoder, torch.Tensor, torch.Tensor]:
+    """A JumpReLU SAE whose thresholds sit next to some pre-activations: inside the kernel's window (|u| < 1/2),
+    just outside it (1/2 < |u| < 1) and far away, so the pseudo-derivatives are non-zero and the window matters."""
+    sae = make('jumprelu')
+    x = data(B, 5)
+    with torch.no_grad():
+        pre = sae.encode_pre(x)
+        theta = pre[0].abs() + 0.05  # (F,) far from most
+        theta[::4] = pre[0, ::4] - 0.3 * EPS  # row 0 just above θ, inside the window
+        theta[1::4] = pre[1, 1::4] + 0.2 * EPS  # row 1 just below θ, inside the window
+        theta[2::4] = pre[2, 2::4] - 0.7 * EPS  # row 2 above θ, outside the window
+        theta = theta.clamp_min(1e-4)
+        sae.log_threshold.copy_(theta.log())
+    return sae, x, theta
+
+
+def test_jumprelu_is_pre_above_theta_and_zero_below():
+    sae, x, theta = jumprelu_case()
+    with torch.no_grad():
+        sae.b_dec.normal_()  # no pre-encoder bias: b_dec must not enter the encoder
+    pre = x @ sae.W_enc.detach().T + sae.b_enc.detach()
+    torch.testing.assert_close(sae.encode_pre(x), pre)
+    f = sae.encode(x)
+    torch.testing.assert_close(f, torch.where(pre > theta, pre, torch.zeros_like(pre)), rtol=0, atol=0)
+    assert ((pre > 0) & (pre <= theta)).any()  # positive yet below θ: zero (not a ReLU)
+
+
+def test_jumprelu_straight_through_gradients_by_hand():
+    """loss = ‖x̂ - x‖² (sum over d, mean over batch) + λ·mean_b Σ_i H(pre - θ); the gradient of log θ is θ·(Σ_b
+    dL/df·(-θ/ε)·K + λ/B·Σ_b (-1/ε)·K) with K the rectangle 1{|u| < 1/2}, u = (pre - θ)/ε; pre gets H(pre - θ)·dL/df
+    and nothing from the L0 term."""
+    sae, x, theta = jumprelu_case()
+    lam = 0.3
+    out = sae.loss(x, l1_coeff=lam)
+    out['loss'].backward()
+    W_enc, b_enc, W_dec, b_dec = (t.detach() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
+    pre = x @ W_enc.T + b_enc
+    H = (pre > theta).float()
+    f = pre * H
+    err = f @ W_dec.T + b_dec - x
+    assert out['recon'].item() == pytest.approx(err.pow(2).sum(1).mean().item(), rel=1e-5)
+    assert out['l1'].item() == pytest.approx(H.sum(1).mean().item(), rel=1e-6)  # L0
+    assert out['loss'].item() == pytest.approx(out['recon'].item() + lam * out['l1'].item(), rel=1e-6)
+    u = (pre - theta) / EPS
+    K = ((u > -0.5) & (u < 0.5)).float()
+    assert (K * H).sum() >= 3 and (K * (1 - H)).sum() >= 3 and ((u.abs() > 0.5) & (u.abs() < 1)).any()
+    dL_df = 2.0 / B * err @ W_dec  # (B, F)
+    dL_dtheta = (dL_df * -(theta / EPS) * K).sum(0) + lam / B * (-(1.0 / EPS) * K).sum(0)
+    torch.testing.assert_close(sae.log_threshold.grad, dL_dtheta * theta, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sae.b_enc.grad, (H * dL_df).sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_jumprelu_init_and_recipe():
+    """θ = 0.001 at init, inputs scaled to E‖x‖² = 1, b_dec 0 (no pre-bias); the paper's Adam (β1 = 0)."""
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='jumprelu'))
+    assert sae.cfg.jumprelu_bandwidth == EPS
+    torch.testing.assert_close(sae.log_threshold.detach().exp(), torch.full((F,), 0.001))
+    rows = data(512, 6) * 5
+    init_from_data_(sae, rows)
+    assert (sae.scale * rows).pow(2).sum(1).mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert (sae.b_dec == 0).all() and not sae.kind.pre_bias
+    torch.testing.assert_close(sae.W_dec.norm(dim=0), torch.ones(F))
+    r = RECIPES['jumprelu']
+    assert (r['lr'], r['adam_betas'], r['adam_eps']) == (7e-5, (0.0, 0.999), 1e-8)
+    assert r['l1_warmup_frac'] > 0 and r['l1_coeff'] > 0
+
+
+# ----------------------------------------------------------------------------- SAELens export, training
+
+KINDS3 = ['batchtopk', 'matryoshka_batchtopk', 'jumprelu']
+
+
+def trained_like(kind: str) -> SparseAutoencoder:
+    """An SAE of the kind in a non-trivial state: thresholds set, a dataset scale (jumprelu)."""
+    sae = make(kind, matryoshka_widths=(6, 24, F) if kind == 'matryoshka_batchtopk' else ())
+    with torch.no_grad():
+        if kind == 'jumprelu':
+            sae.log_threshold.copy_(torch.rand(F) * 0.5 + 0.05).log_()
+            sae.scale.fill_(0.6)
+        else:
+            sae.threshold.fill_(0.37)
+    return sae.eval()
+
+
+@pytest.mark.parametrize('kind', KINDS3)
+def test_saelens_export_is_jumprelu_and_loads_back(kind, tmp_path):
+    """SAELens 6.x loads all three as its jumprelu SAE (BatchTopK and Matryoshka are saved so by SAELens too, with
+    every threshold θ); its formula on the exported tensors gives our features; load_saelens gives them back."""
+    sae = trained_like(kind)
+    x = data(B, 7)
+    save_saelens(sae, str(tmp_path / 'sae'), saelens_cfg(sae, 'blocks.0.mlp_hidden'))
+    cfg = json.loads((tmp_path / 'sae' / 'cfg.json').read_text())
+    assert cfg['architecture'] == 'jumprelu' and cfg['sae_kind'] == kind
+    assert cfg['apply_b_dec_to_input'] == (kind != 'jumprelu')
+    sd = state_for_export(sae)
+    assert sorted(sd) == ['W_dec', 'W_enc', 'b_dec', 'b_enc', 'threshold'] and sd['threshold'].shape == (F,)
+    pre = (x - sd['b_dec'] * cfg['apply_b_dec_to_input']) @ sd['W_enc'] + sd['b_enc']  # SAELens JumpReLUSAE
+    f_saelens = torch.relu(pre) * (pre > sd['threshold'])
+    f = sae.encode(x)
+    torch.testing.assert_close(f_saelens, f, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f_saelens @ sd['W_dec'] + sd['b_dec'], sae(x)[0], rtol=1e-5, atol=1e-5)
+    back = load_saelens(str(tmp_path / 'sae')).eval()
+    assert back.cfg.kind == kind and back.cfg.matryoshka_widths == sae.cfg.matryoshka_widths
+    torch.testing.assert_close(back.encode(x), f, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back(x)[0], sae(x)[0], rtol=1e-5, atol=1e-5)
+    if kind == 'jumprelu':  # as SAELens writes one (no sae_kind, b_dec applied): b_dec folded into b_enc
+        from safetensors.torch import save_file
+        saelens = {k: v for k, v in cfg.items() if k != 'sae_kind'}
+        (tmp_path / 'sl').mkdir()
+        (tmp_path / 'sl' / 'cfg.json').write_text(json.dumps({**saelens, 'apply_b_dec_to_input': True}))
+        save_file(sd, str(tmp_path / 'sl' / 'sae_weights.safetensors'))
+        pre = (x - sd['b_dec']) @ sd['W_enc'] + sd['b_enc']
+        other = load_saelens(str(tmp_path / 'sl'))
+        assert other.cfg.kind == 'jumprelu'
+        torch.testing.assert_close(other.encode(x), torch.relu(pre) * (pre > sd['threshold']), rtol=1e-5, atol=1e-5)
+
+
+def planted(d: int = 32, n_true: int = 64, p_active: float = 3 / 64, seed: int = 0):
+    """A sampler of x = Σ sparse coefficients × known unit directions."""
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(n_true, d, generator=g)
+    dirs /= dirs.norm(dim=1, keepdim=True)
+
+    def batch(n: int) -> torch.Tensor:
+        coef = torch.rand(n, n_true, generator=g) * (torch.rand(n, n_true, generator=g) < p_active)
+        return coef @ dirs
+    return batch
+
+
+@pytest.mark.parametrize('kind', KINDS3)
+def test_short_training_reaches_a_low_fvu(kind):
+    """Its own recipe (a larger lr for a short run) on planted sparse data: FVU at inference well below 1."""
+    torch.manual_seed(0)
+    batch = planted()
+    sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind=kind, k=4, dead_tokens=256 * 50))
+    init_from_data_(sae, batch(2048))
+    steps = 600
+    over = {'lr': 1e-2, 'l1_coeff': 1e-2} if kind == 'jumprelu' else {'lr': 1e-3}  # θ moves ~lr per step
+    recipe = Recipe(**{**RECIPES[kind], **over}, max_steps=steps)
+    opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
+    for step in range(steps):
+        train_step_(sae, opt, batch(256), step, recipe)
+    sae.eval()
+    x = batch(2048)
+    acc = MetricsAccumulator(sae.cfg.n_features)
+    with torch.no_grad():
+        acc.update(x, *sae(x))
+    m = acc.compute()
+    assert m['fvu'] < (0.3 if kind == 'matryoshka_batchtopk' else 0.25), m['fvu']  # measured: 0.18, 0.24, 0.07
+    assert 1 <= m['l0'] < 40, m['l0']
+    if kind != 'jumprelu':  # the learned threshold gives about k per row at inference
+        assert 3 <= m['l0'] <= 5, m['l0']
+
+
+@pytest.fixture(scope='module')
+def harvested(tmp_path_factory) -> str:
+    """A run folder with a tiny trained transformer and its harvest (as tests/test_train_sae.py)."""
+    root = tmp_path_factory.mktemp('kinds_run')
+    data_dir = make_token_dataset(str(root / 'data'))
+    out = str(root / 'run')
+    run_script('train_transformer.py', f'--dataset={data_dir}', f'--out_dir={out}', *TINY_MODEL, '--activation=relu',
+               '--max_iters=30', '--eval_interval=30', '--eval_iters=2', '--learning_rate=1e-2')
+    run_script('generate_activations.py', f'--out_dir={out}', '--n_contexts=200', '--tokens_per_context=16',
+               '--rows_per_shard=2000', '--device=cpu')
+    return out
+
+
+@pytest.mark.parametrize('kind', KINDS3)
+def test_train_sae_runs_each_kind(kind, harvested, tmp_path):
+    """train_sae.py --kind=...: trains, evaluates with evaluate_sae, exports what load_saelens reads back."""
+    import shutil
+    out = str(tmp_path / 'run')
+    shutil.copytree(harvested, out)
+    run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=4', '--n_features=64', '--batch_size=128',
+               '--max_steps=30', '--lr=1e-3', '--geometric_median_rows=500', '--eval_interval=1000',
+               '--eval_contexts=4', '--final_eval_contexts=8', '--log_interval=10', '--device=cpu',
+               '--shuffle_buffer=1024', '--ckpt_interval=1000')
+    m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
+    assert m['kind'] == kind and 0 <= m['fvu'] < 1.5 and math.isfinite(m['loss_recovered']) and m['l0'] > 0
+    cfg = json.load(open(os.path.join(out, 'sae', 'cfg.json')))
+    assert cfg['architecture'] == 'jumprelu' and cfg['sae_kind'] == kind
+    ck = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)
+    sae = SparseAutoencoder(SAEConfig(**ck['sae_config']))
+    sae.load_state_dict(ck['sae'])
+    back = load_saelens(os.path.join(out, 'sae'))
+    x = torch.rand(16, 64)
+    torch.testing.assert_close(back.eval()(x)[0], copy.deepcopy(sae).eval()(x)[0], rtol=1e-4, atol=1e-5)
+    if kind != 'jumprelu':
+        assert sae.threshold.item() > 0  # estimated during the run
