@@ -23,7 +23,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 CPU_TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: venv install install-dev test lint demo readme
+.PHONY: venv install install-dev test lint demo sweep readme
 
 # make demo: the whole pipeline on CPU with config/demo/*.py. Finished stages are skipped; FORCE=1 redoes all.
 DEMO := out/demo
@@ -83,6 +83,21 @@ endif
 	else $(PYTHON) build_interface.py config/demo/interface.py; fi
 	@echo; $(PYTHON) -c "from common import results_table; print(results_table('$(DEMO)'))"
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
+
+# make sweep: after make demo, the SAEs of config/demo/sweep.py trained together on the demo store (each batch read
+# once and fed to every SAE), then the Pareto report $(DEMO)/sweep/pareto.json + pareto.png. SAEs already done are
+# skipped, an interrupted one resumes; FORCE=1 redoes all.
+STORE_DONE = $(PYTHON) -c "import json, sys; \
+	sys.exit(0 if json.load(open('$(DEMO)/activations/meta.json')).get('complete') else 1)" 2>/dev/null
+
+sweep: install
+ifeq ($(FORCE),1)
+	rm -rf $(DEMO)/sweep
+endif
+	@if ! $(STORE_DONE); then echo "[sweep] error: no complete demo store in $(DEMO)/activations: run make demo first"; \
+	  exit 1; fi
+	$(PYTHON) train_sae.py config/demo/sweep.py --init_from=resume
+	@echo "Pareto plot: $(abspath $(DEMO))/sweep/pareto.png"
 
 # make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
 README_FEATURE ?= 4

@@ -9,9 +9,14 @@ The seed's run (4096 features, batch 8192, lr 3e-4, λ 1e-3, resampling 4x), one
     torchrun --standalone --nproc_per_node=8 train_sae.py config/sae.py
 No activation store on disk: --source=onthefly computes activations with the transformer as training goes.
 Resume after a crash: --init_from=resume. --help lists every key.
+Many SAEs on the same batches (each batch read once and fed to every SAE: kinds, sizes, k, λ, lr), e.g. the demo's
+families of sizes and sparsities (sweep.py describes the `sweep` key):
+    python train_sae.py config/demo/sweep.py
+    python train_sae.py config/demo/sweep.py --init_from=resume   # continues, skipping the SAEs already done
 
 Writes <out_dir>/sae/ckpt.pt (resumable), metrics.json (every metric, config, tokens seen), and a
-SAELens-loadable export (sae_weights.safetensors + cfg.json).
+SAELens-loadable export (sae_weights.safetensors + cfg.json); a sweep writes the same files in
+<out_dir>/sweep/<name>/ for each SAE, and the Pareto report <out_dir>/sweep/pareto.json + pareto.png.
 """
 import os
 import time
@@ -27,6 +32,7 @@ from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_se
                     rng_state, save_checkpoint, set_rng_state, token_memmap, token_windows)
 from model import load_gpt, parse_site, site_name
 from sae_eval import evaluate_sae
+from sweep import Member, pareto_table, plan_sweep, write_pareto
 from configurator import configure
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -76,13 +82,17 @@ log_interval = 100
 wandb_log = False  # works offline with WANDB_MODE=offline
 wandb_project = 'monosemanticity'
 wandb_run_name = 'sae'
+# many SAEs on one stream
+sweep = []  # [] = one SAE in <out_dir>/sae/; else dicts of SAE keys with a name each (config/demo/sweep.py)
 # system
 device = 'auto'
 seed = 0
+_recipe_unset: list[str] = []  # recipe keys the run left at None: a sweep's SAE of another kind takes its kind's
 
 
 def _config_defaults(g: dict) -> tuple[str, dict]:
     """The published recipe of the configured kind fills the optimisation keys left at None (configurator.py)."""
+    _recipe_unset[:] = [k_ for k_ in RECIPES.get(g['kind'], RECIPES['anthropic2023']) if g.get(k_) is None]
     return f"kind={g['kind']!r} default", dict(RECIPES.get(g['kind'], RECIPES['anthropic2023']))
 
 
@@ -95,7 +105,9 @@ ddp, ddp_rank, ddp_local_rank, world_size, device = ddp_setup(device)
 master = ddp_rank == 0
 if autocast_dtype not in ('float32', 'bfloat16', 'float16'):
     die(f"autocast_dtype '{autocast_dtype}' is not float32, bfloat16 or float16")
-sae_dir = os.path.join(out_dir, 'sae')
+if init_from not in ('scratch', 'resume'):
+    die(f"init_from '{init_from}' is not 'scratch' or 'resume'")
+sae_dir, sweep_dir = os.path.join(out_dir, 'sae'), os.path.join(out_dir, 'sweep')
 activations_dir = activations_dir or os.path.join(out_dir, 'activations')
 transformer_ckpt = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
 torch.manual_seed(seed)
@@ -127,64 +139,108 @@ layer, _ = parse_site(site)
 d_in = data.d
 
 
+init_rng = torch.get_rng_state()  # every SAE starts from this state, as a run of it alone would
+
+
 def rows_sample(n: int, salt: int) -> torch.Tensor:
     """n random activation rows (fp32, on device) for initialisation and resampling."""
     return data.sample(n, seed=seed * 7919 + salt).to(device, torch.float32)
 
 
-# ----------------------------------------------------------------------------- the SAE and its optimizer
-sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n_features, kind=kind, k=k, dead_tokens=auxk_dead_tokens,
-                                  normalize=normalize), device=device)
-recipe = Recipe(lr=lr, l1_coeff=l1_coeff, max_steps=max_steps, warmup_frac=warmup_frac, decay_frac=decay_frac,
-                l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip, adam_betas=tuple(adam_betas), adam_eps=adam_eps)
-opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
-step, data_pos, resample_gen = 0, 0, torch.Generator().manual_seed(seed + 1)
-if init_from == 'resume':
-    ck = load_checkpoint(os.path.join(sae_dir, 'ckpt.pt'), device, hint='nothing to resume: use --init_from=scratch')
-    if ck['sae_config'] != config_dict(sae):
-        die(f"{sae_dir}/ckpt.pt holds a {ck['sae_config']} SAE, not the configured one: "
-            f"use the same kind/n_features/k or another out_dir")
-    sae.load_state_dict(ck['sae'])
-    opt.load_state_dict(ck['optimizer'])
-    step, data_pos, data_mean = ck['step'], ck['data_pos'][ddp_rank], ck['data_mean'].to(device)
-    resample_gen.set_state(ck['resample_rng'])
-    resampled = ck.get('resampled', [])
-    set_rng_state(ck['rng'])
-    print0(f"resuming from {sae_dir}/ckpt.pt at step {step}")
-elif init_from == 'scratch':
-    init_rows = rows_sample(geometric_median_rows, salt=0)
-    if not torch.isfinite(init_rows).all():
-        die(f"the activation rows hold non-finite values ({int((~torch.isfinite(init_rows)).any(1).sum())} of "
-            f"{len(init_rows)} sampled rows): harvest again with generate_activations.py (--dtype=float32 if "
-            f"float16 overflowed)")
-    data_mean = init_rows.mean(0)  # the dataset mean, for mean-ablation CE
-    init_from_data_(sae, init_rows)  # the kind's input scale, MSE normaliser, b_dec at the geometric median
-    del init_rows
-    resampled = []  # one record per resampling: {step, n_dead, window_tokens}
-    if ddp:  # rank 0's initialisation everywhere
-        for t in [*sae.parameters(), *sae.buffers(), data_mean]:
-            torch.distributed.broadcast(t.data, 0)
-else:
-    die(f"init_from '{init_from}' is not 'scratch' or 'resume'")
-batches = data.batches(batch_size, seed=seed + 1000 * ddp_rank, start=data_pos, shuffle_buffer=shuffle_buffer)
-cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
+_init_rows: list[torch.Tensor] = []
 
 
-def resample_windows() -> dict[int, int]:
+def shared_init_rows() -> torch.Tensor:
+    """The geometric_median_rows rows every new SAE is initialised from (sampled once, checked finite)."""
+    if not _init_rows:
+        init_rows = rows_sample(geometric_median_rows, salt=0)
+        if not torch.isfinite(init_rows).all():
+            die(f"the activation rows hold non-finite values ({int((~torch.isfinite(init_rows)).any(1).sum())} of "
+                f"{len(init_rows)} sampled rows): harvest again with generate_activations.py (--dtype=float32 if "
+                f"float16 overflowed)")
+        _init_rows.append(init_rows)
+    return _init_rows[0]
+
+
+def tag(m: Member) -> str:
+    """The prefix of a sweep SAE's log lines ('' in a single run)."""
+    return f"{m.name}: " if sweep else ''
+
+
+# ----------------------------------------------------------------------------- the SAEs and their optimizers
+def resample_windows(c: dict) -> dict[int, int]:
     """resample step -> the dead window in tokens: half the interval since the previous resampling."""
     windows, prev = {}, 0
-    for s in sorted(resample_steps):
+    for s in sorted(c['resample_steps']):
         if 0 < s < max_steps:
             windows[s] = (s - prev) // 2 * batch_size * world_size
         prev = s
     return windows
 
 
-window_tokens = resample_windows() if sae.kind.resamples else {}
+def make_recipe(lr, l1_coeff, warmup_frac, decay_frac, l1_warmup_frac, grad_clip, adam_betas, adam_eps, **_) -> Recipe:
+    """The optimisation recipe of one SAE from its config keys."""
+    return Recipe(lr=lr, l1_coeff=l1_coeff, max_steps=max_steps, warmup_frac=warmup_frac, decay_frac=decay_frac,
+                  l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip, adam_betas=tuple(adam_betas), adam_eps=adam_eps)
+
+
+def build(m: Member) -> torch.Tensor | None:
+    """m's SAE, recipe and optimizer, resumed from m.dir/ckpt.pt (init_from='resume'; in a sweep, if it exists)
+    or initialised from the data. Returns the data mean its checkpoint holds (None for a new SAE)."""
+    c = m.conf
+    torch.set_rng_state(init_rng)
+    m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'], k=c['k'],
+                                              dead_tokens=c['auxk_dead_tokens'], normalize=c['normalize']),
+                                    device=device)
+    m.recipe = make_recipe(**c)
+    m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)
+    m.resample_gen = torch.Generator().manual_seed(seed + 1)
+    m.window_tokens = resample_windows(c) if m.sae.kind.resamples else {}
+    path = os.path.join(m.dir, 'ckpt.pt')
+    if init_from == 'resume' and (not sweep or os.path.isfile(path)):
+        ck = load_checkpoint(path, device, hint='nothing to resume: use --init_from=scratch')
+        if ck['sae_config'] != config_dict(m.sae):
+            die(f"{path} holds a {ck['sae_config']} SAE, not the configured one: "
+                f"use the same kind/n_features/k or another out_dir")
+        m.sae.load_state_dict(ck['sae'])
+        m.opt.load_state_dict(ck['optimizer'])
+        m.step = m.first_step = ck['step']
+        m.resample_gen.set_state(ck['resample_rng'])
+        m.resampled = ck.get('resampled', [])
+        set_rng_state(ck['rng'])
+        print0(f"resuming from {path} at step {m.step}")
+        return ck['data_mean'].to(device)
+    init_rows = shared_init_rows()
+    init_from_data_(sae, init_rows)  # the kind's input scale, MSE normaliser, b_dec at the geometric median
+    if ddp:  # rank 0's initialisation everywhere
+        for t in [*sae.parameters(), *sae.buffers()]:
+            torch.distributed.broadcast(t.data, 0)
+    return None
+
+
+if sweep:
+    plans = plan_sweep(sweep, config, _recipe_unset, RECIPES)
+    members = [Member(c['name'], os.path.join(sweep_dir, c['name']), c) for c in plans]
+    done = [m for m in members if init_from == 'resume' and os.path.isfile(os.path.join(m.dir, 'metrics.json'))]
+    members = [m for m in members if m not in done]
+    print0(f"sweep of {len(plans)} SAEs in {sweep_dir}" + (f"; done, skipped: {', '.join(m.name for m in done)}"
+                                                            if done else ''))
+else:
+    members = [Member('sae', sae_dir, config)]
+data_means = [build(m) for m in members]
+data_mean = next((mu for mu in data_means if mu is not None), None)
+if data_mean is None and members:
+    data_mean = shared_init_rows().mean(0)  # the dataset mean, for mean-ablation CE
+    if ddp:
+        torch.distributed.broadcast(data_mean, 0)
+_init_rows.clear()
+step = min((m.step for m in members), default=max_steps)  # an SAE ahead of it waits for the stream to catch up
+batches = data.batches(batch_size, seed=seed + 1000 * ddp_rank, start=step, shuffle_buffer=shuffle_buffer)
+cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate(n_contexts: int) -> dict:
+def evaluate(m: Member, n_contexts: int) -> dict:
     """evaluate_sae on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
     val = token_memmap(data_dir, 'val', data_meta['dtype'])
     T = min(context_length, len(val) - 1)
@@ -197,50 +253,52 @@ def evaluate(n_contexts: int) -> dict:
             idx = token_windows(val, starts[i:i + eval_batch_size], T + 1).to(device)  # (B, T+1)
             yield idx[:, :-1], idx[:, 1:]
 
-    return {**evaluate_sae(sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
+    return {**evaluate_sae(m.sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
 
 
-def check_finite_weights(where: str) -> None:
+def check_finite_weights(m: Member, where: str) -> None:
     """Stop with one line if any SAE tensor holds NaN/inf (nothing is saved from such a model)."""
-    for name, t in [*sae.named_parameters(), *sae.named_buffers()]:
+    for name, t in [*m.sae.named_parameters(), *m.sae.named_buffers()]:
         if t.is_floating_point() and not torch.isfinite(t).all():
-            die(f"{where}: the SAE's {name} holds {int((~torch.isfinite(t)).sum())} non-finite values; nothing "
-                f"was saved (lower --lr, or check the activations)")
+            die(f"{where}: {tag(m)}the SAE's {name} holds {int((~torch.isfinite(t)).sum())} non-finite values; "
+                f"nothing was saved (lower --lr, or check the activations)")
 
 
-def save(final: bool = False) -> None:
-    check_finite_weights(f"step {step}")
-    positions = [data_pos]
+def save(m: Member, final: bool = False) -> None:
+    """m.dir/ckpt.pt, atomically: everything an exact resume of this SAE needs (its stream position is its step)."""
+    check_finite_weights(m, f"step {m.step}")
+    positions = [m.step]
     if ddp:
         positions = [0] * world_size
-        torch.distributed.all_gather_object(positions, data_pos)
+        torch.distributed.all_gather_object(positions, m.step)
     if master:
-        save_checkpoint({'sae': sae.state_dict(), 'sae_config': config_dict(sae), 'optimizer': opt.state_dict(),
-                         'step': step, 'data_pos': positions, 'data_mean': data_mean.cpu(), 'rng': rng_state(),
-                         'resample_rng': resample_gen.get_state(), 'resampled': resampled, 'config': config,
-                         'site': site,
-                         'transformer_ckpt': transformer_ckpt, 'complete': final},
-                        os.path.join(sae_dir, 'ckpt.pt'))
+        save_checkpoint({'sae': m.sae.state_dict(), 'sae_config': config_dict(m.sae), 'optimizer': m.opt.state_dict(),
+                         'step': m.step, 'data_pos': positions, 'data_mean': data_mean.cpu(), 'rng': rng_state(),
+                         'resample_rng': m.resample_gen.get_state(), 'resampled': m.resampled, 'config': m.conf,
+                         'site': site, 'transformer_ckpt': transformer_ckpt, 'complete': final},
+                        os.path.join(m.dir, 'ckpt.pt'))
 
 
-def summary(m: dict) -> str:
-    return (f"mse {m['mse']:.4g}, fvu {m['fvu']:.3f}, L0 {m['l0']:.1f}, alive {m['alive_frac']:.1%}, "
-            f"loss recovered {m['loss_recovered']:.3f} (mean-abl {m['loss_recovered_mean_abl']:.3f}), "
-            f"CE clean/spliced/zero {m['ce_clean']:.3f}/{m['ce_spliced']:.3f}/{m['ce_zero_ablation']:.3f}")
+def summary(r: dict) -> str:
+    return (f"mse {r['mse']:.4g}, fvu {r['fvu']:.3f}, L0 {r['l0']:.1f}, alive {r['alive_frac']:.1%}, "
+            f"loss recovered {r['loss_recovered']:.3f} (mean-abl {r['loss_recovered_mean_abl']:.3f}), "
+            f"CE clean/spliced/zero {r['ce_clean']:.3f}/{r['ce_spliced']:.3f}/{r['ce_zero_ablation']:.3f}")
 
 
 # ----------------------------------------------------------------------------- the steps of the loop
-def resample(step: int) -> None:
+def resample(m: Member, step: int) -> None:
     """Resample the latents silent over this step's window (Kind.resamples) and record it."""
-    dead = silent_latents(sae, window_tokens[step])
+    sae, opt, resample_gen, resample_rows = m.sae, m.opt, m.resample_gen, m.conf['resample_rows']
+    dead = silent_latents(sae, m.window_tokens[step])
     n_dead = int(dead.sum())
     if n_dead:
         resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)
         if ddp:  # every rank resampled the same neurons; take rank 0's rows
             for t in (sae.W_enc, sae.b_enc, sae.W_dec):
                 torch.distributed.broadcast(t.data, 0)
-    resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': window_tokens[step]})
-    bar.write(f"step {step}: resampled {n_dead} dead neurons ({n_dead / n_features:.1%})") if master else None
+    m.resampled.append({'step': step, 'n_dead': n_dead, 'window_tokens': m.window_tokens[step]})
+    share = n_dead / m.conf['n_features']
+    bar.write(f"{tag(m)}step {step}: resampled {n_dead} dead neurons ({share:.1%})") if master else None
 
 
 def next_batch() -> torch.Tensor:
@@ -251,105 +309,145 @@ def next_batch() -> torch.Tensor:
         die(f"step {step}: {e}")
 
 
-def stop_if_not_finite(stats: dict, x: torch.Tensor) -> None:
+def stop_if_not_finite(m: Member, stats: dict, x: torch.Tensor) -> None:
     """Stop with one line at a non-finite loss (one scalar to check: < 1% of a step, bench.sae_step)."""
     if not torch.isfinite(stats['loss']):
         what = 'batch holds non-finite activations' if not torch.isfinite(x).all() else 'loss is non-finite'
         bar.leave = False  # erase the bar: the error is the one line left on the screen
         bar.close()
-        die(f"step {step}: the {what} ({stats['loss'].item()}); stopped without writing metrics.json or the export "
-            f"(ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with --dtype=float32 "
-            f"if float16 overflowed) or lower --lr")
+        die(f"step {step}: {tag(m)}the {what} ({stats['loss'].item()}); stopped without writing metrics.json or "
+            f"the export (ckpt.pt keeps the last good checkpoint): check the activations (harvest again, with "
+            f"--dtype=float32 if float16 overflowed) or lower --lr")
 
 
-def log_train(stats: dict) -> None:
-    tok_s = (step - step_start) * batch_size * world_size / (time.time() - t_start)
-    bar.set_postfix(mse=f"{stats['mse'].item():.3g}", l0=f"{stats['l0'].item():.1f}",
-                    dead=f"{silent_latents(sae, 20 * batch_size).float().mean().item():.0%}",
-                    tok_s=f'{tok_s:,.0f}', refresh=False)
-    if wandb_log:
-        wandb.log({'step': step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
+def tokens_per_s() -> float:
+    """Training throughput of this process so far (rows of the stream per second, every SAE fed)."""
+    return (step - step_start) * batch_size * world_size / max(time.time() - t_start, 1e-9)
+
+
+def log_train(m: Member, stats: dict) -> None:
+    if not sweep:
+        bar.set_postfix(mse=f"{stats['mse'].item():.3g}", l0=f"{stats['l0'].item():.1f}",
+                        dead=f"{silent_latents(m.sae, 20 * batch_size).float().mean().item():.0%}",
+                        tok_s=f'{tokens_per_s():,.0f}', refresh=False)
+    if m.run is not None:
+        m.run.log({'step': m.step, 'train/mse': stats['mse'].item(), 'train/l0': stats['l0'].item(),
                    'train/l1': stats['l1'].item(), 'train/aux': stats['aux'].item(),
                    'train/loss': stats['loss'].item(), 'lr': stats['lr'], 'l1_coeff': stats['l1_coeff'],
-                   'tokens_per_s': tok_s})
+                   'tokens_per_s': tokens_per_s()})
 
 
-def log_eval(m: dict) -> None:
-    bar.write(f"step {step}: {summary(m)}") if master else None
-    if wandb_log and master:
-        hist = np.repeat(m['density_hist']['edges'][:-1], m['density_hist']['counts'])
-        wandb.log({'step': step, **{f'eval/{k_}': v for k_, v in m.items() if isinstance(v, (int, float))},
+def log_eval(m: Member, r: dict) -> None:
+    bar.write(f"step {m.step}: {tag(m)}{summary(r)}") if master else None
+    if m.run is not None:
+        hist = np.repeat(r['density_hist']['edges'][:-1], r['density_hist']['counts'])
+        m.run.log({'step': m.step, **{f'eval/{k_}': v for k_, v in r.items() if isinstance(v, (int, float))},
                    'eval/log10_density': wandb.Histogram(hist) if len(hist) else None})
 
+
+def train_member_step(m: Member, x: torch.Tensor) -> None:
+    """One step of m on the batch x (B, d), then its logging, checkpoint and evaluation as their intervals say."""
+    t0 = time.perf_counter()
+    stats = train_step_(m.sae, m.opt, x, m.step, m.recipe, cdt, want_l0=(m.step + 1) % log_interval == 0)
+    stop_if_not_finite(m, stats, x)
+    m.seconds += time.perf_counter() - t0
+    m.step += 1
+    if m.step % log_interval == 0 and master:
+        log_train(m, stats)
+    if m.step % ckpt_interval == 0 and m.step < max_steps:
+        save(m)
+    if m.step % eval_interval == 0 and m.step < max_steps:
+        log_eval(m, evaluate(m, eval_contexts))
+
+
+def announce(m: Member) -> None:
+    """The start-up lines of one SAE: its shape, data, recipe and resampling."""
+    c, r = m.conf, m.recipe
+    print0(f"{tag(m)}SAE {c['kind']}: {d_in} -> {c['n_features']} features on {site} ({source}: "
+           f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
+           f"{max_steps} steps, {device} {autocast_dtype}")
+    print0(f"{tag(m)}recipe: lr {r.lr:g} (warm-up {r.warmup_frac:g}, decay {r.decay_frac:g} of the run), "
+           f"l1_coeff {r.l1_coeff:g} (warm-up {r.l1_warmup_frac:g}), grad_clip {r.grad_clip:g}, "
+           f"Adam betas {r.adam_betas} eps {r.adam_eps:g}, normalize {c['normalize']}")
+    if m.sae.kind.resamples:
+        if m.window_tokens:
+            print0(f"{tag(m)}resampling dead neurons at steps {', '.join(str(s_) for s_ in sorted(m.window_tokens))}")
+        else:
+            print0(f"{tag(m)}note: no resampling will happen: no resample_steps in (0, max_steps={max_steps}) "
+                   f"(resample_steps={tuple(c['resample_steps'])})")
+
+
+# ----------------------------------------------------------------------------- final evaluation and outputs
+def finish(m: Member, elapsed: float) -> None:
+    """m's final evaluation, then its complete checkpoint, SAELens export and metrics.json (written last)."""
+    check_finite_weights(m, 'after training')
+    r = evaluate(m, final_eval_contexts)
+    bad = [k_ for k_ in ('mse', 'fvu', 'l0', 'ce_clean', 'ce_spliced', 'kl_spliced') if not np.isfinite(r[k_])]
+    if bad:
+        die(f"{tag(m)}the final evaluation gave non-finite {', '.join(bad)}: nothing written (check the transformer)")
+    save(m, final=True)
+    if not master:
+        return
+    seconds = elapsed if not sweep else m.seconds  # a sweep's SAE: the time of its own steps
+    tokens_seen = m.step * batch_size * world_size
+    metrics = {k_: v for k_, v in r.items() if k_ != 'density'}
+    metrics.update(kind=m.conf['kind'], site=site, d_in=d_in, n_features=m.conf['n_features'], steps=m.step,
+                   tokens_seen=tokens_seen, train_seconds_this_run=round(seconds, 1),
+                   tokens_per_s_this_run=round((m.step - m.first_step) * batch_size * world_size / max(seconds, 1e-9)),
+                   density_window_tokens=r['eval_tokens'], resampled=m.resampled, config=m.conf)
+    metrics['density'] = [round(v, 8) for v in r['density'].tolist()]
+    cfg = saelens_cfg(m.sae, site, model_name=os.path.abspath(transformer_ckpt), hook_layer=layer,
+                      context_size=context_length)
+    save_saelens(m.sae, m.dir, cfg)
+    atomic_write_json(os.path.join(m.dir, 'metrics.json'), metrics)
+    print(f"{tag(m)}final ({r['eval_tokens']:,} val tokens): {summary(r)}; ultralow "
+          f"{r['ultralow_frac_of_alive']:.1%} of alive, KL {r['kl_spliced']:.4f}")
+    print(f"{tag(m)}trained {m.step} steps ({tokens_seen:,} tokens) in {seconds:.0f}s; wrote {m.dir}/ckpt.pt, "
+          f"metrics.json, sae_weights.safetensors + cfg.json")
 
 
 # ----------------------------------------------------------------------------- the training loop
 if master:
-    os.makedirs(sae_dir, exist_ok=True)
-    for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):  # outputs of an earlier run: stale now
-        if os.path.exists(os.path.join(sae_dir, name)):
-            os.remove(os.path.join(sae_dir, name))
+    for m in members:
+        os.makedirs(m.dir, exist_ok=True)
+        for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):  # outputs of an earlier run: stale now
+            if os.path.exists(os.path.join(m.dir, name)):
+                os.remove(os.path.join(m.dir, name))
 if wandb_log and master:
     import wandb
-    wandb.init(project=wandb_project, name=wandb_run_name, config=config)
-print0(f"SAE {kind}: {d_in} -> {n_features} features on {site} ({source}: "
-       f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
-       f"{max_steps} steps, {device} {autocast_dtype}")
-print0(f"recipe: lr {recipe.lr:g} (warm-up {recipe.warmup_frac:g}, decay {recipe.decay_frac:g} of the run), "
-       f"l1_coeff {recipe.l1_coeff:g} (warm-up {recipe.l1_warmup_frac:g}), grad_clip {recipe.grad_clip:g}, "
-       f"Adam betas {recipe.adam_betas} eps {recipe.adam_eps:g}, normalize {normalize}")
-if sae.kind.resamples:
-    if window_tokens:
-        print0(f"resampling dead neurons at steps {', '.join(str(s_) for s_ in sorted(window_tokens))}")
-    else:
-        print0(f"note: no resampling will happen: no resample_steps in (0, max_steps={max_steps}) "
-               f"(resample_steps={tuple(resample_steps)})")
-bar = progress(total=max_steps, initial=step, desc='sae', unit='step', disable=not master)
+    for m in members:  # a sweep: one run per SAE, grouped under wandb_run_name
+        m.run = wandb.init(project=wandb_project, name=f"{wandb_run_name}/{m.name}" if sweep else wandb_run_name,
+                           group=wandb_run_name if sweep else None, config=m.conf, reinit='create_new')
+for m in members:
+    announce(m)
+bar = progress(total=max_steps, initial=step, desc='sweep' if sweep else 'sae', unit='step', disable=not master)
 t_start, step_start = time.time(), step
 while step < max_steps:
-    if step in window_tokens:
-        resample(step)
+    active = [m for m in members if m.step == step]  # a resumed SAE ahead of the stream waits
+    for m in active:
+        if step in m.window_tokens:
+            resample(m, step)
     x = next_batch()
-    data_pos += 1
-    stats = train_step_(sae, opt, x, step, recipe, cdt, want_l0=(step + 1) % log_interval == 0)
-    stop_if_not_finite(stats, x)
+    for m in active:
+        train_member_step(m, x)
     step += 1
     bar.update(1)
-    if step % log_interval == 0 and master:
-        log_train(stats)
-    if step % ckpt_interval == 0 and step < max_steps:
-        save()
-    if step % eval_interval == 0 and step < max_steps:
-        log_eval(evaluate(eval_contexts))
+    if sweep and step % log_interval == 0 and master:
+        bar.set_postfix(saes=len(active), tok_s=f'{tokens_per_s():,.0f}', refresh=False)
 bar.close()
-
-# ----------------------------------------------------------------------------- final evaluation and outputs
 elapsed = time.time() - t_start
-check_finite_weights('after training')
-m = evaluate(final_eval_contexts)
-bad = [k_ for k_ in ('mse', 'fvu', 'l0', 'ce_clean', 'ce_spliced', 'kl_spliced') if not np.isfinite(m[k_])]
-if bad:
-    die(f"the final evaluation gave non-finite {', '.join(bad)}: nothing written (check the transformer)")
-save(final=True)
-if master:
-    tokens_seen = step * batch_size * world_size
-    metrics = {k_: v for k_, v in m.items() if k_ != 'density'}
-    metrics.update(kind=kind, site=site, d_in=d_in, n_features=n_features, steps=step, tokens_seen=tokens_seen,
-                   train_seconds_this_run=round(elapsed, 1),
-                   tokens_per_s_this_run=round((step - step_start) * batch_size * world_size / max(elapsed, 1e-9)),
-                   density_window_tokens=m['eval_tokens'], resampled=resampled, config=config)
-    metrics['density'] = [round(v, 8) for v in m['density'].tolist()]
-    cfg = saelens_cfg(sae, site, model_name=os.path.abspath(transformer_ckpt), hook_layer=layer,
-                      context_size=context_length)
-    save_saelens(sae, sae_dir, cfg)
-    atomic_write_json(os.path.join(sae_dir, 'metrics.json'), metrics)
-    print(f"final ({m['eval_tokens']:,} val tokens): {summary(m)}; ultralow {m['ultralow_frac_of_alive']:.1%} "
-          f"of alive, KL {m['kl_spliced']:.4f}")
-    print(f"trained {step} steps ({tokens_seen:,} tokens) in {elapsed:.0f}s; wrote {sae_dir}/ckpt.pt, "
-          f"metrics.json, sae_weights.safetensors + cfg.json")
+if sweep and members:
+    print0(f"sweep: {len(members)} SAEs, {step - step_start} steps of the stream in {elapsed:.1f}s, "
+           f"{sum(m.seconds for m in members):.1f}s of it in their training steps")
+for m in members:
+    finish(m, elapsed)
+    if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
+        print0(f"{tag(m)}ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(m.sae):g}")
+    if m.run is not None:
+        m.run.finish()
+if sweep and master:
+    print(pareto_table(write_pareto(sweep_dir, RECIPES, [c['name'] for c in plans])))
+    print(f"wrote {sweep_dir}/pareto.json and pareto.png (python sweep.py {sweep_dir} redraws them)")
+elif master:
     print(f"next: {next_command('build_interface.py', 'interface', out_dir)}")
-if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
-    print0(f"ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(sae):g}")
-if wandb_log and master:
-    wandb.finish()
 ddp_cleanup(ddp)

@@ -1,0 +1,176 @@
+"""
+Many SAEs on one activation stream (train_sae.py's `sweep` key) and their Pareto report.
+
+A sweep is a list of dicts in a config file (config/demo/sweep.py), one per SAE: its `name` and the SAE keys of
+train_sae.py it changes (kind, n_features, k, l1_coeff, lr, ...); every other key is the run's. Keys of the
+stream (batch_size, max_steps, data, evaluation, seed: RUN_KEYS) are the same for every SAE. An SAE whose kind
+differs from the run's takes its own kind's published recipe for every recipe key the run left unset.
+train_sae.py reads each batch once and steps every SAE on it; each writes <out_dir>/sweep/<name>/ exactly as a
+single run writes <out_dir>/sae/ (ckpt.pt, metrics.json, sae_weights.safetensors + cfg.json).
+
+The report, written at the end of a sweep, regenerable from the metrics.json files:
+    python sweep.py out/demo/sweep
+writes <sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered
+and against FVU, one line per kind, log-x).
+"""
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from common import UserError, atomic_file, atomic_write_json, exit_on_user_error
+from configurator import _closest, coerce
+
+# keys of the stream every SAE of a sweep shares (the others may differ per SAE)
+RUN_KEYS = ('out_dir', 'activations_dir', 'source', 'transformer_ckpt', 'init_from', 'batch_size', 'max_steps',
+            'autocast_dtype', 'geometric_median_rows', 'shuffle_buffer', 'site', 'onthefly_contexts',
+            'onthefly_tokens_per_context', 'eval_interval', 'eval_contexts', 'final_eval_contexts',
+            'eval_batch_size', 'ckpt_interval', 'log_interval', 'wandb_log', 'wandb_project', 'wandb_run_name',
+            'device', 'seed', 'sweep')
+NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,99}$')
+
+
+@dataclass
+class Member:
+    """One SAE of a run and what its training needs (train_sae.py builds it; a single run is a sweep of one)."""
+
+    name: str  # 'sae' for a single run, else the sweep entry's name
+    dir: str  # <out_dir>/sae or <out_dir>/sweep/<name>
+    conf: dict  # the run's config with this SAE's keys
+    sae: torch.nn.Module = None
+    opt: torch.optim.Optimizer = None
+    recipe: object = None  # autoencoder.Recipe
+    window_tokens: dict = field(default_factory=dict)  # resample step -> dead window in tokens
+    resample_gen: torch.Generator = None
+    resampled: list = field(default_factory=list)  # one record per resampling: {step, n_dead, window_tokens}
+    step: int = 0  # steps this SAE has trained
+    first_step: int = 0  # its step when this process started
+    seconds: float = 0.0  # time in its own training steps in this process
+    run: object = None  # its wandb run
+
+
+def default_name(entry: dict) -> str:
+    """'topk_k10' for {kind: 'topk', k: 10}: the overridden values, the kind's bare."""
+    return '_'.join(str(v) if k == 'kind' else f"{k}{v}" for k, v in entry.items()).replace(' ', '')
+
+
+def plan_sweep(entries: list, config: dict, recipe_unset: list[str], recipes: dict) -> list[dict]:
+    """The config of each SAE of a sweep: the run's config, the entry's keys (type-checked), and for every key in
+    recipe_unset (recipe keys the run did not set) the value of the entry kind's recipe. Each has its 'name'."""
+    keys = [k for k in config if k not in RUN_KEYS]
+    plans, names = [], set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise UserError(f"sweep entry {i} is a {type(entry).__name__}, not a dict of SAE keys")
+        entry = dict(entry)
+        name = str(entry.pop('name', '') or default_name(entry))
+        for k, v in entry.items():
+            if k in RUN_KEYS:
+                raise UserError(f"sweep entry '{name}': {k} is shared by every SAE of a sweep (set it for the run)")
+            if k not in keys:
+                raise UserError(f"sweep entry '{name}': unknown key '{k}'{_closest(k, keys)}")
+        kind = entry.get('kind', config['kind'])
+        if kind not in recipes:
+            raise UserError(f"sweep entry '{name}': kind '{kind}' is not one of {', '.join(recipes)}")
+        c = {**config, **{k: recipes[kind][k] for k in recipe_unset}}
+        for k, v in entry.items():
+            c[k] = coerce(k, v, c[k], f"sweep entry '{name}'")
+        if not NAME.match(name) or name in names:
+            raise UserError(f"sweep entry {i}: name '{name}' is {'taken' if name in names else 'not a folder name'}"
+                            f" (letters, digits, _ . = + -)")
+        names.add(name)
+        plans.append({**c, 'name': name})
+    if not plans:
+        raise UserError("sweep is empty: list at least one SAE (config/demo/sweep.py)")
+    return plans
+
+
+# ----------------------------------------------------------------------------- the Pareto report
+
+PARETO_FIELDS = ('name', 'kind', 'n_features', 'k', 'l1_coeff', 'sparsity', 'l0', 'fvu', 'loss_recovered',
+                 'loss_recovered_mean_abl', 'kl_spliced', 'alive_frac', 'ultralow_frac_of_alive', 'tokens_seen',
+                 'train_seconds')
+
+
+def pareto_record(name: str, m: dict, recipes: dict) -> dict:
+    """One SAE's record from its metrics.json: sparsity is k for kinds without an L1 penalty, else λ."""
+    c = m['config']
+    by_k = recipes.get(m['kind'], {}).get('l1_coeff', 1.0) == 0
+    return {'name': name, 'kind': m['kind'], 'n_features': m['n_features'], 'k': c['k'] if by_k else None,
+            'l1_coeff': None if by_k else c['l1_coeff'],
+            'sparsity': f"k={c['k']}" if by_k else f"λ={c['l1_coeff']:g}",
+            **{k: m[k] for k in PARETO_FIELDS[6:-1]}, 'train_seconds': m['train_seconds_this_run']}
+
+
+def pareto_records(sweep_dir: str, recipes: dict, names: list[str] | None = None) -> list[dict]:
+    """The records of the finished SAEs in sweep_dir (folders with a metrics.json; names: only these), by kind
+    then L0."""
+    records = []
+    for name in sorted(os.listdir(sweep_dir) if names is None else names):
+        path = os.path.join(sweep_dir, name, 'metrics.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                records.append(pareto_record(name, json.load(f), recipes))
+    return sorted(records, key=lambda r: (r['kind'], r['l0'], r['n_features']))
+
+
+def plot_pareto(records: list[dict], path: str) -> None:
+    """pareto.png: L0 against loss recovered and against FVU, one line per kind (by L0), log-x."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], 'loss_recovered', 'loss recovered (zero ablation)'),
+                           (axes[1], 'fvu', 'FVU (fraction of variance unexplained)')):
+        for kind in sorted({r['kind'] for r in records}):
+            rs = [r for r in records if r['kind'] == kind]
+            ax.plot([r['l0'] for r in rs], [r[key] for r in rs], 'o-', label=kind, alpha=0.85)
+            for r in rs:
+                ax.annotate(f"{r['n_features']} {r['sparsity']}", (r['l0'], r[key]), fontsize=6,
+                            textcoords='offset points', xytext=(3, 3))
+        ax.set_xscale('log')
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 10, 20, 40 rather than 2×10¹
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel('L0 (features active per token)')
+        ax.set_ylabel(label)
+        ax.grid(True, which='both', alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{len(records)} SAEs trained on one activation stream")
+    fig.tight_layout()
+    with atomic_file(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=120)
+    plt.close(fig)
+
+
+def write_pareto(sweep_dir: str, recipes: dict, names: list[str] | None = None) -> list[dict]:
+    """Write sweep_dir/pareto.json and pareto.png from the metrics.json files (of `names` only if given);
+    returns the records."""
+    records = pareto_records(sweep_dir, recipes, names)
+    atomic_write_json(os.path.join(sweep_dir, 'pareto.json'), records)
+    plot_pareto(records, os.path.join(sweep_dir, 'pareto.png'))
+    return records
+
+
+def pareto_table(records: list[dict]) -> str:
+    """The records as a Markdown table."""
+    lines = ['| name | kind | F | sparsity | L0 | FVU | loss rec. (zero / mean abl.) | KL | alive | ultralow | s |',
+             '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
+    for r in records:
+        lines.append(f"| {r['name']} | {r['kind']} | {r['n_features']} | {r['sparsity']} | {r['l0']:.1f} | "
+                     f"{r['fvu']:.3f} | {r['loss_recovered']:.3f} / {r['loss_recovered_mean_abl']:.3f} | "
+                     f"{r['kl_spliced']:.3f} | {r['alive_frac']:.1%} | {r['ultralow_frac_of_alive']:.1%} | "
+                     f"{r['train_seconds']:.0f} |")
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    exit_on_user_error()
+    from autoencoder import RECIPES
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        raise UserError("usage: python sweep.py <out_dir>/sweep (a folder of trained SAEs)")
+    print(pareto_table(write_pareto(sys.argv[1], RECIPES)))
+    print(f"wrote {sys.argv[1]}/pareto.json, pareto.png")
