@@ -50,6 +50,10 @@ n_features = 4096  # dictionary size
 k = 32  # topk: latents kept per token
 auxk_dead_tokens = 10_000_000  # topk: a latent silent for this many tokens is dead and trained by the AuxK loss
 normalize = 'none'  # 'layer_norm': per-token normalised inputs (openai/sparse_autoencoder's LN), any kind
+topk_threshold_lr = 0.01  # batchtopk, matryoshka_batchtopk: rate of the running mean giving the inference threshold
+matryoshka_widths = ()  # matryoshka_batchtopk: nested prefix widths ending at n_features; () = F/16, F/8, F/4, F/2, F
+jumprelu_bandwidth = 0.001  # jumprelu: ε of the rectangle-kernel straight-through estimators of the thresholds
+jumprelu_init_threshold = 0.001  # jumprelu: every threshold θ_i at init
 # optimisation: None = the kind's published value (autoencoder.RECIPES; --help shows the values in effect)
 l1_coeff = None  # λ of the sparsity penalty; anthropic2023: λ_paper / d (its MSE is averaged over d), seed 1e-3
 lr = None  # Adam learning rate (anthropic2023 3e-4, april2024 5e-5, topk 1e-4)
@@ -190,7 +194,11 @@ def build(m: Member) -> torch.Tensor | None:
     c = m.conf
     torch.set_rng_state(init_rng)
     m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'], k=c['k'],
-                                              dead_tokens=c['auxk_dead_tokens'], normalize=c['normalize']),
+                                              dead_tokens=c['auxk_dead_tokens'], normalize=c['normalize'],
+                                              topk_threshold_lr=c['topk_threshold_lr'],
+                                              matryoshka_widths=c['matryoshka_widths'],
+                                              jumprelu_bandwidth=c['jumprelu_bandwidth'],
+                                              jumprelu_init_threshold=c['jumprelu_init_threshold']),
                                     device=device)
     m.recipe = make_recipe(**c)
     m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)

@@ -311,6 +311,10 @@ def harvested(tmp_path_factory) -> str:
     return out
 
 
+KIND_KEYS = {'batchtopk': [], 'matryoshka_batchtopk': ['--matryoshka_widths=(16, 64)'],
+             'jumprelu': ['--jumprelu_bandwidth=0.002']}  # the kinds' own train_sae.py keys reach SAEConfig
+
+
 @pytest.mark.parametrize('kind', KINDS3)
 def test_train_sae_runs_each_kind(kind, harvested, tmp_path):
     """train_sae.py --kind=...: trains, evaluates with evaluate_sae, exports what load_saelens reads back."""
@@ -320,7 +324,7 @@ def test_train_sae_runs_each_kind(kind, harvested, tmp_path):
     run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=4', '--n_features=64', '--batch_size=128',
                '--max_steps=30', '--lr=1e-3', '--geometric_median_rows=500', '--eval_interval=1000',
                '--eval_contexts=4', '--final_eval_contexts=8', '--log_interval=10', '--device=cpu',
-               '--shuffle_buffer=1024', '--ckpt_interval=1000')
+               '--shuffle_buffer=1024', '--ckpt_interval=1000', *KIND_KEYS[kind])
     m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
     assert m['kind'] == kind and 0 <= m['fvu'] < 1.5 and math.isfinite(m['loss_recovered']) and m['l0'] > 0
     cfg = json.load(open(os.path.join(out, 'sae', 'cfg.json')))
@@ -333,3 +337,5 @@ def test_train_sae_runs_each_kind(kind, harvested, tmp_path):
     torch.testing.assert_close(back.eval()(x)[0], copy.deepcopy(sae).eval()(x)[0], rtol=1e-4, atol=1e-5)
     if kind != 'jumprelu':
         assert sae.threshold.item() > 0  # estimated during the run
+    assert ck['sae_config'].get('matryoshka_widths', ()) == ((16, 64) if kind == 'matryoshka_batchtopk' else ())
+    assert ck['sae_config'].get('jumprelu_bandwidth', 0.001) == (0.002 if kind == 'jumprelu' else 0.001)
