@@ -89,3 +89,27 @@ TINY_MODEL = ['--n_layer=1', '--n_head=2', '--n_embd=16', '--block_size=32', '--
 def _few_threads():
     torch.set_num_threads(1)
     yield
+
+
+def harvested_run(root, max_iters: int, n_contexts: int, *model_args: str) -> str:
+    """<root>/run: a tiny transformer trained on a made-up token stream (<root>/data) for max_iters, and a harvest
+    of n_contexts x 16 of its blocks.0.mlp_hidden rows. Returns the run folder."""
+    data = make_token_dataset(str(root / 'data'))
+    out = str(root / 'run')
+    run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL, *model_args,
+               f'--max_iters={max_iters}', f'--eval_interval={max_iters}', '--eval_iters=2', '--learning_rate=1e-2')
+    run_script('generate_activations.py', f'--out_dir={out}', f'--n_contexts={n_contexts}', '--tokens_per_context=16',
+               '--rows_per_shard=2000', '--device=cpu')
+    return out
+
+
+def planted(d: int = 32, n_true: int = 64, p_active: float = 3 / 64, seed: int = 0):
+    """Known unit directions D (n_true, d) and a sampler of x = Σ sparse coefficients × directions."""
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(n_true, d, generator=g)
+    D /= D.norm(dim=1, keepdim=True)
+
+    def batch(B: int) -> torch.Tensor:
+        coef = torch.rand(B, n_true, generator=g) * (torch.rand(B, n_true, generator=g) < p_active)
+        return coef @ D  # (B, d)
+    return D, batch

@@ -9,19 +9,8 @@ import torch
 from autoencoder import (KINDS, SAEConfig, SparseAutoencoder, col_norms, estimate_scale, fold_scale_, geometric_median,
                          init_b_dec_, l1_coeff_at, load_saelens, lr_at, make_adam, remove_parallel_grad_,
                          resample_dead_, sae_step_, save_saelens, saelens_cfg, silent_latents, state_for_export)
+from conftest import planted
 from sae_eval import MetricsAccumulator, batch_stats, evaluate_sae
-
-
-def planted(d: int = 32, n_true: int = 64, p_active: float = 3 / 64, seed: int = 0):
-    """Known unit directions D (n_true, d) and a sampler of x = Σ sparse coefficients × directions."""
-    g = torch.Generator().manual_seed(seed)
-    D = torch.randn(n_true, d, generator=g)
-    D /= D.norm(dim=1, keepdim=True)
-
-    def batch(B: int) -> torch.Tensor:
-        coef = torch.rand(B, n_true, generator=g) * (torch.rand(B, n_true, generator=g) < p_active)
-        return coef @ D  # (B, d)
-    return D, batch
 
 
 def trained_state(sae: SparseAutoencoder, steps: int = 3, l1: float = 1e-2) -> torch.optim.Adam:

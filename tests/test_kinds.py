@@ -13,7 +13,7 @@ import torch
 
 from autoencoder import (RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, init_from_data_, load_saelens,
                          make_adam, matryoshka_widths, save_saelens, saelens_cfg, state_for_export, train_step_)
-from conftest import TINY_MODEL, make_token_dataset, run_script
+from conftest import harvested_run, planted, run_script
 from sae_eval import MetricsAccumulator
 
 D, F, B = 12, 48, 32
@@ -261,23 +261,11 @@ def test_saelens_export_is_jumprelu_and_loads_back(kind, tmp_path):
         torch.testing.assert_close(other.encode(x), torch.relu(pre) * (pre > sd['threshold']), rtol=1e-5, atol=1e-5)
 
 
-def planted(d: int = 32, n_true: int = 64, p_active: float = 3 / 64, seed: int = 0):
-    """A sampler of x = Σ sparse coefficients × known unit directions."""
-    g = torch.Generator().manual_seed(seed)
-    dirs = torch.randn(n_true, d, generator=g)
-    dirs /= dirs.norm(dim=1, keepdim=True)
-
-    def batch(n: int) -> torch.Tensor:
-        coef = torch.rand(n, n_true, generator=g) * (torch.rand(n, n_true, generator=g) < p_active)
-        return coef @ dirs
-    return batch
-
-
 @pytest.mark.parametrize('kind', KINDS3)
 def test_short_training_reaches_a_low_fvu(kind):
     """Its own recipe (a larger lr for a short run) on planted sparse data: FVU at inference well below 1."""
     torch.manual_seed(0)
-    batch = planted()
+    _, batch = planted()
     sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind=kind, k=4, dead_tokens=256 * 50))
     init_from_data_(sae, batch(2048))
     steps = 600
@@ -301,14 +289,7 @@ def test_short_training_reaches_a_low_fvu(kind):
 @pytest.fixture(scope='module')
 def harvested(tmp_path_factory) -> str:
     """A run folder with a tiny trained transformer and its harvest (as tests/test_train_sae.py)."""
-    root = tmp_path_factory.mktemp('kinds_run')
-    data_dir = make_token_dataset(str(root / 'data'))
-    out = str(root / 'run')
-    run_script('train_transformer.py', f'--dataset={data_dir}', f'--out_dir={out}', *TINY_MODEL, '--activation=relu',
-               '--max_iters=30', '--eval_interval=30', '--eval_iters=2', '--learning_rate=1e-2')
-    run_script('generate_activations.py', f'--out_dir={out}', '--n_contexts=200', '--tokens_per_context=16',
-               '--rows_per_shard=2000', '--device=cpu')
-    return out
+    return harvested_run(tmp_path_factory.mktemp('kinds_run'), 30, 200, '--activation=relu')
 
 
 KIND_KEYS = {'batchtopk': [], 'matryoshka_batchtopk': ['--matryoshka_widths=(16, 64)'],

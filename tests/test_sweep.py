@@ -12,7 +12,7 @@ import torch
 
 from autoencoder import RECIPES, load_saelens
 from common import UserError, token_windows
-from conftest import REPO, TINY_MODEL, make_token_dataset, run_script
+from conftest import REPO, harvested_run, run_script
 from model import load_gpt
 from sae_eval import evaluate_sae
 from sweep import RUN_KEYS, plan_sweep, write_pareto
@@ -34,12 +34,7 @@ TIMING = ('train_seconds_this_run', 'tokens_per_s_this_run', 'config')
 def run(tmp_path_factory) -> dict:
     """A tiny transformer, its harvest, and the sweep's config file."""
     root = tmp_path_factory.mktemp('sweep')
-    data = make_token_dataset(str(root / 'data'))
-    out = str(root / 'run')
-    run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL, '--max_iters=40',
-               '--eval_interval=40', '--eval_iters=2', '--learning_rate=1e-2')
-    run_script('generate_activations.py', f'--out_dir={out}', '--n_contexts=300', '--tokens_per_context=16',
-               '--rows_per_shard=2000', '--device=cpu')
+    out = harvested_run(root, 40, 300)
     conf = root / 'sweep_conf.py'
     conf.write_text(f"sweep = {SWEEP!r}\n")
     src = [f'--activations_dir={out}/activations', f'--transformer_ckpt={out}/transformer/ckpt.pt']

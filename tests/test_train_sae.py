@@ -12,7 +12,7 @@ import torch
 
 from activations import ActivationStore
 from autoencoder import load_saelens
-from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
+from conftest import harvested_run, run_failing, run_script
 
 SAE_ARGS = ['--n_features=128', '--batch_size=256', '--resample_steps=(20, 40)', '--resample_rows=2000',
             '--geometric_median_rows=1000', '--eval_interval=30', '--eval_contexts=8', '--final_eval_contexts=32',
@@ -22,14 +22,7 @@ SAE_ARGS = ['--n_features=128', '--batch_size=256', '--resample_steps=(20, 40)',
 @pytest.fixture(scope='module')
 def harvested(tmp_path_factory) -> str:
     """A run folder with a tiny trained transformer (relu, so an identity SAE is exact) and its harvest."""
-    root = tmp_path_factory.mktemp('sae_run')
-    data = make_token_dataset(str(root / 'data'))
-    out = str(root / 'run')
-    run_script('train_transformer.py', f'--dataset={data}', f'--out_dir={out}', *TINY_MODEL, '--activation=relu',
-               '--max_iters=60', '--eval_interval=60', '--eval_iters=2', '--learning_rate=1e-2')
-    run_script('generate_activations.py', f'--out_dir={out}', '--n_contexts=400', '--tokens_per_context=16',
-               '--rows_per_shard=2000', '--device=cpu')
-    return out
+    return harvested_run(tmp_path_factory.mktemp('sae_run'), 60, 400, '--activation=relu')
 
 
 def copy_run(src: str, dst) -> str:
