@@ -248,6 +248,9 @@ cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
 
 
 # ----------------------------------------------------------------------------- evaluation
+ablation_ce: dict[int, dict] = {}  # n_contexts -> evaluate_sae's zero/mean-ablation CE sums per batch (SAE-free)
+
+
 def evaluate(m: Member, n_contexts: int) -> dict:
     """evaluate_sae on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
     val = token_memmap(data_dir, 'val', data_meta['dtype'])
@@ -261,7 +264,8 @@ def evaluate(m: Member, n_contexts: int) -> dict:
             idx = token_windows(val, starts[i:i + eval_batch_size], T + 1).to(device)  # (B, T+1)
             yield idx[:, :-1], idx[:, 1:]
 
-    return {**evaluate_sae(m.sae, gpt, site, batches(), data_mean), 'eval_contexts': n_contexts}
+    cache = ablation_ce.setdefault(n_contexts, {})  # the same contexts at every eval: ablation CEs computed once
+    return {**evaluate_sae(m.sae, gpt, site, batches(), data_mean, cache), 'eval_contexts': n_contexts}
 
 
 def check_finite_weights(m: Member, where: str) -> None:

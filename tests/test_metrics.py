@@ -286,3 +286,24 @@ def test_density_histogram(run):
 def test_reconstruction_and_splice_metrics(run, key, rel):
     assert run['m'][key] == pytest.approx(run['b'][key], rel=rel), key
 
+
+
+def test_ablation_ces_computed_once_per_cache(harvested):
+    """evaluate_sae with a cache: a second SAE on the same batches gets the same zero/mean-ablation CEs as without
+    the cache, with two transformer forwards per batch instead of four."""
+    from autoencoder import SAEConfig, SparseAutoencoder
+    from sae_eval import evaluate_sae
+    gpt = load_gpt(torch.load(os.path.join(harvested, 'transformer', 'ckpt.pt'), weights_only=True), 'cpu')
+    calls, run = [], gpt.run
+    gpt.run = lambda *a, **k: calls.append(1) or run(*a, **k)
+    torch.manual_seed(0)
+    saes = [SparseAutoencoder(SAEConfig(d_in=32, n_features=64, kind=kind, k=4)) for kind in ('topk', 'anthropic2023')]
+    mean, cache = torch.zeros(32), {}
+    first = evaluate_sae(saes[0], gpt, 'blocks.0.mlp_hidden', eval_batches(harvested, 16), mean, cache)
+    n_first, calls[:] = len(calls), []
+    cached = evaluate_sae(saes[1], gpt, 'blocks.0.mlp_hidden', eval_batches(harvested, 16), mean, cache)
+    fresh = evaluate_sae(saes[1], gpt, 'blocks.0.mlp_hidden', eval_batches(harvested, 16), mean)
+    assert len(calls) == n_first // 2 + n_first  # the cached call: clean + spliced only; the fresh one: all four
+    for key in ('ce_zero_ablation', 'ce_mean_ablation', 'loss_recovered', 'loss_recovered_mean_abl', 'ce_spliced'):
+        assert cached[key] == fresh[key], key
+    assert first['ce_zero_ablation'] == cached['ce_zero_ablation']
