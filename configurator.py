@@ -40,7 +40,8 @@ def config_keys(g: dict) -> list[str]:
     return [k for k, v in g.items() if not k.startswith('_') and k != 'config' and isinstance(v, _SIMPLE_TYPES)]
 
 
-def _closest(key: str, keys: list[str]) -> str:
+def closest_key_hint(key: str, keys: list[str]) -> str:
+    """"; did you mean '<the closest known key>'?" for an unknown key (empty when none is close)."""
     m = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     return f"; did you mean '{m[0]}'?" if m else ''
 
@@ -132,14 +133,14 @@ def configure(g: dict, argv: list[str] | None = None, script: str | None = None)
                 if k.startswith('_') or not isinstance(v, _SIMPLE_TYPES):
                     continue
                 if k not in defaults:
-                    raise ConfigError(f"unknown key '{k}' in config file '{arg}'{_closest(k, keys)}")
+                    raise ConfigError(f"unknown key '{k}' in config file '{arg}'{closest_key_hint(k, keys)}")
                 g[k] = coerce(k, v, defaults[k], arg)
         else:
             if '=' not in arg:
                 raise ConfigError(f"'{arg}': overrides are written --key=value")
             key, raw = arg[2:].split('=', 1)
             if key not in defaults:
-                raise ConfigError(f"unknown key '{key}' on the command line{_closest(key, keys)}")
+                raise ConfigError(f"unknown key '{key}' on the command line{closest_key_hint(key, keys)}")
             g[key] = coerce(key, parse_value(raw, defaults[key]), defaults[key], 'command line')
     fill_defaults(g)
     return {k: g[k] for k in keys}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from common import UserError, atomic_file, atomic_write_json, exit_on_user_error
-from configurator import _closest, coerce
+from configurator import closest_key_hint, coerce
 
 # keys of the stream every SAE of a sweep shares (the others may differ per SAE)
 RUN_KEYS = ('out_dir', 'activations_dir', 'source', 'transformer_ckpt', 'init_from', 'batch_size', 'max_steps',
@@ -71,7 +71,7 @@ def plan_sweep(entries: list, config: dict, recipe_unset: list[str], recipes: di
             if k in RUN_KEYS:
                 raise UserError(f"sweep entry '{name}': {k} is shared by every SAE of a sweep (set it for the run)")
             if k not in keys:
-                raise UserError(f"sweep entry '{name}': unknown key '{k}'{_closest(k, keys)}")
+                raise UserError(f"sweep entry '{name}': unknown key '{k}'{closest_key_hint(k, keys)}")
         kind = entry.get('kind', config['kind'])
         if kind not in recipes:
             raise UserError(f"sweep entry '{name}': kind '{kind}' is not one of {', '.join(recipes)}")
