@@ -13,6 +13,13 @@ with <script src> (no server, no fetch()). The data files and every key in them:
 Built in a temp folder that replaces the old one at the end, so a half-built site is never taken for a
 complete one. An SAE or transformer with NaN/inf weights is refused (one line naming the tensor).
 
+A sweep (train_sae.py's `sweep`: many SAEs of one stream in <out_dir>/sweep/<name>/) as one site:
+    python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep
+writes <sweep_dir>/interface/: <name>/ for every SAE (its site as above, each feature record with its
+`relatives` in the other sizes of its family), index.html (every SAE, the families, the Pareto plot) and
+family.html?family=NAME (how the smallest dictionary's features split in the larger ones). The families and
+their links come from <sweep_dir>/families.json (families.py), computed first when absent or older than an SAE.
+
 All statistics are computed for all features at once, in streaming passes over n_contexts contexts
 (RAM does not grow with n_contexts; nothing of size n_tokens x n_features is kept):
   pass 1  density, max/mean activation, top_k contexts per feature (one example per context), the tokens each
@@ -50,6 +57,7 @@ from model import GPT, load_gpt, parse_site, site_name
 out_dir = 'out'
 transformer_ckpt = ''  # '' = <out_dir>/transformer/ckpt.pt
 sae_dir = ''  # '' = <out_dir>/sae (sae_weights.safetensors + cfg.json, SAELens layout)
+sweep_dir = ''  # '' = one SAE; else a sweep (<out_dir>/sweep): one site of all its SAEs in <sweep_dir>/interface/
 dataset = ''  # '' = the dataset the transformer was trained on (a name under data/ or a path)
 split = 'val'
 n_contexts = 2048  # contexts (non-overlapping chunks of the split, picked at random) the statistics cover
@@ -78,6 +86,8 @@ EXAMPLE_MAX_FEATURES = 64  # most active features kept per token of an example t
 FEATURES_PER_FILE = 64  # features/NNNN.js holds features NNNN*64 ... NNNN*64+63 (few files: fast to replace)
 ROWS_PER_CHUNK = 256  # features per step of the logit-weight and neighbour computations
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'interface')  # html, js, css copied to the site
+SWEEP_PAGES = ('sweep.html', 'family.html', 'page_sweep.js', 'page_family.js')  # a sweep site's root only
+SWEEP_SHARED = ('common.js', 'errors.js', 'style.css')  # also in a sweep site's root
 
 
 def main() -> None:
@@ -86,23 +96,95 @@ def main() -> None:
     config = configure(settings)  # config files and --key=value overrides from the command line (configurator.py)
     globals().update(settings)  # the config globals above now hold the values in effect
     check_config()
-    t_start, seconds = time.time(), {}
     run_device = get_device(device)
-    run_dtype = resolve_dtype(dtype, run_device)
     torch.manual_seed(seed)
+    transformer = load_transformer(out_dir, transformer_ckpt, dataset, context_length, run_device,
+                                   resolve_dtype(dtype, run_device))
+    if sweep_dir:  # every SAE of the sweep, linked across sizes, in one site
+        site_dir = build_sweep_site(sweep_dir, transformer, config)
+    else:
+        inputs = load_inputs(transformer, sae_dir or os.path.join(out_dir, 'sae'))
+        tmp_dir = temp_dir_for(os.path.join(out_dir, 'interface'))
+        build_site(inputs, tmp_dir, {k: v for k, v in config.items() if k != 'sweep_dir'})
+        site_dir = swap_in(tmp_dir, os.path.join(out_dir, 'interface'))
+    print0(f"open {os.path.abspath(os.path.join(site_dir, 'index.html'))}")
 
-    # the transformer, the SAE, the dataset; the contexts the statistics cover
-    inputs = load_inputs(out_dir, transformer_ckpt, sae_dir, dataset, context_length, run_device,
-                         autocast(run_device, run_dtype))
-    token_file = TokenFile(inputs.data_dir, split, inputs.data_meta['dtype'], run_device)
-    contexts = pick_contexts(token_file, inputs.context_length, n_contexts, batch_size, np.random.default_rng(seed))
+
+class SiteSummary(NamedTuple):
+    """What a sweep site's pages need of one SAE's statistics."""
+    density: np.ndarray  # (F,) share of the tokens each feature fires on
+    max_act: np.ndarray  # (F,) its largest activation
+    top_tokens: list[list[int]]  # per feature, the token ids it fires on most (most first)
+    n_dead: int
+    seconds: float
+
+
+def build_site(inputs: 'Inputs', site_dir: str, config: dict, sweep: dict | None = None,
+               relatives: list[list[dict]] | None = None, vocab: list | None = None,
+               verbose: bool = True) -> SiteSummary:
+    """One SAE's site written into site_dir (a new folder): the three passes, the weights' panels, the pages.
+    In a sweep site: sweep (INDEX.meta.sweep) and relatives (per feature, its record's `relatives`) are set."""
+    t_start, seconds = time.time(), {}
+    token_file = TokenFile(inputs.data_dir, split, inputs.data_meta['dtype'], inputs.device)
+    contexts = pick_contexts(token_file, inputs.context_length, n_contexts, batch_size, np.random.default_rng(seed),
+                             quiet=not verbose)
     mode = ablation_mode(ablation, inputs)
     n_feat = len(inputs.W_dec)
-    print0(f"{n_feat} features of {inputs.site} ({inputs.architecture}), {contexts.n} contexts x {contexts.length} "
-           f"tokens = {contexts.n_tokens:,} tokens of {inputs.data_dir}/{split}.bin; ablation: {mode}; "
-           f"device {run_device} ({run_dtype})")
+    if verbose:
+        print0(f"{n_feat} features of {inputs.site} ({inputs.architecture}), {contexts.n} contexts x "
+               f"{contexts.length} tokens = {contexts.n_tokens:,} tokens of {inputs.data_dir}/{split}.bin; "
+               f"ablation: {mode}; device {inputs.device} ({inputs.dtype})")
+    panels = feature_panels(inputs, contexts, mode, seconds)
+    examples = example_texts(inputs, token_file, n_example_texts, min(example_length, contexts.length), batch_size,
+                             np.random.default_rng(seed + 1))
 
-    # three streaming passes over the contexts, then the shown windows' numbers
+    # the site: data files (their format: interface/README.md)
+    t_write = time.time()
+    vocab = vocab if vocab is not None else load_vocab(inputs.data_dir, inputs.data_meta,
+                                                       inputs.model.config.vocab_size)
+    stats = panels.stats
+    run = {'n_features': n_feat, 'n_tokens': contexts.n_tokens, 'n_contexts': contexts.n,
+           'context_length': contexts.length, 'site': inputs.site, 'architecture': inputs.architecture,
+           'dataset': inputs.data_dir, 'split': split, 'transformer': os.path.abspath(inputs.ckpt_path),
+           'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': top_k, 'window': window,
+           'n_intervals': n_intervals, 'interval_samples': interval_samples, 'hist_bins': HIST_BINS,
+           'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
+           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': sweep} if sweep is not None else {})}
+    index = index_data(run, stats, panels.fired_on, panels.logits)
+    features = feature_records(stats, panels.intervals, panels.windows, panels.shown, panels.logits,
+                               panels.neighbours, panels.fired_on, contexts.n_tokens)
+    if relatives is not None:
+        features = ({**record, 'relatives': relatives[record['id']]} for record in features)
+    meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
+            'example_length': examples.length, 'ln_scale': stats.ln_scale}
+    write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
+
+    n_fire, density, act_max, _ = feature_summary(stats, contexts.n_tokens)
+    dead = int((n_fire == 0).sum())
+    if verbose:
+        ultralow = int(((n_fire > 0) & (n_fire.double() / contexts.n_tokens < ULTRALOW)).sum())
+        print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} tokens in "
+               f"{time.time() - t_start:.0f}s (passes {seconds['pass1']:.0f}s + {seconds['pass2']:.0f}s + "
+               f"{seconds['pass3']:.0f}s, weights {seconds['weights']:.0f}s, pages {time.time() - t_write:.0f}s)")
+    fired_on = [[t for t, c in zip(ts, cs) if c > 0] for ts, cs in zip(panels.fired_on.ids.tolist(),
+                                                                        panels.fired_on.counts.tolist())]
+    return SiteSummary(density, act_max.numpy(), fired_on, dead, time.time() - t_start)
+
+
+class Panels(NamedTuple):
+    """Every feature's numbers: the three passes' and the weights'."""
+    stats: 'Pass1'
+    intervals: 'Pass2'
+    windows: 'Windows'
+    shown: 'ShownWindows'
+    logits: 'LogitWeights'
+    neighbours: 'Neighbours'
+    fired_on: 'TopTokens'
+
+
+def feature_panels(inputs: 'Inputs', contexts: 'Contexts', mode: str, seconds: dict) -> Panels:
+    """Three streaming passes over the contexts, then the shown windows' numbers; then from the weights (and
+    pass 1's counts): logit weights, neighbours, the tokens each feature fires on most."""
     with timed(seconds, 'pass1'):
         stats = pass1_statistics(inputs, contexts, top_k, coact_tokens)
     with timed(seconds, 'pass2'):
@@ -113,39 +195,11 @@ def main() -> None:
     windows = select_windows(stats, intervals, window, contexts.length)
     with timed(seconds, 'pass3'):
         shown = pass3_windows(inputs, contexts, windows, mode, head, directions, batch_size)
-    # from the weights (and pass 1's counts): logit weights, neighbours, the tokens each feature fires on most
     with timed(seconds, 'weights'):
         logits = logit_weights(directions.direct, stats.ln_scale)
         neighbours = feature_neighbours(inputs.W_dec, stats.coact)
         fired_on = top_tokens(stats.token_counts)
-    del directions
-    examples = example_texts(inputs, token_file, n_example_texts, min(example_length, contexts.length), batch_size,
-                             np.random.default_rng(seed + 1))
-
-    # the site: data files in a temp folder swapped in when complete (their format: interface/README.md)
-    t_write = time.time()
-    vocab = load_vocab(inputs.data_dir, inputs.data_meta, inputs.model.config.vocab_size)
-    run = {'n_features': n_feat, 'n_tokens': contexts.n_tokens, 'n_contexts': contexts.n,
-           'context_length': contexts.length, 'site': inputs.site, 'architecture': inputs.architecture,
-           'dataset': inputs.data_dir, 'split': split, 'transformer': os.path.abspath(inputs.ckpt_path),
-           'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': top_k, 'window': window,
-           'n_intervals': n_intervals, 'interval_samples': interval_samples, 'hist_bins': HIST_BINS,
-           'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
-           'built': time.strftime('%Y-%m-%d %H:%M:%S')}
-    index = index_data(run, stats, fired_on, logits)
-    features = feature_records(stats, intervals, windows, shown, logits, neighbours, fired_on, contexts.n_tokens)
-    meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
-            'example_length': examples.length, 'ln_scale': stats.ln_scale}
-    site_dir = write_site(os.path.join(out_dir, 'interface'), vocab, index, examples.texts, features, meta,
-                          seconds, t_start, t_write)
-
-    n_fire = stats.n_fire.cpu()
-    dead = int((n_fire == 0).sum())
-    ultralow = int(((n_fire > 0) & (n_fire.double() / contexts.n_tokens < ULTRALOW)).sum())
-    print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} tokens in "
-           f"{time.time() - t_start:.0f}s (passes {seconds['pass1']:.0f}s + {seconds['pass2']:.0f}s + "
-           f"{seconds['pass3']:.0f}s, weights {seconds['weights']:.0f}s, pages {time.time() - t_write:.0f}s)")
-    print0(f"open {os.path.abspath(os.path.join(site_dir, 'index.html'))}")
+    return Panels(stats, intervals, windows, shown, logits, neighbours, fired_on)
 
 
 def check_config() -> None:
@@ -170,6 +224,18 @@ def timed(seconds: dict, name: str):
 
 # ----------------------------------------------------------------------------- inputs
 
+class Transformer(NamedTuple):
+    """The transformer every SAE of a run (or sweep) reads, its dataset and the forward passes' settings."""
+    model: GPT
+    ckpt_path: str
+    data_dir: str
+    data_meta: dict  # the dataset's meta.json
+    context_length: int  # tokens per context (T)
+    device: str
+    dtype: str
+    autocast: object  # the autocast context of every forward pass
+
+
 class Inputs(NamedTuple):
     model: GPT
     sae: SparseAutoencoder
@@ -185,19 +251,41 @@ class Inputs(NamedTuple):
     data_meta: dict  # the dataset's meta.json
     context_length: int  # tokens per context (T)
     autocast: object  # the autocast context of every forward pass
+    device: str
+    dtype: str
 
 
-def load_inputs(out_dir: str, transformer_ckpt: str, sae_dir: str, dataset: str, context_length: int,
-                device: str, autocast_ctx) -> Inputs:
-    """The transformer, the SAE (autoencoder.load_saelens) and the dataset, checked; UserError if unusable."""
+def load_transformer(out_dir: str, transformer_ckpt: str, dataset: str, context_length: int, device: str,
+                     dtype: str) -> Transformer:
+    """The transformer (<out_dir>/transformer/ckpt.pt unless transformer_ckpt) and its dataset, checked."""
     ckpt_path = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
     checkpoint = load_checkpoint(ckpt_path, 'cpu',
                                  hint="train one with train_transformer.py (or set --transformer_ckpt)")
     refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,
                      "retrain it with train_transformer.py or set --transformer_ckpt")
     model = load_gpt(checkpoint, device)
-    n_layer = model.config.n_layer
-    sae_path = sae_dir or os.path.join(out_dir, 'sae')
+    for p in model.parameters():
+        p.requires_grad_(False)
+    data_dir = data_dir_of(dataset or checkpoint.get('data', {}).get('dataset') or '')
+    if not data_dir:
+        raise UserError(f"{ckpt_path} names no dataset: set --dataset")
+    data_meta = load_data_meta(data_dir)
+    T = context_length or model.config.block_size
+    if T > model.config.block_size:
+        raise UserError(f"context_length={T} exceeds the model's block_size {model.config.block_size}")
+    return Transformer(model, ckpt_path, data_dir, data_meta, T, device, dtype, autocast(device, dtype))
+
+
+class LoadedSAE(NamedTuple):
+    sae: SparseAutoencoder
+    cfg: dict  # its cfg.json
+    site: str  # the hook it reads
+    layer: int
+    site_kind: str
+
+
+def load_sae(sae_path: str, transformer: Transformer) -> LoadedSAE:
+    """An SAE export (autoencoder.load_saelens) that reads a site of the transformer; UserError if unusable."""
     sae_cfg = read_json(os.path.join(sae_path, 'cfg.json'), "train an SAE with train_sae.py (or set --sae_dir)")
     weights_path = os.path.join(sae_path, 'sae_weights.safetensors')
     if not os.path.isfile(weights_path):
@@ -207,31 +295,33 @@ def load_inputs(out_dir: str, transformer_ckpt: str, sae_dir: str, dataset: str,
         layer, site_kind = parse_site(site)
     except ValueError as e:
         raise UserError(f"{sae_path}/cfg.json: {e}") from None
+    n_layer = transformer.model.config.n_layer
     if layer >= n_layer:
-        raise UserError(f"the SAE reads {site} but {ckpt_path} has {n_layer} layer(s)")
-    data_dir = data_dir_of(dataset or checkpoint.get('data', {}).get('dataset') or '')
-    if not data_dir:
-        raise UserError(f"{ckpt_path} names no dataset: set --dataset")
-    data_meta = load_data_meta(data_dir)
-    T = context_length or model.config.block_size
-    if T > model.config.block_size:
-        raise UserError(f"context_length={T} exceeds the model's block_size {model.config.block_size}")
+        raise UserError(f"the SAE reads {site} but {transformer.ckpt_path} has {n_layer} layer(s)")
     try:
-        sae = load_saelens(sae_path, device=device, cfg=sae_cfg).eval()  # cfg.json read once, above
+        sae = load_saelens(sae_path, device=transformer.device, cfg=sae_cfg).eval()  # cfg.json read once, above
     except ValueError as e:
         raise UserError(str(e)) from None
     sae_params = dict(sae.named_parameters())
     refuse_nonfinite(sae_params, weights_path,
                      "the SAE diverged: retrain it with train_sae.py (e.g. a lower lr) or set --sae_dir")
+    for p in sae.parameters():
+        p.requires_grad_(False)
+    return LoadedSAE(sae, sae_cfg, site, layer, site_kind)
+
+
+def load_inputs(transformer: Transformer, sae_path: str) -> Inputs:
+    """The transformer and the SAE the browser shows (load_sae); UserError if unusable."""
+    sae, sae_cfg, site, layer, site_kind = load_sae(sae_path, transformer)
     if sae.cfg.normalize != 'none':  # x̂ = (W_dec f + b_dec)·std + mean: a feature's contribution scales per token
         raise UserError(f"{sae_path}: the feature browser does not support SAEs trained with normalize="
                         f"'{sae.cfg.normalize}' yet (its ablation and logit panels assume x̂ = W_dec f + b_dec): "
                         f"train one with --normalize=none to browse it")
-    for p in list(model.parameters()) + list(sae.parameters()):
-        p.requires_grad_(False)
-    return Inputs(model, sae, sae.W_dec.detach().float().T.contiguous(), site, layer, site_kind,
-                  site_name(n_layer - 1, 'resid_post'), sae_cfg.get('architecture', 'standard'), ckpt_path, sae_path,
-                  data_dir, data_meta, T, autocast_ctx)
+    n_layer = transformer.model.config.n_layer
+    return Inputs(transformer.model, sae, sae.W_dec.detach().float().T.contiguous(), site, layer, site_kind,
+                  site_name(n_layer - 1, 'resid_post'), sae_cfg.get('architecture', 'standard'),
+                  transformer.ckpt_path, sae_path, transformer.data_dir, transformer.data_meta,
+                  transformer.context_length, transformer.autocast, transformer.device, transformer.dtype)
 
 
 def refuse_nonfinite(tensors: dict[str, torch.Tensor], path: str, fix: str) -> None:
@@ -277,6 +367,7 @@ class Contexts(NamedTuple):
     starts: np.ndarray  # (n,) sorted token offsets of the contexts in <split>.bin
     length: int  # T tokens per context
     batches: list[tuple[int, int]]  # context ranges [b0, b1) of the forward passes
+    quiet: bool = False  # no progress bars (a member of a sweep site: one line per SAE)
 
     @property
     def n(self) -> int:
@@ -290,14 +381,20 @@ class Contexts(NamedTuple):
         """Contexts b0 .. b1-1 as (b1-b0, T+1) tokens."""
         return self.file.read(self.starts[b0:b1], self.length)
 
+    def bar(self, desc: str):
+        """The batches, with a progress bar unless quiet."""
+        return progress(self.batches, desc=desc, disable=self.quiet)
 
-def pick_contexts(file: TokenFile, length: int, n: int, batch_size: int, rng: np.random.Generator) -> Contexts:
-    """n random non-overlapping contexts of `length` tokens (fewer if the split is short), in batches."""
+
+def pick_contexts(file: TokenFile, length: int, n: int, batch_size: int, rng: np.random.Generator,
+                  quiet: bool = False) -> Contexts:
+    """n random non-overlapping contexts of `length` tokens (fewer if the split is short), in batches; quiet: no
+    progress bars over them."""
     starts = pick_chunks(len(file), length, n, rng, f"{file.split}.bin in {file.data_dir}")
     if len(starts) < n:
         print0(f"note: {file.split}.bin holds only {len(starts)} contexts of {length} tokens (asked for {n})")
     batches = [(b0, min(b0 + batch_size, len(starts))) for b0 in range(0, len(starts), batch_size)]
-    return Contexts(file, starts, length, batches)
+    return Contexts(file, starts, length, batches, quiet)
 
 
 @torch.no_grad()
@@ -338,7 +435,7 @@ def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_token
     coact = torch.zeros(n_feat, n_feat, dtype=torch.int32, device=dev)
     coact_limit = contexts.n_tokens if coact_tokens <= 0 else min(coact_tokens, contexts.n_tokens)
     coact_seen, inv_sigma_sum = 0, 0.0
-    for b0, b1 in progress(contexts.batches, desc='pass 1/3: density, top-k'):
+    for b0, b1 in contexts.bar('pass 1/3: density, top-k'):
         tokens = contexts.read(b0, b1)
         B = b1 - b0
         f, r = encode_contexts(inputs, tokens)
@@ -446,7 +543,7 @@ def pass2_intervals(inputs: Inputs, contexts: Contexts, act_max: torch.Tensor, n
     samples = IntervalSamples.empty(n_feat * n_intervals, S, dev)
     safe_max = act_max.clamp_min(1e-30)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    for b0, b1 in progress(contexts.batches, desc='pass 2/3: intervals'):
+    for b0, b1 in contexts.bar('pass 2/3: intervals'):
         f, _ = encode_contexts(inputs, contexts.read(b0, b1))
         t_idx, feat = (f > 0).nonzero().unbind(1)
         act = f[t_idx, feat]
@@ -573,7 +670,7 @@ def pass3_windows(inputs: Inputs, contexts: Contexts, windows: Windows, mode: st
     buffers = tuple(torch.empty(pair_chunk, V, device=dev) for _ in range(2)) if mode == 'local' else ()
     bounds = torch.searchsorted(windows.ctx, torch.tensor([b for b, _ in contexts.batches] + [contexts.n],
                                                           device=dev))
-    for bi, (b0, b1) in enumerate(progress(contexts.batches, desc='pass 3/3: windows, ablation')):
+    for bi, (b0, b1) in enumerate(contexts.bar('pass 3/3: windows, ablation')):
         lo, hi = bounds[bi].item(), bounds[bi + 1].item()
         if lo == hi:
             continue
@@ -880,39 +977,150 @@ def feature_records(stats: Pass1, intervals: Pass2, windows: Windows, shown: Sho
         }
 
 
-def write_site(final_dir: str, vocab: list, index: dict, examples: list[dict], features: Iterator[dict],
-               meta: dict, seconds: dict, t_start: float, t_write: float) -> str:
-    """The site in a temp folder next to final_dir, swapped in when complete; returns final_dir."""
-    tmp_dir = f"{final_dir}.tmp{os.getpid()}"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    shutil.copytree(ASSETS, tmp_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__'))
-    os.makedirs(os.path.join(tmp_dir, 'data'), exist_ok=True)
-    os.makedirs(os.path.join(tmp_dir, 'features'), exist_ok=True)
+def write_site(site_dir: str, vocab: list, index: dict, examples: list[dict], features: Iterator[dict],
+               meta: dict, seconds: dict, t_start: float, t_write: float, quiet: bool = False) -> None:
+    """One SAE's site (the assets but the sweep pages, and the data) written into the new folder site_dir."""
+    shutil.copytree(ASSETS, site_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__', *SWEEP_PAGES))
+    os.makedirs(os.path.join(site_dir, 'data'), exist_ok=True)
+    os.makedirs(os.path.join(site_dir, 'features'), exist_ok=True)
 
     def write_js(rel: str, text: str) -> None:
-        with open(os.path.join(tmp_dir, rel), 'w', encoding='ascii') as fh:
+        with open(os.path.join(site_dir, rel), 'w', encoding='ascii') as fh:
             fh.write(text)
 
     write_js('data/vocab.js', f"window.VOCAB={js(vocab)};\n")
     write_js('data/index.js', f"window.INDEX={js(index)};\n")
     write_js('data/examples.js', f"window.EXAMPLES={js(examples)};\n")
     n_feat, shard = meta['n_features'], []
-    for record in progress(features, total=n_feat, desc='writing feature data'):
+    for record in progress(features, total=n_feat, desc='writing feature data', disable=quiet):
         shard.append(js(record))
         if len(shard) == FEATURES_PER_FILE or record['id'] == n_feat - 1:
             write_js(os.path.join('features', f"{record['id'] // FEATURES_PER_FILE:04d}.js"),
                      f"loadFeatures([{','.join(shard)}]);\n")
             shard = []
     seconds = {**seconds, 'write': time.time() - t_write, 'total': time.time() - t_start}
-    atomic_write_json(os.path.join(tmp_dir, 'meta.json'), {
+    atomic_write_json(os.path.join(site_dir, 'meta.json'), {
         **meta, 'seconds': {k: round(v, 2) for k, v in seconds.items()}, 'complete': True})
-    # swap the finished folder in: readers see the old site or the new one, never a half-written one
+
+
+def temp_dir_for(final_dir: str) -> str:
+    """An empty-to-be temp folder next to final_dir, where its new contents are built (swap_in moves it)."""
+    tmp_dir = f"{final_dir}.tmp{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    return tmp_dir
+
+
+def swap_in(tmp_dir: str, final_dir: str) -> str:
+    """The finished folder replaces final_dir: readers see the old site or the new one, never a half-written one."""
     old_dir = f"{final_dir}.old{os.getpid()}"
     if os.path.exists(final_dir):
         os.replace(final_dir, old_dir)
     os.replace(tmp_dir, final_dir)
     shutil.rmtree(old_dir, ignore_errors=True)
     return final_dir
+
+
+# ----------------------------------------------------------------------------- a sweep's site
+
+def build_sweep_site(sweep_dir: str, transformer: Transformer, config: dict) -> str:
+    """<sweep_dir>/interface/: every SAE's site in <name>/ (build_site, with its relatives and INDEX.meta.sweep),
+    the sweep page and the family pages, built in one temp folder swapped in when complete; returns its path."""
+    import families as fam  # here, not at the top: families.py imports this module
+    members = fam.sweep_members(sweep_dir)
+    links = sweep_families(sweep_dir, members, transformer)
+    final_dir = os.path.join(sweep_dir, 'interface')
+    tmp_dir = temp_dir_for(final_dir)
+    os.makedirs(tmp_dir)
+    vocab = load_vocab(transformer.data_dir, transformer.data_meta, transformer.model.config.vocab_size)
+    n_fam = len(links['families'])
+    print0(f"{len(members)} SAEs of {sweep_dir} ({n_fam} famil{'y' if n_fam == 1 else 'ies'}), {n_contexts} contexts "
+           f"each, device {transformer.device} ({transformer.dtype})")
+    summaries = {}
+    for i, m in enumerate(members):
+        family = fam.family_of(links, m.name)
+        relatives = ([f['relatives'] for f in family['features'][m.name]] if family else
+                     [[] for _ in range(m.n_features)])
+        sweep = {'member': m.name, 'family': family['name'] if family else None, 'root': '../'}
+        summary = build_site(load_inputs(transformer, m.dir), os.path.join(tmp_dir, m.name), config, sweep,
+                             relatives, vocab, verbose=False)
+        summaries[m.name] = summary
+        print0(f"[{i + 1}/{len(members)}] {m.name}: {m.n_features} features ({summary.n_dead} dead) "
+               f"in {summary.seconds:.0f}s")
+    write_sweep_root(tmp_dir, sweep_dir, members, links, summaries, vocab)
+    return swap_in(tmp_dir, final_dir)
+
+
+def sweep_families(sweep_dir: str, members: list, transformer: Transformer) -> dict:
+    """<sweep_dir>/families.json (families.py), computed and written first when absent or stale (families.py's
+    defaults; the sweep's SAEs of no family have no relatives: families [] when there is none)."""
+    import families as fam
+    data = fam.read_families(sweep_dir, members)
+    if data is not None:
+        return data
+    if not fam.find_families(members):
+        return {'families': []}
+    print0(f"linking the features of the families of {sweep_dir} ({fam.FAMILIES_FILE} is absent or older than an "
+           f"SAE; python families.py --sweep_dir={sweep_dir} sets its options)")
+    data = fam.link_sweep(sweep_dir, members, transformer, split, fam.family_contexts, batch_size, fam.family_link,
+                          seed)
+    fam.write_families(sweep_dir, data)
+    return data
+
+
+def sweep_records(sweep_dir: str, members: list) -> list[dict]:
+    """data/sweep.js's members: pareto.json's records (sweep.py) in its order, then the SAEs it lacks (their
+    numbers null), each with the link to its site."""
+    from sweep import PARETO_FIELDS
+    path = os.path.join(sweep_dir, 'pareto.json')
+    pareto = {r['name']: r for r in (read_json(path) if os.path.isfile(path) else [])}
+    names = {m.name for m in members}
+    records = [r for r in pareto.values() if r['name'] in names]
+    for m in members:
+        if m.name not in pareto:
+            k = m.cfg.get('k')
+            records.append({**dict.fromkeys(PARETO_FIELDS), 'name': m.name, 'kind': m.kind,
+                            'n_features': m.n_features, 'k': k, 'sparsity': f"k={k}" if k else None})
+    return [{**r, 'href': f"{r['name']}/index.html"} for r in records]
+
+
+def family_nodes(family: dict, summaries: dict[str, SiteSummary], vocab: list) -> dict:
+    """data/family_<NAME>.js's nodes: per member, per feature its parent and children (families.json) and the
+    numbers its card shows (from its site's statistics)."""
+    nodes = {}
+    for li, member in enumerate(family['members']):
+        feats, summary = family['features'][member], summaries[member]
+        children = [[] for _ in feats]
+        if li + 1 < len(family['members']):
+            for j, f in enumerate(family['features'][family['members'][li + 1]]):
+                children[f['parent']].append(j)
+        nodes[member] = [{'parent': f['parent'], 'cos': f['parent_cos'], 'corr': f['parent_corr'],
+                          'children': children[i], 'density': float(f'{summary.density[i]:.4g}'),
+                          'max_act': round(float(summary.max_act[i]), 4),
+                          'top_tokens': [vocab[t] for t in summary.top_tokens[i][:5]]} for i, f in enumerate(feats)]
+    return nodes
+
+
+def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, summaries: dict[str, SiteSummary],
+                     vocab: list) -> None:
+    """The sweep site's own files: its pages (interface/sweep.html as index.html), pareto.png, data/sweep.js and
+    data/family_<NAME>.js (interface/README.md)."""
+    for name in SWEEP_PAGES + SWEEP_SHARED:
+        if not os.path.isfile(os.path.join(ASSETS, name)):
+            raise UserError(f"{os.path.join(ASSETS, name)} is missing: the repo's interface/ folder is incomplete")
+        shutil.copyfile(os.path.join(ASSETS, name), os.path.join(site_dir, 'index.html' if name == 'sweep.html'
+                                                                  else name))
+    png = os.path.join(sweep_dir, 'pareto.png')
+    if os.path.isfile(png):
+        shutil.copyfile(png, os.path.join(site_dir, 'pareto.png'))
+    os.makedirs(os.path.join(site_dir, 'data'))
+    heads = [{k: f[k] for k in ('name', 'kind', 'members', 'sizes', 'link', 'n_tokens')} for f in links['families']]
+    sweep = {'members': sweep_records(sweep_dir, members), 'families': heads,
+             'pareto_png': 'pareto.png' if os.path.isfile(png) else None}
+    with open(os.path.join(site_dir, 'data', 'sweep.js'), 'w', encoding='ascii') as fh:
+        fh.write(f"window.SWEEP={js(sweep)};\n")
+    for family, head in zip(links['families'], heads):
+        with open(os.path.join(site_dir, 'data', f"family_{family['name']}.js"), 'w', encoding='ascii') as fh:
+            fh.write(f"window.FAMILY={js({**head, 'nodes': family_nodes(family, summaries, vocab)})};\n")
 
 
 if __name__ == '__main__':

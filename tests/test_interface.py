@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 import build_interface as bi
+import families
 from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
 
@@ -478,3 +479,94 @@ def test_local_ablation_formula_equals_a_rerun_without_the_feature(site_kind):
         want = clean[b, t, y[b, t]] - ablated[b, t, y[b, t]]
         assert got[m].item() == pytest.approx(want.item(), abs=2e-4, rel=1e-3)
     assert (got.abs() > 1e-2).sum() >= 4  # the effects are not all ~0
+
+
+# ----------------------------------------------------------------------------- a sweep's site
+
+def save_raw_sae(path: str, W_enc: torch.Tensor, W_dec: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
+                 **cfg) -> None:
+    os.makedirs(path, exist_ok=True)
+    save_file({'W_enc': W_enc.contiguous(), 'W_dec': W_dec.contiguous(), 'b_enc': b_enc.contiguous(),
+               'b_dec': b_dec}, os.path.join(path, 'sae_weights.safetensors'))
+    with open(os.path.join(path, 'cfg.json'), 'w') as f:
+        json.dump({'architecture': 'standard', 'd_in': D_IN, 'd_sae': len(W_dec), 'hook_name': SITE,
+                   'apply_b_dec_to_input': True, **cfg}, f)
+
+
+@pytest.fixture(scope='module')
+def sweep_site(site, tmp_path_factory):
+    """A sweep of the module's transformer: s8 (features 8-15 of the module's SAE), s16 (those 8 and a split of
+    each: the same encoder column, a nearby decoder direction) and tk8 (topk: no family); its site."""
+    sae, sweep_dir = site['sae'], os.path.join(site['out'], 'sweep')
+    W_enc, W_dec, b_enc = sae['W_enc'][:, 8:16], sae['W_dec'][8:16], sae['b_enc'][8:16]
+    noise = torch.randn(8, D_IN, generator=torch.Generator().manual_seed(0))
+    child = torch.nn.functional.normalize(W_dec + 0.5 * noise / noise.norm(dim=1, keepdim=True), dim=1)
+    save_raw_sae(os.path.join(sweep_dir, 's8'), W_enc, W_dec, b_enc, sae['b_dec'])
+    save_raw_sae(os.path.join(sweep_dir, 's16'), W_enc.repeat(1, 2), torch.cat([W_dec, child]), b_enc.repeat(2),
+                 sae['b_dec'])
+    save_raw_sae(os.path.join(sweep_dir, 'tk8'), sae['W_enc'][:, 16:24], sae['W_dec'][16:24], sae['b_enc'][16:24],
+                 sae['b_dec'], architecture='topk', k=2)
+    p = run_script('build_interface.py', f"--out_dir={site['out']}", f'--sweep_dir={sweep_dir}', *ARGS)
+    single = str(tmp_path_factory.mktemp('single'))
+    run_script('build_interface.py', f'--out_dir={single}', f"--transformer_ckpt={site['out']}/transformer/ckpt.pt",
+               f'--sae_dir={sweep_dir}/s16', *ARGS)
+    return {'dir': sweep_dir, 'site': os.path.join(sweep_dir, 'interface'), 'stdout': p.stdout,
+            'single': os.path.join(single, 'interface')}
+
+
+def test_sweep_site_has_the_contracts_files(sweep_site):
+    d = sweep_site['site']
+    for name in ('index.html', 'family.html', 'page_sweep.js', 'page_family.js', 'common.js', 'errors.js',
+                 'style.css', 'data/sweep.js', 'data/family_standard.js'):
+        assert os.path.isfile(os.path.join(d, name)), name
+    assert open(os.path.join(d, 'index.html')).read() == open(os.path.join(REPO, 'interface', 'sweep.html')).read()
+    assert not os.path.exists(os.path.join(d, 'sweep.html'))
+    assert not glob.glob(os.path.join(sweep_site['dir'], 'interface.*'))  # one temp folder, swapped in
+    assert os.path.isfile(os.path.join(sweep_site['dir'], 'families.json'))
+    sweep = read_js(os.path.join(d, 'data', 'sweep.js'))
+    assert [m['name'] for m in sweep['members']] == ['s16', 's8', 'tk8'] and sweep['pareto_png'] is None
+    assert sweep['families'] == [{'name': 'standard', 'kind': 'standard', 'members': ['s8', 's16'], 'sizes': [8, 16],
+                                  'link': 'decoder', 'n_tokens': families.family_contexts * T}]  # its default
+    for m in sweep['members']:
+        member = os.path.join(d, os.path.dirname(m['href']))
+        assert os.path.isfile(os.path.join(d, m['href'])) and os.path.isfile(os.path.join(member, 'feature.html'))
+        assert not any(os.path.exists(os.path.join(member, n)) for n in bi.SWEEP_PAGES)
+        meta = read_js(os.path.join(member, 'data', 'index.js'))['meta']
+        assert meta['sweep'] == {'member': m['name'], 'family': None if m['name'] == 'tk8' else 'standard',
+                                 'root': '../'}
+    assert sweep_site['stdout'].count('] s') + sweep_site['stdout'].count('] tk') == 3  # one line per SAE
+
+
+def test_sweep_relatives_point_at_existing_features_and_recover_the_split(sweep_site):
+    d = sweep_site['site']
+    feats = {m: read_features(os.path.join(d, m)) for m in ('s8', 's16', 'tk8')}
+    assert all(f['relatives'] == [] for f in feats['tk8'].values())
+    for m, other in (('s8', 's16'), ('s16', 's8')):
+        for f in feats[m].values():
+            assert len(f['relatives']) == 3 and all(r['sae'] == other for r in f['relatives'])
+            for r in f['relatives']:
+                assert r['n_features'] == len(feats[other]) and r['feature'] in feats[other]
+    family = read_js(os.path.join(d, 'data', 'family_standard.js'))
+    assert [n['parent'] for n in family['nodes']['s16']] == list(range(8)) * 2  # the planted split
+    assert [sorted(n['children']) for n in family['nodes']['s8']] == [[i, i + 8] for i in range(8)]
+    assert family['nodes']['s16'][0]['cos'] == pytest.approx(1.0) and family['nodes']['s8'][0]['cos'] is None
+    assert family['nodes']['s8'][3]['density'] == pytest.approx(feats['s8'][3]['density'], rel=1e-3)
+
+
+def test_sweep_member_is_its_single_site_plus_relatives(sweep_site, site):
+    """The same code path: a member's data equal the single build of its SAE, but relatives and meta.sweep; a
+    single build has neither."""
+    member, single = os.path.join(sweep_site['site'], 's16'), sweep_site['single']
+    a, b = read_features(member), read_features(single)
+    assert [{k: v for k, v in f.items() if k != 'relatives'} for f in a.values()] == list(b.values())
+    ia, ib = read_js(os.path.join(member, 'data', 'index.js')), read_js(os.path.join(single, 'data', 'index.js'))
+    for i in (ia, ib):
+        i['meta'].pop('built')
+    assert ia['meta'].pop('sweep') and ia == ib
+    for name in ('vocab.js', 'examples.js'):
+        assert open(os.path.join(member, 'data', name)).read() == open(os.path.join(single, 'data', name)).read()
+    for d in (single, site['site']):
+        assert not any('relatives' in f for f in read_features(d).values())
+        assert 'sweep' not in read_js(os.path.join(d, 'data', 'index.js'))['meta']
+        assert 'sweep_dir' not in json.load(open(os.path.join(d, 'meta.json')))['config']
+        assert not any(os.path.exists(os.path.join(d, n)) for n in bi.SWEEP_PAGES)
