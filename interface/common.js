@@ -1,7 +1,7 @@
 'use strict';
-// Shared by index.html, feature.html and examples.html, as IF.*. The data come from data/*.js and
-// features/NNNN.js, loaded with <script src> (works from file://; fetch() of local files does not); their keys
-// are described in the repo's interface/README.md. Every token is put on the page with textContent, never as HTML.
+// Shared by index.html, feature.html and examples.html (and a sweep site's index.html and family.html), as IF.*.
+// The data come from data/*.js and features/NNNN.js, loaded with <script src> (works from file://; fetch() of
+// local files does not); their keys are described in the repo's interface/README.md. Every token is put on the page with textContent, never as HTML.
 const IF = {
   // ------------------------------------------------------------------ tokens
   // VOCAB[id] is the token's text, or the list of its bytes when they are not valid UTF-8 on their own (a
@@ -61,6 +61,11 @@ const IF = {
   },
 
   tokenLabel: (id) => IF.visible(IF.tokenTexts([id])[0].text, true),
+
+  // A token given as its text (a string, or the list of its bytes when they are not valid UTF-8), as on the sweep
+  // site's pages, which have no VOCAB: the chip's label.
+  textLabel: (t) => Array.isArray(t) ? t.map(IF.hexByte).join('') || '\u2205' : IF.visible(String(t), true),
+  textChip: (t) => IF.el('span', {className: 'chip', title: IF.textLabel(t)}, [IF.textLabel(t)]),
 
   // ------------------------------------------------------------------ DOM (textContent only)
   el(tag, props = {}, children = []) {
@@ -185,10 +190,11 @@ const IF = {
   },
 
   // ------------------------------------------------------------------ loading, the query string
-  loadScript(src, onerror) {
+  loadScript(src, onerror, onload) {
     const s = document.createElement('script');
     s.src = src;
     s.onerror = () => onerror && onerror(src);
+    if (onload) s.onload = () => onload(src);
     document.head.appendChild(s);
   },
 
@@ -205,4 +211,23 @@ const IF = {
     new URLSearchParams(location.hash.slice(1)).get(name),
 
   ready: () => document.body.setAttribute('data-ready', '1'),
+
+  // ------------------------------------------------------------------ a member of a sweep site
+  // INDEX.meta.sweep = {member, family, root} when this site is one SAE of a sweep site (root: the sweep site's
+  // folder, relative to this one, e.g. '../'); null for a single-SAE site.
+  sweep: () => (window.INDEX && window.INDEX.meta && window.INDEX.meta.sweep) || null,
+  memberHref: (root, member, page) => `${root}${encodeURIComponent(member)}/${page}`,
+  familyHref: (root, family, query = {}) =>
+    `${root}family.html?${new URLSearchParams({family, ...query}).toString()}`,
+
+  // the header of every page of a member: which SAE this is, and the way back to all SAEs of the sweep
+  addSweepLinks() {
+    const s = IF.sweep(), header = document.querySelector('header');
+    if (!s || !header) return;
+    header.appendChild(IF.el('span', {className: 'sweepnav', id: 'sweepnav'}, [
+      IF.el('a', {href: `${s.root}index.html`}, ['\u2191 all SAEs of the sweep']),
+      ' \u00B7 this SAE: ', IF.el('span', {className: 'member'}, [s.member]),
+      ...(s.family ? [' \u00B7 family ', IF.el('a', {href: IF.familyHref(s.root, s.family)}, [s.family])] : [])]));
+  },
 };
+IF.addSweepLinks();

@@ -106,6 +106,29 @@ function renderFeature(d) {
       el('div', {className: 'muted'}, [`None in the ${M.coact_tokens.toLocaleString()} tokens counted.`]),
     el('div', {className: 'muted'}, ['score = n(both) / \u221A(n(this)\u00B7n(j)), over the first ' +
       `${M.coact_tokens.toLocaleString()} tokens.`])], 'coact')]));
+  const sweep = IF.sweep();
+  if (sweep && sweep.family) main.insertBefore(relativesPanel(d, sweep), main.children[1]);  // under the summary
+}
+
+// On a sweep site, a member of a family: the closest features of the family's other sizes (d.relatives:
+// [{sae, n_features, feature, cos, corr}], by size then by similarity), each a link into that SAE's site.
+function relativesPanel(d, sweep) {
+  const el = IF.el, rel = d.relatives || [];
+  const tree = el('a', {href: IF.familyHref(sweep.root, sweep.family, {sae: sweep.member, f: d.id}), id: 'treelink'},
+    [`family tree of this feature (${sweep.family}) \u2192`]);
+  const table = el('table', {}, [el('thead', {}, [el('tr', {}, ['size', 'SAE', 'feature', 'decoder cos',
+    'activation corr'].map((h) => el('th', {}, [h])))]),
+  el('tbody', {}, rel.map((r) => el('tr', {'data-sae': r.sae, 'data-feature': r.feature}, [
+    el('td', {className: 'num'}, [r.n_features.toLocaleString()]),
+    el('td', {}, [r.sae]),
+    el('td', {}, [el('a', {href: IF.memberHref(sweep.root, r.sae, `feature.html?f=${r.feature}`),
+      className: 'rlink'}, [`#${r.feature}`])]),
+    el('td', {className: 'num'}, [IF.fmt(r.cos, 3)]),
+    el('td', {className: 'num'}, [IF.fmt(r.corr, 3)])])))]);
+  return panel('Relatives in other sizes', [el('div', {}, [tree]), rel.length ? table
+    : el('div', {className: 'muted'}, ['No relatives recorded.']), el('div', {className: 'muted'}, [
+    `The closest features of the other SAEs of family ${sweep.family} (same kind, other dictionary sizes): ` +
+    'decoder cosine, and the correlation of the activations over the family\'s validation tokens.'])], 'relatives');
 }
 
 // the intervals from the highest down, each with its samples (strongest first)

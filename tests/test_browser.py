@@ -1,4 +1,5 @@
-"""The built feature browser in a real headless Chromium, opened from file:// (no server).
+"""The built feature browser in a real headless Chromium, opened from file:// (no server): a single SAE's site,
+and a sweep's site (tests/sweep_site_fixture.py's made-up one, and one build_interface.py builds of a tiny sweep).
 
 Driven through chromedriver's W3C WebDriver HTTP API with urllib (no selenium). Needs Debian's chromium and
 chromium-driver (`apt-get install -y chromium chromium-driver`; .ci/run installs them); skipped without them.
@@ -20,8 +21,9 @@ import tiktoken
 import torch
 from safetensors.torch import save_file
 
-from conftest import run_script, save_transformer, write_token_data
+from conftest import harvested_run, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
+from sweep_site_fixture import write_sweep_site
 from test_interface import ARGS, D_IN, N_FEAT, SITE, T, XSS, build_site, read_features, read_js
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
@@ -119,6 +121,11 @@ class Browser:
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     return build_site(str(tmp_path_factory.mktemp('browser_site')))
+
+
+@pytest.fixture(scope='module')
+def sweep_site(tmp_path_factory):
+    return write_sweep_site(str(tmp_path_factory.mktemp('sweep_site') / 'interface'))
 
 
 @pytest.fixture(scope='module')
@@ -354,3 +361,174 @@ def test_every_token_on_every_page_is_literal_text(markup_site, browser):
                       "[+r.dataset.feature, r.lastElementChild.textContent, r.lastElementChild.childElementCount])")
     assert side == [[f, label(f), 0] for f in ex[0]['features'][j]] != []
     assert_nothing_injected(browser)
+
+
+# ----------------------------------------------------------------------------- the sweep site
+# index.html = every SAE of a sweep; family.html = how the features of one family split across sizes; every
+# member a single-SAE site whose feature pages link to the feature's relatives in the other sizes.
+def label_of(token) -> str:
+    """What IF.textLabel shows for a token text of the sweep site's family data (a string or its bytes)."""
+    if isinstance(token, list):
+        return ''.join(f'‹\\x{b:02x}›' for b in token)
+    return token.replace('\n', '⏎').replace(' ', '·')
+
+
+def cards(browser: Browser, css: str = '.card') -> list:
+    return browser.js("return Array.from(document.querySelectorAll(arguments[0])).map(c => "
+                      "[c.dataset.member, +c.dataset.id])", css)
+
+
+def descendants(nodes: dict, members: list, root: int) -> list[list[int]]:
+    """Per member, the features descending from feature `root` of the smallest one (sorted)."""
+    level = [root]
+    out = [level]
+    for m_prev, m in zip(members, members[1:]):
+        level = sorted(j for j, n in enumerate(nodes[m]) if n['parent'] in level)
+        out.append(level)
+    return out
+
+
+def wait_page(browser: Browser, path_end: str) -> None:
+    browser.wait(f"return location.pathname.endsWith('{path_end}') && document.body "
+                 "&& document.body.getAttribute('data-ready') === '1'")
+
+
+def check_sweep_page(browser: Browser, site: str, records: list, family: str) -> None:
+    """Every SAE with its numbers and its site's link; the family links; sorting; the Pareto plot."""
+    browser.open(os.path.join(site, 'index.html'))
+    assert browser.errors() == []
+    rows = browser.js("return Array.from(document.querySelectorAll('#members tbody tr')).map(r => "
+                      "[r.dataset.name, r.querySelector('a.member').getAttribute('href'), r.cells[2].textContent])")
+    assert sorted(rows) == sorted([r['name'], f"{r['name']}/index.html", f"{r['n_features']:,}"] for r in records)
+    browser.click('#members th[data-key="fvu"]')
+    assert [r[0] for r in browser.js("return Array.from(document.querySelectorAll('#members tbody tr'))"
+                                     ".map(r => [r.dataset.name])")] == [
+        r['name'] for r in sorted(records, key=lambda r: (r['fvu'], r['name']))]
+    if 'pareto.png' in os.listdir(site):
+        browser.wait("return document.querySelector('img.pareto').complete")
+        assert browser.js("return document.querySelector('img.pareto').naturalWidth") > 0
+    assert browser.js("return document.querySelector('#familytable a.family').textContent") == family
+    browser.click('#familytable a.family')
+    wait_page(browser, 'family.html')
+    assert browser.errors() == []
+
+
+def walk_sweep_site(browser: Browser, s: dict, tmp_path) -> None:
+    """Sweep page -> family page -> the tree of the feature that splits most -> a node's feature page -> its
+    relative in the largest size -> that feature's tree, its path highlighted. s: site, records (SWEEP.members),
+    family, members, sizes, nodes (FAMILY.nodes) of a family of >= 3 sizes."""
+    nodes, members, site = s['nodes'], s['members'], s['site']
+    check_sweep_page(browser, site, s['records'], s['family'])
+    # the family page without a root: the smallest SAE's features, those that split most first
+    n_desc = [len(descendants(nodes, members, j)[-1]) for j in range(s['sizes'][0])]
+    order = sorted(range(s['sizes'][0]), key=lambda j: (-n_desc[j], -nodes[members[0]][j]['density'], j))
+    roots = "return Array.from(document.querySelectorAll('#roots tbody tr'))"
+    assert browser.js(roots + ".map(r => +r.dataset.id)") == order
+    assert browser.js("return Array.from(document.querySelectorAll('#roots tbody tr')).map(r => "
+                      "+r.lastElementChild.textContent)") == [n_desc[j] for j in order]
+    assert_nothing_injected(browser)
+    # the tree of the feature that splits most: one column per size, a card per descendant
+    browser.click('#roots tbody tr a.treelink')
+    wait_page(browser, 'family.html')
+    root = order[0]
+    tree = descendants(nodes, members, root)
+    assert sorted(cards(browser)) == sorted([m, j] for m, ids in zip(members, tree) for j in ids)
+    assert cards(browser, '.card.onpath') == [[members[0], root]]
+    chips = browser.js("return Array.from(document.querySelectorAll('.card')).map(c => [c.dataset.member, "
+                       "+c.dataset.id, Array.from(c.querySelectorAll('.chip')).map(e => e.textContent)])")
+    assert chips == [[m, j, [label_of(t) for t in nodes[m][j]['top_tokens']]] for m, j, _ in chips]
+    assert_nothing_injected(browser)
+    shot(browser, tmp_path / 'family_tree.png')
+    # a node's link: that member's feature page, which lists the feature's relatives in the other sizes
+    mid = tree[1][-1]  # not feature 0: a path of zeros would pass by chance
+    browser.click(f'.card[data-member="{members[1]}"][data-id="{mid}"] a.flink')
+    wait_page(browser, f'{members[1]}/feature.html')
+    assert browser.errors() == []
+    assert browser.js("return document.getElementById('title').textContent") == f'Feature #{mid}'
+    rel = browser.js("return Array.from(document.querySelectorAll('#relatives tbody tr')).map(r => "
+                     "[r.dataset.sae, +r.dataset.feature, +r.cells[3].textContent, r.querySelector('a').href])")
+    record = read_features(os.path.join(site, members[1]))[mid]['relatives']
+    assert [r[:2] for r in rel] == [[x['sae'], x['feature']] for x in record] != []
+    assert [r[2] for r in rel] == pytest.approx([x['cos'] for x in record], abs=5e-4)  # shown to 3 decimals
+    assert all(r[3].endswith(f'/{r[0]}/feature.html?f={r[1]}') for r in rel)
+    # the relative in the largest size, then its family tree: the path from its root highlighted
+    big = next(x for x in record if x['sae'] == members[2])
+    browser.click(f'#relatives tr[data-sae="{members[2]}"][data-feature="{big["feature"]}"] a')
+    wait_page(browser, f'{members[2]}/feature.html')
+    assert browser.js("return document.getElementById('title').textContent") == f'Feature #{big["feature"]}'
+    browser.click('#treelink')
+    wait_page(browser, 'family.html')
+    path = [big['feature']]
+    for m in members[:0:-1]:
+        path.insert(0, nodes[m][path[0]]['parent'])
+    assert cards(browser, '.card.onpath') == [[m, j] for m, j in zip(members, path)]
+    assert cards(browser, '.card.asked') == [[members[2], big['feature']]]
+    assert browser.js("return document.querySelectorAll('#tree path.link.onpath').length") == len(members) - 1
+    assert browser.errors() == []
+
+
+def test_sweep_site_from_family_to_relatives(sweep_site, browser, tmp_path):
+    walk_sweep_site(browser, sweep_site, tmp_path)  # its tokens are markup: shown as text (checked on each page)
+
+
+def test_sweep_site_pages_without_relatives_and_bad_queries(sweep_site, site, browser):
+    s = sweep_site
+    # a member of no family: the way back to the sweep, no relatives panel
+    browser.open(os.path.join(s['site'], s['lone'], 'feature.html') + '?f=1')
+    assert browser.errors() == [] and browser.js("return document.getElementById('relatives')") is None
+    assert browser.js("return document.getElementById('sweepnav').textContent").endswith(s['lone'])
+    # a single-SAE site: neither
+    browser.open(os.path.join(site['site'], 'feature.html') + '?f=1')
+    assert browser.js("return [document.getElementById('relatives'), document.getElementById('sweepnav')]") == [
+        None, None]
+    # the family page's search over the top tokens of the smallest SAE's features
+    browser.open(os.path.join(s['site'], 'family.html') + f"?family={s['family']}")
+    browser.type('#rootq', '<IMG')
+    shown = browser.js("return Array.from(document.querySelectorAll('#roots tbody tr')).filter(r => !r.hidden)"
+                       ".map(r => +r.dataset.id)")
+    small = s['nodes'][s['members'][0]]
+    assert sorted(shown) == [j for j, n in enumerate(small) if any('<img' in label_of(t) for t in n['top_tokens'])]
+    assert 0 < len(shown) < len(small)
+    # a family or feature that does not exist: said, no error
+    for query, said in [('?family=%3Cb%3Enope', 'No family "<b>nope"'),
+                        (f"?family={s['family']}&sae={s['members'][2]}&f=999", 'No feature 999'),
+                        (f"?family={s['family']}&root=77", 'No feature root=77')]:
+        browser.open(os.path.join(s['site'], 'family.html') + query)
+        assert said in browser.js("return document.getElementById('main').textContent"), query
+        assert_nothing_injected(browser)
+
+
+@pytest.fixture(scope='module')
+def built_sweep_site(tmp_path_factory) -> dict:
+    """build_interface.py --sweep_dir on a real tiny sweep: a TopK family of 8 -> 16 -> 32 features and an SAE of
+    another kind (in no family), trained for a few steps on a tiny harvest."""
+    root = tmp_path_factory.mktemp('built_sweep')
+    out = harvested_run(root, 20, 120)
+    conf = root / 'sweep_conf.py'
+    conf.write_text("sweep = [dict(name='topk_8', n_features=8), dict(name='topk_16', n_features=16),\n"
+                    "         dict(name='topk_32', n_features=32),\n"
+                    "         dict(name='a23_16', kind='anthropic2023', n_features=16, l1_coeff=3e-3)]\n")
+    run_script('train_sae.py', str(conf), f'--out_dir={out}', '--kind=topk', '--k=3', '--batch_size=128',
+               '--max_steps=20', '--eval_interval=20', '--eval_contexts=4', '--final_eval_contexts=8',
+               '--log_interval=10', '--ckpt_interval=20', '--resample_steps=()', '--geometric_median_rows=500',
+               '--resample_rows=500', '--shuffle_buffer=512', '--device=cpu')
+    sweep = os.path.join(out, 'sweep')
+    run_script('build_interface.py', f'--out_dir={out}', f'--sweep_dir={sweep}', '--n_contexts=16',
+               '--batch_size=8', '--top_k=3', '--window=3', '--n_intervals=4', '--interval_samples=2',
+               '--n_example_texts=2', '--example_length=16', '--coact_tokens=256', '--device=cpu')
+    site = os.path.join(sweep, 'interface')
+    sweep_data = read_js(os.path.join(site, 'data', 'sweep.js'))
+    family = next(f for f in sweep_data['families'] if len(f['members']) >= 3)
+    fam = read_js(os.path.join(site, 'data', f"family_{family['name']}.js"))
+    return {'site': site, 'records': sweep_data['members'], 'family': family['name'], 'members': family['members'],
+            'sizes': family['sizes'], 'nodes': fam['nodes'], 'lone': 'a23_16'}
+
+
+def test_built_sweep_site_from_family_to_relatives(built_sweep_site, browser, tmp_path):
+    s = built_sweep_site
+    assert s['members'] == ['topk_8', 'topk_16', 'topk_32'] and sorted(r['name'] for r in s['records']) == [
+        'a23_16', 'topk_16', 'topk_32', 'topk_8']
+    walk_sweep_site(browser, s, tmp_path)
+    browser.open(os.path.join(s['site'], s['lone'], 'feature.html') + '?f=0')
+    assert browser.errors() == [] and browser.js("return document.getElementById('relatives')") is None
+    assert browser.js("return document.getElementById('sweepnav').textContent").endswith(s['lone'])
