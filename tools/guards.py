@@ -363,6 +363,88 @@ GUARDS = [
           'tests/test_activations.py::test_on_the_fly_rows_are_the_models_rows_in_the_plans_order'),
 ]
 
+# families.py and the sweep site's data (build_interface.py --sweep_dir)
+FAM = 'tests/test_families.py'
+SW = 'tests/test_interface.py'
+FAM_GUARDS = [
+    Guard('families: SAEs alike in every training key but n_features (a family differs only in size)', 'families.py',
+          'ident.update({k: v for k, v in m.config.items() if k not in skip and k not in RUN_KEYS})',
+          'ident.update({})',
+          f'{FAM}::test_families_are_the_saes_alike_but_for_their_size'),
+    Guard('activation correlation: the covariance subtracts the means (n·Σxy − Σx·Σy)', 'families.py',
+          'cov = n * self.sum_xy[i, j] - self.sum[i][:, None] * self.sum[j][None, :]',
+          'cov = n * self.sum_xy[i, j]',
+          f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
+    Guard('activation correlation: sums over every batch of the stream', 'families.py',
+          'self.n += len(acts[0])', 'self.n = len(acts[0])',
+          f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
+    Guard('activation correlation: 0 for a feature that never fires', 'families.py',
+          'return torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.zeros_like(cov))',
+          'return cov / denom',
+          f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
+    Guard('decoder cosine: unit decoder directions', 'families.py',
+          'return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)', 'return W',
+          f'{FAM}::test_script_cosines_and_correlations_equal_a_direct_computation'),
+    Guard("parent: the best match in the next smaller SAE", 'families.py',
+          'parent = score.argmax(0)', 'parent = score.argmin(0)',
+          f'{FAM}::test_parent_links_recover_a_planted_split'),
+    Guard("family_link='activation' links by activation correlation", 'families.py',
+          "score = cos if link == 'decoder' else corr", 'score = cos',
+          f'{FAM}::test_parent_links_recover_a_planted_split[activation]'),
+    Guard('relatives: the 3 best by the link score', 'families.py',
+          'top = score.topk(min(N_RELATIVES, n_other), dim=1).indices  # (F, r)',
+          'top = score.topk(min(N_RELATIVES, n_other), dim=1, largest=False).indices  # (F, r)',
+          f'{FAM}::test_parent_links_recover_a_planted_split'),
+    Guard('sweep site: each feature record carries its relatives', 'build_interface.py',
+          "features = ({**record, 'relatives': relatives[record['id']]} for record in features)",
+          'pass', f'{SW}::test_sweep_relatives_point_at_existing_features_and_recover_the_split'),
+    Guard('sweep site: family nodes list their children (inverse of the parents)', 'build_interface.py',
+          "children[f['parent']].append(j)", 'pass',
+          f'{SW}::test_sweep_relatives_point_at_existing_features_and_recover_the_split'),
+    Guard("sweep site: members' sites without the sweep pages", 'build_interface.py',
+          "ignore=shutil.ignore_patterns('*.md', '__pycache__', *SWEEP_PAGES)",
+          "ignore=shutil.ignore_patterns('*.md', '__pycache__')",
+          f'{SW}::test_sweep_site_has_the_contracts_files'),
+]
+FAM_GUARDS.append(
+    Guard('a single build records its config without the sweep key (its output as before the sweep mode)',
+          'build_interface.py', "{k: v for k, v in config.items() if k != 'sweep_dir'}", 'config',
+          f'{SW}::test_sweep_member_is_its_single_site_plus_relatives'))
+
+# the sweep site's pages
+SWF = 'tests/test_browser.py::test_sweep_site_from_family_to_relatives'
+SWQ = 'tests/test_browser.py::test_sweep_site_pages_without_relatives_and_bad_queries'
+SWB = 'tests/test_browser.py::test_built_sweep_site_from_family_to_relatives'
+WEB_GUARDS = [
+    Guard('family page: the asked feature\'s path walks up its parents to the root', 'interface/page_family.js',
+          '      path.unshift([l - 1, p]);', '      path.unshift([l - 1, 0]);', SWB),
+    Guard('family page: features of the smallest SAE ordered by descendants in the largest', 'interface/page_family.js',
+          'for (const r of roots) if (r >= 0) c[r]++;', 'for (const r of roots) if (r > 0) c[r]++;', SWF),
+    Guard('family tree: the highlighted path\'s links', 'interface/page_family.js',
+          "const hot = c.classList.contains('onpath') && parent", 'const hot = parent', SWF),
+    Guard('family tree: at most MAX_CARDS per column, the asked path kept', 'interface/page_family.js',
+          'const keep = new Set(ids.slice(0, MAX_CARDS).concat(', 'const keep = new Set(ids.slice(0, 1).concat(', SWF),
+    Guard('browser: family token chips as text', 'interface/common.js',
+          "textChip: (t) => IF.el('span', {className: 'chip', title: IF.textLabel(t)}, [IF.textLabel(t)]),",
+          "textChip: (t) => { const e = IF.el('span', {className: 'chip'}); e.innerHTML = IF.textLabel(t); "
+          "return e; },", SWF),
+    Guard('browser: family token texts made visible (bytes escaped, whitespace shown)', 'interface/common.js',
+          "textLabel: (t) => Array.isArray(t) ? t.map(IF.hexByte).join('') || '\\u2205' : IF.visible(String(t), true),",
+          'textLabel: (t) => String(t),', SWF),
+    Guard('feature page: relatives link into the other SAE\'s site (../<sae>/feature.html)',
+          'interface/page_feature.js',
+          'IF.memberHref(sweep.root, r.sae, `feature.html?f=${r.feature}`)', '`feature.html?f=${r.feature}`', SWF),
+    Guard('feature page: relatives only for a member of a family', 'interface/page_feature.js',
+          'if (sweep && sweep.family) main', 'if (true) main', SWQ),
+    Guard('pages read the sweep membership where build_interface.py writes it (INDEX.meta.sweep)',
+          'interface/common.js',
+          '  sweep: () => (window.INDEX && window.INDEX.meta && window.INDEX.meta.sweep) || null,',
+          '  sweep: () => (window.INDEX && window.INDEX.sweep) || null,', SWB),
+    Guard('sweep page: columns sort ascending first', 'interface/page_sweep.js',
+          'return x < y ? -dir : dir;', 'return x < y ? dir : -dir;', SWF),
+]
+GUARDS += FAM_GUARDS + WEB_GUARDS
+
 
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
