@@ -85,10 +85,12 @@ endif
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
 
 # make sweep: after make demo, the SAEs of config/demo/sweep.py trained together on the demo store (each batch read
-# once and fed to every SAE), then the Pareto report $(DEMO)/sweep/pareto.json + pareto.png. SAEs already done are
-# skipped, an interrupted one resumes; FORCE=1 redoes all.
+# once and fed to every SAE), the Pareto report $(DEMO)/sweep/pareto.json + pareto.png, the feature families
+# ($(DEMO)/sweep/families.json) and one feature browser for them all ($(DEMO)/sweep/interface/index.html). SAEs already
+# done are skipped, an interrupted one resumes, the site is rebuilt only if older than the report; FORCE=1 redoes all.
 STORE_DONE = $(PYTHON) -c "import json, sys; \
 	sys.exit(0 if json.load(open('$(DEMO)/activations/meta.json')).get('complete') else 1)" 2>/dev/null
+SWEEP_SITE = $(DEMO)/sweep/interface/index.html
 
 sweep: install
 ifeq ($(FORCE),1)
@@ -97,7 +99,10 @@ endif
 	@if ! $(STORE_DONE); then echo "[sweep] error: no complete demo store in $(DEMO)/activations: run make demo first"; \
 	  exit 1; fi
 	$(PYTHON) train_sae.py config/demo/sweep.py --init_from=resume
+	@if [ $(SWEEP_SITE) -nt $(DEMO)/sweep/pareto.json ]; then echo "[sweep] $(DEMO)/sweep/interface is built: skipping"; \
+	else $(PYTHON) build_interface.py config/demo/interface.py --sweep_dir=$(DEMO)/sweep --n_contexts=256; fi
 	@echo "Pareto plot: $(abspath $(DEMO))/sweep/pareto.png"
+	@echo "sweep browser (every SAE, feature families): $(abspath $(SWEEP_SITE))"
 
 # make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
 README_FEATURE ?= 4

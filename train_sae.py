@@ -457,9 +457,12 @@ for m in members:
         print0(f"{tag(m)}ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(m.sae):g}")
     if m.run is not None:
         m.run.finish()
-if sweep and master:
+if sweep and master and (members or not os.path.isfile(os.path.join(sweep_dir, 'pareto.json'))):
     print(pareto_table(write_pareto(sweep_dir, RECIPES, [c['name'] for c in plans])))
     print(f"wrote {sweep_dir}/pareto.json and pareto.png (python sweep.py {sweep_dir} redraws them)")
+    print(f"next: {next_command('build_interface.py', 'interface', out_dir)} --sweep_dir={sweep_dir} (one site)")
+elif sweep and master:
+    print(f"every SAE of the sweep is done: {sweep_dir}/pareto.json is unchanged")
 elif master:
     print(f"next: {next_command('build_interface.py', 'interface', out_dir)}")
 ddp_cleanup(ddp)

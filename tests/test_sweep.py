@@ -107,8 +107,11 @@ def test_pareto_report_and_exports(run):
         assert r['eval_tokens'] == m['eval_tokens'] and r['l0'] == pytest.approx(m['l0'], rel=1e-3)
         for k in ('fvu', 'loss_recovered', 'loss_recovered_mean_abl', 'ce_spliced', 'alive_frac'):
             assert r[k] == pytest.approx(m[k], rel=1e-3, abs=1e-5), (name, k)
+    # a rerun of a finished sweep trains nothing and leaves the report as it is (make sweep then skips the site)
+    mtime = os.stat(os.path.join(sweep_dir, 'pareto.json')).st_mtime_ns
     p = run_script(*sweep_cmd(run, out, '--init_from=resume'))
-    assert 'done, skipped: topk_k8, a23_l1, apr_64' in p.stdout and 'wrote' in p.stdout
+    assert 'done, skipped: topk_k8, a23_l1, apr_64' in p.stdout and 'pareto.json is unchanged' in p.stdout
+    assert os.stat(os.path.join(sweep_dir, 'pareto.json')).st_mtime_ns == mtime
     assert json.load(open(os.path.join(sweep_dir, 'pareto.json'))) == records
 
 
