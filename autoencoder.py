@@ -1065,6 +1065,11 @@ def load_saelens(path: str, device: torch.device | str = 'cpu', cfg: dict | None
         applied = cfg.get('apply_b_dec_to_input', True)
         if applied != kind.pre_bias:  # W_enc (x - b_dec) + b_enc = W_enc x + (b_enc - W_enc b_dec): fold it in
             sae.b_enc.add_(sd['b_dec'] @ sd['W_enc'], alpha=-1.0 if applied else 1.0)
+        if cfg.get('rescale_acts_by_decoder_norm'):  # SAELens topk: pre·‖W_dec[:, i]‖, decoded f_i / ‖W_dec[:, i]‖
+            norms = col_norms(sae.W_dec).clamp_min(1e-8)  # (F,) folded in as SAELens' fold_W_dec_norm (same f, x̂)
+            sae.W_enc.mul_(norms[:, None])
+            sae.b_enc.mul_(norms)
+            sae.W_dec.div_(norms)
         kind.load_tensors_(sae, sd, path)
     return sae
 

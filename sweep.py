@@ -11,7 +11,8 @@ single run writes <out_dir>/sae/ (ckpt.pt, metrics.json, sae_weights.safetensors
 The report, written at the end of a sweep, regenerable from the metrics.json files:
     python sweep.py out/demo/sweep
 writes <sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered
-and against FVU, one line per kind, log-x).
+and against FVU, one line per kind, log-x). SAEs trained by SAELens for bench/saelens.py (<sweep_dir>/saelens/)
+are in it too: source 'saelens', drawn dashed.
 """
 import json
 import os
@@ -92,33 +93,45 @@ def plan_sweep(entries: list, config: dict, recipe_unset: list[str], recipes: di
 
 PARETO_FIELDS = ('name', 'kind', 'n_features', 'k', 'l1_coeff', 'sparsity', 'l0', 'fvu', 'loss_recovered',
                  'loss_recovered_mean_abl', 'kl_spliced', 'alive_frac', 'ultralow_frac_of_alive', 'tokens_seen',
-                 'train_seconds')
+                 'train_seconds', 'source')
+METRIC_FIELDS = PARETO_FIELDS[6:-2]  # copied from metrics.json as they are
+SOURCES = ('ours', 'saelens')  # who trained an SAE: this repo's train_sae.py, or SAELens's trainer (bench/saelens.py)
 
 
-def pareto_record(name: str, m: dict, recipes: dict) -> dict:
-    """One SAE's record from its metrics.json: sparsity is k for kinds without an L1 penalty, else λ."""
+def pareto_record(name: str, m: dict, recipes: dict, source: str = 'ours') -> dict:
+    """One SAE's record from its metrics.json: sparsity is k for kinds without an L1 penalty, else λ; source: who
+    trained it (SOURCES)."""
     c = m['config']
     by_k = recipes.get(m['kind'], {}).get('l1_coeff', 1.0) == 0
     return {'name': name, 'kind': m['kind'], 'n_features': m['n_features'], 'k': c['k'] if by_k else None,
             'l1_coeff': None if by_k else c['l1_coeff'],
             'sparsity': f"k={c['k']}" if by_k else f"λ={c['l1_coeff']:g}",
-            **{k: m[k] for k in PARETO_FIELDS[6:-1]}, 'train_seconds': m['train_seconds_this_run']}
+            **{k: m[k] for k in METRIC_FIELDS}, 'train_seconds': m['train_seconds_this_run'],
+            'source': source}
 
 
-def pareto_records(sweep_dir: str, recipes: dict, names: list[str] | None = None) -> list[dict]:
+def pareto_records(sweep_dir: str, recipes: dict, names: list[str] | None = None, source: str = 'ours') -> list[dict]:
     """The records of the finished SAEs in sweep_dir (folders with a metrics.json; names: only these), by kind
-    then L0."""
+    then L0; `source` says who trained them."""
     records = []
     for name in sorted(os.listdir(sweep_dir) if names is None else names):
         path = os.path.join(sweep_dir, name, 'metrics.json')
         if os.path.isfile(path):
             with open(path) as f:
-                records.append(pareto_record(name, json.load(f), recipes))
+                records.append(pareto_record(name, json.load(f), recipes, source))
     return sorted(records, key=lambda r: (r['kind'], r['l0'], r['n_features']))
 
 
+def saelens_records(sweep_dir: str, recipes: dict) -> list[dict]:
+    """The records of the SAEs SAELens trained for bench/saelens.py: <sweep_dir>/saelens/<name>/metrics.json."""
+    root = os.path.join(sweep_dir, 'saelens')
+    names = [n for n in sorted(os.listdir(root)) if n != 'ours'] if os.path.isdir(root) else []
+    return pareto_records(root, recipes, names, source='saelens')
+
+
 def plot_pareto(records: list[dict], path: str) -> None:
-    """pareto.png: L0 against loss recovered and against FVU, one line per kind (by L0), log-x."""
+    """pareto.png: L0 against loss recovered and against FVU, one line per kind and source (by L0), log-x; SAELens's
+    SAEs (source 'saelens') dashed, labelled 'SAELens <kind>'."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -126,15 +139,20 @@ def plot_pareto(records: list[dict], path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], 'loss_recovered', 'loss recovered (zero ablation)'),
                            (axes[1], 'fvu', 'FVU (fraction of variance unexplained)')):
-        for kind in sorted({r['kind'] for r in records}):
-            rs = [r for r in records if r['kind'] == kind]
-            ax.plot([r['l0'] for r in rs], [r[key] for r in rs], 'o-', label=kind, alpha=0.85)
+        for source, kind in sorted({(r.get('source', 'ours'), r['kind']) for r in records}):
+            rs = [r for r in records if r['kind'] == kind and r.get('source', 'ours') == source]
+            theirs = source == 'saelens'
+            ax.plot([r['l0'] for r in rs], [r[key] for r in rs], 's--' if theirs else 'o-', alpha=0.85,
+                    label=f"SAELens {kind}" if theirs else kind)
             for r in rs:
                 ax.annotate(f"{r['n_features']} {r['sparsity']}", (r['l0'], r[key]), fontsize=6,
                             textcoords='offset points', xytext=(3, 3))
         ax.set_xscale('log')
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 10, 20, 40 rather than 2×10¹
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        l0s = [r['l0'] for r in records]  # ticks 5, 10, 20, 50, ... over the L0s drawn, rather than 2×10¹
+        ticks = [t * 10 ** e for e in range(-1, 5) for t in (1, 2, 5)
+                 if min(l0s) / 1.5 <= t * 10 ** e <= max(l0s) * 1.5]
+        ax.set_xticks(ticks or [min(l0s)], [f"{t:g}" for t in ticks or [min(l0s)]])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel('L0 (features active per token)')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)
@@ -146,10 +164,14 @@ def plot_pareto(records: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def write_pareto(sweep_dir: str, recipes: dict, names: list[str] | None = None) -> list[dict]:
-    """Write sweep_dir/pareto.json and pareto.png from the metrics.json files (of `names` only if given);
-    returns the records."""
-    records = pareto_records(sweep_dir, recipes, names)
+def write_pareto(sweep_dir: str, recipes: dict, names: list[str] | None = None,
+                 extra: list[dict] | None = None) -> list[dict]:
+    """Write sweep_dir/pareto.json and pareto.png from the metrics.json files (of `names` only if given) and the
+    extra records (pareto_record's, e.g. bench/saelens.py's; None = saelens_records(sweep_dir): the SAELens points
+    a bench run left there); returns the records."""
+    extra = saelens_records(sweep_dir, recipes) if extra is None else extra
+    records = sorted(pareto_records(sweep_dir, recipes, names) + list(extra),
+                     key=lambda r: (r['source'] != 'ours', r['kind'], r['l0'], r['n_features']))
     atomic_write_json(os.path.join(sweep_dir, 'pareto.json'), records)
     plot_pareto(records, os.path.join(sweep_dir, 'pareto.png'))
     return records
@@ -160,7 +182,8 @@ def pareto_table(records: list[dict]) -> str:
     lines = ['| name | kind | F | sparsity | L0 | FVU | loss rec. (zero / mean abl.) | KL | alive | ultralow | s |',
              '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
     for r in records:
-        lines.append(f"| {r['name']} | {r['kind']} | {r['n_features']} | {r['sparsity']} | {r['l0']:.1f} | "
+        kind = f"SAELens {r['kind']}" if r.get('source') == 'saelens' else r['kind']
+        lines.append(f"| {r['name']} | {kind} | {r['n_features']} | {r['sparsity']} | {r['l0']:.1f} | "
                      f"{r['fvu']:.3f} | {r['loss_recovered']:.3f} / {r['loss_recovered_mean_abl']:.3f} | "
                      f"{r['kl_spliced']:.3f} | {r['alive_frac']:.1%} | {r['ultralow_frac_of_alive']:.1%} | "
                      f"{r['train_seconds']:.0f} |")

@@ -445,6 +445,13 @@ WEB_GUARDS = [
 ]
 GUARDS += FAM_GUARDS + WEB_GUARDS
 
+# the SAELens points of the Pareto report (bench/saelens.py); the bench's other guards need SAELens installed
+# (their test skips without it), so they are not listed here
+GUARDS.append(Guard("Pareto report: SAELens's SAEs (<sweep>/saelens/) are source saelens", 'sweep.py',
+                    "return pareto_records(root, recipes, names, source='saelens')",
+                    'return pareto_records(root, recipes, names)',
+                    'tests/test_saelens.py::test_pareto_report_takes_saelens_points'))
+
 
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
