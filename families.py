@@ -209,7 +209,7 @@ class CorrelationSums:
 @torch.no_grad()
 def correlation_sums(transformer, saes: list, site: str, contexts) -> CorrelationSums:
     """Stream the contexts through the transformer and each SAE (encode of the site's activations), summing."""
-    sums = CorrelationSums([len(unit_decoder(s)) for s in saes], transformer.device)
+    sums = CorrelationSums([s.cfg.n_features for s in saes], transformer.device)
     for b0, b1 in contexts.bar('activation correlations'):
         tokens = contexts.read(b0, b1)
         with transformer.autocast:
