@@ -453,6 +453,34 @@ GUARDS.append(Guard("Pareto report: SAELens's SAEs (<sweep>/saelens/) are source
                     'tests/test_saelens.py::test_pareto_report_takes_saelens_points'))
 
 
+# offline automated interpretability (interpret.py): explanations from the EXPLAIN tokens, scores on the SCORE tokens
+INTERP = 'tests/test_interpret.py'
+GUARDS += [
+    Guard('explanations: n-grams do not reach across a context start', 'interpret.py',
+          'keys[o, :, o:] = keys[o - 1, :, o - 1:-1] * vocab_size + t[:, o:]',
+          'keys[o] = np.roll(keys[o - 1], 1, axis=None).reshape(n, T) * vocab_size + t',
+          f'{INTERP}::test_ngram_keys_stop_at_the_context_start'),
+    Guard('explanations: a pattern needs precision >= min_precision on the EXPLAIN tokens', 'interpret.py',
+          'keep = (fires >= min_pattern_fires) & (fires >= min_precision * matches)',
+          'keep = (fires >= min_pattern_fires)', f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
+    Guard('explanations: longer contexts only for the firings a shorter pattern left (disjoint patterns)',
+          'interpret.py', "left &= ~np.isin(fire_keys[order - 1], uniq[keep])", "left &= True",
+          f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
+    Guard('explanations: the <= max_patterns patterns of highest F1 (Dinkelbach)', 'interpret.py',
+          'gain = 2 * fires - lam * matches', 'gain = 2 * fires - 0 * matches',
+          f'{INTERP}::test_the_chosen_patterns_have_the_best_f1_of_any_subset'),
+    Guard('detection score: matches counted on the SCORE tokens', 'interpret.py',
+          'predicted = sum(int(counts_score.count(', 'predicted = sum(int(counts_explain.count(',
+          f'{INTERP}::test_scores_come_from_the_score_tokens_only'),
+    Guard('detection score: F1 = 2PR/(P+R)', 'interpret.py',
+          'return precision, recall, (2 * precision * recall / (precision + recall)',
+          'return precision, recall, (precision * recall / (precision + recall)',
+          f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
+    Guard('score summary: share of units with F1 > 0.5', 'interpret.py',
+          "'share_f1_above_0.5': stat(np.mean, f1 > 0.5)", "'share_f1_above_0.5': stat(np.mean, f1 >= 0.5)",
+          f'{INTERP}::test_summary_equals_numpy'),
+]
+
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=REPO, check=True,
