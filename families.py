@@ -178,10 +178,11 @@ def cross_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class CorrelationSums:
     """Running sums over tokens of the activations of several SAEs, float64: Σx and Σx² per feature and Σxy per
-    pair of features of two SAEs, so their Pearson correlations come from a stream of batches (no N x F kept)."""
+    pair of features of two SAEs, so their Pearson correlations come from a stream of batches (no N x F kept).
+    dense=True: the cross products by a dense matmul (units active on most tokens, e.g. neurons)."""
 
-    def __init__(self, sizes: list[int], device='cpu'):
-        self.n = 0
+    def __init__(self, sizes: list[int], device='cpu', dense: bool = False):
+        self.n, self.dense = 0, dense
         self.sum = [torch.zeros(F, dtype=torch.float64, device=device) for F in sizes]
         self.sum_sq = [torch.zeros(F, dtype=torch.float64, device=device) for F in sizes]
         self.sum_xy = {(i, j): torch.zeros(sizes[i], sizes[j], dtype=torch.float64, device=device)
@@ -194,7 +195,7 @@ class CorrelationSums:
             self.sum[i] += a.sum(0, dtype=torch.float64)
             self.sum_sq[i] += a.square().sum(0, dtype=torch.float64)
         for (i, j), s in self.sum_xy.items():
-            s += cross_products(acts[i], acts[j])
+            s += acts[i].T.double() @ acts[j].double() if self.dense else cross_products(acts[i], acts[j])
 
     def corr(self, i: int, j: int) -> torch.Tensor:
         """(F_i, F_j) float64 Pearson correlations of SAE i's features with SAE j's (i < j); 0 where one is constant."""
