@@ -13,6 +13,10 @@ with <script src> (no server, no fetch()). The data files and every key in them:
 Built in a temp folder that replaces the old one at the end, so a half-built site is never taken for a
 complete one. An SAE or transformer with NaN/inf weights is refused (one line naming the tensor).
 
+With analyze.py's report (<out_dir>/analysis/report.json, found when analysis='auto', or --analysis=<report>) the
+pages also show each feature's offline explanation, its held-out F1 and its best match in the other run:
+    python build_interface.py config/demo/interface.py --out_dir=out/demo/run_b --analysis=out/demo/analysis/report.json
+
 A sweep (train_sae.py's `sweep`: many SAEs of one stream in <out_dir>/sweep/<name>/) as one site:
     python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep
 writes <sweep_dir>/interface/: <name>/ for every SAE (its site as above, each feature record with its
@@ -74,6 +78,7 @@ ablation = 'auto'  # 'auto' (exact local formula where valid, else 'rerun'), 're
 seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
 dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transformer and SAE forward passes)
+analysis = 'auto'  # analyze.py's report shown: 'auto' (<out_dir>/analysis/report.json if it is of this SAE), '', a path
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the keys above are the config; the constants below are not
 
@@ -95,17 +100,21 @@ def main() -> None:
     settings = {k: globals()[k] for k in CONFIG_KEYS}
     config = configure(settings)  # config files and --key=value overrides from the command line (configurator.py)
     globals().update(settings)  # the config globals above now hold the values in effect
+    del config['analysis']  # a shown report is in INDEX.meta.analysis; without one, meta.json is as before the key
     check_config()
     run_device = get_device(device)
     torch.manual_seed(seed)
     transformer = load_transformer(out_dir, transformer_ckpt, dataset, context_length, run_device,
                                    resolve_dtype(dtype, run_device))
+    if sweep_dir and analysis not in ('', 'auto'):
+        print0(f"note: a sweep site shows no analysis (analysis={analysis} is not used)")
     if sweep_dir:  # every SAE of the sweep, linked across sizes, in one site
         site_dir = build_sweep_site(sweep_dir, transformer, config)
     else:
         inputs = load_inputs(transformer, sae_dir or os.path.join(out_dir, 'sae'))
+        shown = find_analysis(analysis, out_dir, inputs.sae_path, len(inputs.W_dec))
         tmp_dir = temp_dir_for(os.path.join(out_dir, 'interface'))
-        build_site(inputs, tmp_dir, {k: v for k, v in config.items() if k != 'sweep_dir'})
+        build_site(inputs, tmp_dir, {k: v for k, v in config.items() if k != 'sweep_dir'}, analysis=shown)
         site_dir = swap_in(tmp_dir, os.path.join(out_dir, 'interface'))
     print0(f"open {os.path.abspath(os.path.join(site_dir, 'index.html'))}")
 
@@ -121,9 +130,10 @@ class SiteSummary(NamedTuple):
 
 def build_site(inputs: 'Inputs', site_dir: str, config: dict, sweep: dict | None = None,
                relatives: list[list[dict]] | None = None, vocab: list | None = None,
-               verbose: bool = True) -> SiteSummary:
+               verbose: bool = True, analysis: 'SiteAnalysis | None' = None) -> SiteSummary:
     """One SAE's site written into site_dir (a new folder): the three passes, the weights' panels, the pages.
-    In a sweep site: sweep (INDEX.meta.sweep) and relatives (per feature, its record's `relatives`) are set."""
+    In a sweep site: sweep (INDEX.meta.sweep) and relatives (per feature, its record's `relatives`) are set.
+    analysis (find_analysis): INDEX.meta.analysis, INDEX's f1/explain/match and each record's `analysis`."""
     t_start, seconds = time.time(), {}
     token_file = TokenFile(inputs.data_dir, split, inputs.data_meta['dtype'], inputs.device)
     contexts = pick_contexts(token_file, inputs.context_length, n_contexts, batch_size, np.random.default_rng(seed),
@@ -149,12 +159,17 @@ def build_site(inputs: 'Inputs', site_dir: str, config: dict, sweep: dict | None
            'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': top_k, 'window': window,
            'n_intervals': n_intervals, 'interval_samples': interval_samples, 'hist_bins': HIST_BINS,
            'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
-           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': sweep} if sweep is not None else {})}
+           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': sweep} if sweep is not None else {}),
+           **({'analysis': analysis.meta} if analysis is not None else {})}
     index = index_data(run, stats, panels.fired_on, panels.logits)
+    if analysis is not None:
+        index.update(analysis.index)
     features = feature_records(stats, panels.intervals, panels.windows, panels.shown, panels.logits,
                                panels.neighbours, panels.fired_on, contexts.n_tokens)
     if relatives is not None:
         features = ({**record, 'relatives': relatives[record['id']]} for record in features)
+    if analysis is not None:
+        features = ({**record, 'analysis': analysis.records[record['id']]} for record in features)
     meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
             'example_length': examples.length, 'ln_scale': stats.ln_scale}
     write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
@@ -1018,6 +1033,98 @@ def swap_in(tmp_dir: str, final_dir: str) -> str:
     os.replace(tmp_dir, final_dir)
     shutil.rmtree(old_dir, ignore_errors=True)
     return final_dir
+
+
+# ----------------------------------------------------------------------------- analyze.py's report
+
+N_EXPLAIN = 3  # patterns of each feature's explanation in INDEX.explain
+ANALYSIS_KEYS = ('threshold', 'patterns', 'pattern_precision', 'pattern_fires', 'output', 'tp', 'fp', 'fn',
+                 'precision', 'recall', 'f1', 'n_fire_explain', 'n_fire_score')  # of a unit, in a record's analysis
+
+
+class SiteAnalysis(NamedTuple):
+    """What a site shows of analyze.py's report on its SAE (interface/README.md)."""
+    meta: dict  # INDEX.meta.analysis
+    index: dict  # INDEX's per-feature arrays f1, explain, match
+    records: list[dict]  # per feature, its record's `analysis`
+
+
+def find_analysis(setting: str, out_dir: str, sae_path: str, n_features: int) -> SiteAnalysis | None:
+    """The report the site shows. setting '': none; a path: that report, which must be a complete analysis of this
+    SAE (UserError otherwise); 'auto': <out_dir>/analysis/report.json if it is complete, of this SAE and newer than
+    its weights, else none (with one note when the file exists but does not apply)."""
+    if setting and setting != 'auto':
+        report, problem = check_report(setting, sae_path, n_features, check_age=False)
+        if problem:
+            raise UserError(f"--analysis={setting}: {problem}: pass the report.json of an analysis of this SAE "
+                            f"(analyze.py), or --analysis='' for none")
+        return site_analysis(report, setting, out_dir, report_side(report, sae_path))
+    path = os.path.join(out_dir, 'analysis', 'report.json')
+    if not setting or not os.path.isfile(path):
+        return None
+    report, problem = check_report(path, sae_path, n_features, check_age=True)
+    if problem:
+        print0(f"note: {path} is not shown: {problem} (rerun analyze.py, or set --analysis)")
+        return None
+    return site_analysis(report, path, out_dir, report_side(report, sae_path))
+
+
+def report_side(report: dict, sae_path: str) -> str | None:
+    """'a' or 'b': the run of the report whose SAE is the one at sae_path; None if neither."""
+    here = os.path.realpath(sae_path)
+    return next((side for side in ('a', 'b') if os.path.realpath(report['runs'][side]['sae']) == here), None)
+
+
+def check_report(path: str, sae_path: str, n_features: int, check_age: bool) -> tuple[dict, str]:
+    """(the report, '') if path holds a complete analyze.py report of the SAE at sae_path, with one unit per feature
+    in id order (and, check_age, newer than the SAE's weights); else (its content, what is wrong in a few words)."""
+    try:
+        report = read_json(path)
+        if report.get('complete') is not True:
+            return report, "it is not complete (analyze.py did not finish)"
+        side = report_side(report, sae_path)
+        if side is None:
+            runs = report['runs']
+            return report, (f"it analyses the SAEs {runs['a']['sae']} and {runs['b']['sae']}, not "
+                            f"{os.path.abspath(sae_path)}")
+        key = 'features' if side == 'a' else 'features_b'
+        units, best = report['interpretability'][key]['units'], report['universality'][key]['best']
+        if [u['id'] for u in units] != list(range(n_features)) or len(best) != n_features:
+            return report, f"its run {side} has {len(units)} features, the SAE has {n_features}"
+    except UserError as e:
+        return {}, str(e)
+    except (KeyError, TypeError, AttributeError) as e:
+        return {}, f"it is not an analyze.py report ({type(e).__name__}: {e})"
+    weights = os.path.join(sae_path, 'sae_weights.safetensors')
+    if check_age and os.path.getmtime(path) < os.path.getmtime(weights):
+        return report, f"it is older than {weights}"
+    return report, ''
+
+
+def site_analysis(report: dict, path: str, out_dir: str, side: str) -> SiteAnalysis:
+    """The site's view of a checked report: side 'a' shows interpretability.features and universality.features
+    (best matches in run b), side 'b' features_b (best matches in run a); neurons are run A's. O(F)."""
+    key, other = ('features', 'b') if side == 'a' else ('features_b', 'a')
+    interp, univ = report['interpretability'], report['universality']
+    units, best = interp[key]['units'], univ[key]['best']
+    site_dir, folder = os.path.abspath(os.path.join(out_dir, 'interface')), os.path.dirname(os.path.abspath(path))
+    other_site = os.path.relpath(os.path.join(os.path.abspath(report['runs'][other]['out_dir']), 'interface'),
+                                 site_dir)
+    plots = {name: os.path.relpath(os.path.join(folder, f'{name}.png'), site_dir).replace(os.sep, '/')
+             if os.path.isfile(os.path.join(folder, f'{name}.png')) else None
+             for name in ('interpretability', 'universality')}
+    corr = {unit: {k: univ[part][k] for k in ('median_max_corr', 'mean_max_corr')}
+            for unit, part in (('features', key), ('neurons', 'neurons'))}
+    meta = {'report': os.path.abspath(path), 'side': side, 'other_site': other_site.replace(os.sep, '/') + '/',
+            'rule': report['rule'],
+            'tokens': {k: report['tokens'][k] for k in ('n_explain_tokens', 'n_score_tokens', 'n_tokens')},
+            'summary': {'features': interp[key]['summary'], 'neurons': interp['neurons']['summary']},
+            'universality': corr, 'plots': plots}
+    index = {'f1': [u['f1'] for u in units], 'explain': [u['patterns'][:N_EXPLAIN] for u in units],
+             'match': [[j, r] for j, r in best]}
+    records = [{**{k: u[k] for k in ANALYSIS_KEYS}, 'match': {'feature': j, 'corr': r}}
+               for u, (j, r) in zip(units, best)]
+    return SiteAnalysis(meta, index, records)
 
 
 # ----------------------------------------------------------------------------- a sweep's site

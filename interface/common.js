@@ -87,6 +87,14 @@ const IF = {
   chip: (id, extra) => IF.el('span', {className: 'chip', title: `token ${id}${extra ? ' \u00B7 ' + extra : ''}`},
     [IF.tokenLabel(id)]),
 
+  // A pattern of an offline explanation (analyze.py): consecutive tokens, the unit's own token last, as one group
+  // of chips (their texts decoded as a run, so a character split over byte tokens is whole); patternText: the
+  // same labels joined by spaces (what a search looks in).
+  patternChips: (ids) => IF.el('span', {className: 'pattern'}, IF.tokenTexts(ids).map((t, k) =>
+    IF.el('span', {className: 'chip' + (k === ids.length - 1 ? ' unit' : ''), title: `token ${ids[k]}`},
+      [IF.visible(t.text, true)]))),
+  patternText: (ids) => IF.tokenTexts(ids).map((t) => IF.visible(t.text, true)).join(' '),
+
   featureLink: (f, label) => IF.el('a', {href: `feature.html?f=${f}`, className: 'flink'},
     [label === undefined ? `#${f}` : label]),
 

@@ -64,6 +64,7 @@ function renderFeature(d) {
     el('span', {}, [`mean activation ${IF.fmt(d.mean, 3)}`]),
     el('span', {className: cls === 'alive' ? '' : 'error'}, [cls]),
     el('span', {className: 'muted'}, [`${M.site}, ${M.architecture}`])]));
+  if (d.analysis && M.analysis) main.appendChild(analysisPanel(d, M.analysis));
 
   // activation histogram, bars coloured by interval
   const H = d.hist.length;
@@ -129,6 +130,38 @@ function relativesPanel(d, sweep) {
     : el('div', {className: 'muted'}, ['No relatives recorded.']), el('div', {className: 'muted'}, [
     `The closest features of the other SAEs of family ${sweep.family} (same kind, other dictionary sizes): ` +
     'decoder cosine, and the correlation of the activations over the family\'s validation tokens.'])], 'relatives');
+}
+
+// analyze.py's offline explanation (d.analysis; A = INDEX.meta.analysis): token patterns chosen on the EXPLAIN
+// split, their score on the held-out SCORE split, the output tokens, and the best-correlated feature of the other run.
+function analysisPanel(d, A) {
+  const el = IF.el, a = d.analysis, T = A.tokens, num = (x) => el('td', {className: 'num'}, [x]);
+  const head = ['pattern (this token last)', 'precision on EXPLAIN', 'firings covered'];
+  const patterns = a.patterns.length ? el('table', {id: 'patterns'}, [
+    el('thead', {}, [el('tr', {}, head.map((h) => el('th', {}, [h])))]),
+    el('tbody', {}, a.patterns.map((p, i) => el('tr', {}, [el('td', {}, [IF.patternChips(p)]),
+      num(IF.fmt(a.pattern_precision[i], 3)), num(String(a.pattern_fires[i]))])))])
+    : el('div', {className: 'muted'}, ['No pattern explains its firings on the EXPLAIN tokens.']);
+  const why = a.threshold === null ? 'never active on the EXPLAIN tokens'
+    : `${a.n_fire_explain} firings on the EXPLAIN tokens, ${a.n_fire_score} on the SCORE tokens`;
+  const score = el('div', {className: 'stats', id: 'score'}, a.f1 === null ? [`not scored: ${why}`] : [
+    el('span', {}, [`held-out F1 ${IF.fmt(a.f1, 3)}`]), el('span', {}, [`precision ${IF.fmt(a.precision, 3)}`]),
+    el('span', {}, [`recall ${IF.fmt(a.recall, 3)}`]),
+    el('span', {className: 'muted'}, [`TP ${a.tp} \u00B7 FP ${a.fp} \u00B7 FN ${a.fn}`])]);
+  const split = el('div', {className: 'muted', id: 'split'}, [`Fires where its activation > ` +
+    `${a.threshold === null ? 'n/a' : IF.fmt(a.threshold, 4)} (${A.rule.fire_frac} \u00D7 its max on the EXPLAIN ` +
+    `tokens). Patterns chosen on the EXPLAIN split (${T.n_explain_tokens.toLocaleString()} tokens, ` +
+    `${a.n_fire_explain} firings), scored on the held-out SCORE split (${T.n_score_tokens.toLocaleString()} ` +
+    `tokens, ${a.n_fire_score} firings).`]);
+  const output = el('div', {id: 'output'}, [el('span', {className: 'muted'}, ['output (logits raised most): ']),
+    ...a.output.map((t) => IF.chip(t))]);
+  const m = a.match, other = A.side === 'a' ? 'B' : 'A';
+  const match = el('div', {id: 'match'}, [`best match in the other run (${other}): `,
+    el('a', {href: `${A.other_site}feature.html?f=${m.feature}`, id: 'matchlink'},
+      [`#${m.feature} (r = ${IF.fmt(m.corr, 2)})`]),
+    el('span', {className: 'muted'}, [' activation correlation over the same tokens'])]);
+  return panel('Explanation (offline)', [patterns, score, split, output, match,
+    el('div', {className: 'muted'}, [A.rule.text || ''])], 'explanation');
 }
 
 // the intervals from the highest down, each with its samples (strongest first)

@@ -4,15 +4,19 @@ const PAGE_ROWS = 100;
 const tableState = {q: '', cls: 'all', key: 'id', dir: 1, page: 0, range: null};  // range: [lo, hi) of log10 density
 let featureRows = [], classCount = {dead: 0, ultralow: 0, alive: 0};
 
-// one row per feature: its numbers, its class, and the text a search looks in
+// one row per feature: its numbers, its class, and the text a search looks in (with analyze.py's report: also
+// the explanation's token texts, and the row's f1, explain, match and match_r)
 function makeRows() {
-  const D = window.INDEX, M = D.meta;
+  const D = window.INDEX, M = D.meta, A = M.analysis;
   featureRows = D.n_fire.map((n, i) => {
     const density = n / M.n_tokens;
     const toks = D.top_tokens[i].map(IF.tokenLabel), logits = D.top_logits[i].map(IF.tokenLabel);
-    return {id: i, n, density, max: D.max[i], mean: D.mean[i], toks: D.top_tokens[i], logits: D.top_logits[i],
+    const row = {id: i, n, density, max: D.max[i], mean: D.mean[i], toks: D.top_tokens[i], logits: D.top_logits[i],
       cls: n === 0 ? 'dead' : density < M.ultralow ? 'ultralow' : 'alive',
       hay: (toks.join('\u0001') + '\u0002' + logits.join('\u0001')).toLowerCase()};
+    if (!A) return row;
+    return Object.assign(row, {f1: D.f1[i], explain: D.explain[i], match: D.match[i][0], match_r: D.match[i][1],
+      hay: row.hay + '\u0002' + D.explain[i].map(IF.patternText).join('\u0001').toLowerCase()});
   });
   for (const r of featureRows) classCount[r.cls]++;
 }
@@ -54,6 +58,33 @@ function showDensityHistogram() {
       syncClassAndRender();
     },
   }));
+}
+
+// with analyze.py's report: the F1, explanation and match columns, and the run's summary under the statistics
+function showAnalysis() {
+  const A = window.INDEX.meta.analysis, el = IF.el;
+  if (!A) return;
+  const head = document.querySelector('#table thead tr');
+  head.appendChild(el('th', {className: 'sortable', 'data-key': 'f1', title: 'held-out F1 of the offline explanation'},
+    ['F1']));
+  head.appendChild(el('th', {}, ['explanation (first patterns)']));
+  head.appendChild(el('th', {className: 'sortable', 'data-key': 'match_r',
+    title: 'activation correlation with its best match in the other run'}, ['match r']));
+  document.getElementById('q').placeholder = 'search top tokens / logits / explanations, or #id';
+  const F = A.summary.features, N = A.summary.neurons, UF = A.universality.features, UN = A.universality.neurons;
+  const f2 = (x) => IF.fmt(x, 2), links = [];
+  for (const [name, href] of Object.entries(A.plots)) {
+    if (href) links.push(links.length ? ', ' : ' ', el('a', {href, id: `plot_${name}`}, [name]));
+  }
+  document.getElementById('stats').after(el('div', {className: 'analysis-summary', id: 'analysis'}, [
+    `Offline explanations scored on held-out tokens: median F1 ${f2(F.median_f1)} for the features (run ` +
+    `${A.side.toUpperCase()}) vs ${f2(N.median_f1)} for the neurons of ${window.INDEX.meta.site} (run A) ` +
+    `(${F.n_scored} of ${F.n_units} and ` +
+    `${N.n_scored} of ${N.n_units} scored); F1 > 0.5: ${IF.pct(F['share_f1_above_0.5'])} vs ` +
+    `${IF.pct(N['share_f1_above_0.5'])}. Universality (max activation correlation with the other run): median ` +
+    `${f2(UF.median_max_corr)} for features vs ${f2(UN.median_max_corr)} for neurons.`,
+    ...(links.length ? [' Plots:', ...links] : []),
+    ' \u00B7 ', el('a', {href: `${A.other_site}index.html`, id: 'othersite'}, ['the other run\u2019s features'])]));
 }
 
 function bindControls() {
@@ -108,7 +139,8 @@ function filteredRows() {
 
 function renderTable() {
   const el = IF.el, s = tableState, list = filteredRows(), k = s.key, d = s.dir;
-  list.sort((a, b) => a[k] === b[k] ? a.id - b.id : (a[k] < b[k] ? -d : d));
+  const v = (r) => r[k] ?? -Infinity;  // a feature without a value (not scored) sorts below every number
+  list.sort((a, b) => v(a) === v(b) ? a.id - b.id : (v(a) < v(b) ? -d : d));
   const pages = Math.max(1, Math.ceil(list.length / PAGE_ROWS));
   s.page = Math.min(s.page, pages - 1);
   const shown = list.slice(s.page * PAGE_ROWS, (s.page + 1) * PAGE_ROWS);
@@ -121,7 +153,8 @@ function renderTable() {
       el('td', {className: 'num'}, [IF.fmt(r.max, 3)]),
       el('td', {className: 'num'}, [IF.fmt(r.mean, 3)]),
       el('td', {}, r.toks.map((t) => IF.chip(t))),
-      el('td', {}, r.logits.map((t) => IF.chip(t)))]));
+      el('td', {}, r.logits.map((t) => IF.chip(t))),
+      ...(window.INDEX.meta.analysis ? analysisCells(r) : [])]));
   }
   for (const th of document.querySelectorAll('th.sortable')) {
     th.className = 'sortable' + (th.dataset.key === k ? (d > 0 ? ' asc' : ' desc') : '');
@@ -132,9 +165,19 @@ function renderTable() {
     `${s.page * PAGE_ROWS + shown.length} of ${list.length}` : 'no feature matches';
 }
 
+// a row's F1, explanation and best match in the other run (a link into its site)
+function analysisCells(r) {
+  const el = IF.el, other = window.INDEX.meta.analysis.other_site;
+  return [el('td', {className: 'num', title: r.f1 === null ? 'not scored' : 'held-out F1'}, [IF.fmt(r.f1, 3)]),
+    el('td', {className: 'explain'}, r.explain.map(IF.patternChips)),
+    el('td', {className: 'num'}, [el('a', {href: `${other}feature.html?f=${r.match}`, className: 'mlink'},
+      [`#${r.match}`]), ` ${IF.fmt(r.match_r, 3)}`])];
+}
+
 if (IF.requireData(['VOCAB', 'INDEX'])) {
   makeRows();
   showStats();
+  showAnalysis();
   showDensityHistogram();
   bindControls();
   fromHash();
