@@ -23,7 +23,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 CPU_TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: venv install install-dev test lint demo sweep readme
+.PHONY: venv install install-dev test lint demo sweep analysis readme
 
 # make demo: the whole pipeline on CPU with config/demo/*.py. Finished stages are skipped; FORCE=1 redoes all.
 DEMO := out/demo
@@ -62,7 +62,7 @@ lint: venv
 # each stage runs only if its output is not complete; a stage interrupted midway resumes; a stage that runs
 # again discards what was computed from its old output
 TRANSFORMER_DONE = $(PYTHON) -c "import sys, torch; \
-	sys.exit(0 if torch.load('$(DEMO)/transformer/last.pt', weights_only=True).get('complete') else 1)" 2>/dev/null
+	sys.exit(0 if torch.load('$(1)/transformer/last.pt', weights_only=True).get('complete') else 1)" 2>/dev/null
 
 demo: install
 ifeq ($(FORCE),1)
@@ -70,7 +70,7 @@ ifeq ($(FORCE),1)
 endif
 	@if [ -f data/pystdlib/meta.json ]; then echo "[demo] data/pystdlib is prepared: skipping (FORCE=1 redoes it)"; \
 	else $(PYTHON) data/pystdlib/prepare.py; fi
-	@if $(TRANSFORMER_DONE); then echo "[demo] $(DEMO)/transformer is trained: skipping"; \
+	@if $(call TRANSFORMER_DONE,$(DEMO)); then echo "[demo] $(DEMO)/transformer is trained: skipping"; \
 	else rm -rf $(DEMO)/activations $(DEMO)/sae $(DEMO)/interface; \
 	  if [ -f $(DEMO)/transformer/last.pt ]; then resume=--init_from=resume; else resume=; fi; \
 	  $(PYTHON) train_transformer.py config/demo/transformer.py $$resume; fi
@@ -103,6 +103,39 @@ endif
 	else $(PYTHON) build_interface.py config/demo/interface.py --sweep_dir=$(DEMO)/sweep --n_contexts=256; fi
 	@echo "Pareto plot: $(abspath $(DEMO))/sweep/pareto.png"
 	@echo "sweep browser (every SAE, feature families): $(abspath $(SWEEP_SITE))"
+
+# make analysis: after make demo, the paper's findings measured on the demo run. Run B ($(RUN_B)): a second
+# transformer with another seed, its activations and its SAE, with the demo's configs. Then analyze.py: the offline
+# explanations of every feature and neuron with their held-out detection scores (features vs neurons), and the
+# universality of features and of neurons across the two runs: $(DEMO)/analysis/report.json, interpretability.png,
+# universality.png. Then both runs' feature browsers, showing each feature's explanation, score and best match in the
+# other run. Stages done are skipped (an interrupted one resumes); FORCE=1 redoes run B and the analysis.
+RUN_B := $(DEMO)/run_b
+SEED_B ?= 1338
+REPORT := $(DEMO)/analysis/report.json
+
+analysis: install
+ifeq ($(FORCE),1)
+	rm -rf $(RUN_B) $(DEMO)/analysis
+endif
+	@if [ ! -f $(DEMO)/sae/metrics.json ]; then echo "[analysis] error: no demo SAE in $(DEMO)/sae: run make demo first"; \
+	  exit 1; fi
+	@if $(call TRANSFORMER_DONE,$(RUN_B)); then echo "[analysis] $(RUN_B)/transformer is trained: skipping"; \
+	else rm -rf $(RUN_B)/activations $(RUN_B)/sae $(RUN_B)/interface; \
+	  if [ -f $(RUN_B)/transformer/last.pt ]; then resume=--init_from=resume; else resume=; fi; \
+	  $(PYTHON) train_transformer.py config/demo/transformer.py --out_dir=$(RUN_B) --seed=$(SEED_B) $$resume; fi
+	$(PYTHON) generate_activations.py config/demo/activations.py --out_dir=$(RUN_B)
+	@if [ -f $(RUN_B)/sae/metrics.json ]; then echo "[analysis] $(RUN_B)/sae is trained: skipping"; \
+	else if [ -f $(RUN_B)/sae/ckpt.pt ]; then resume=--init_from=resume; else resume=; fi; \
+	  $(PYTHON) train_sae.py config/demo/sae.py --out_dir=$(RUN_B) $$resume; fi
+	@if [ $(REPORT) -nt $(DEMO)/sae/sae_weights.safetensors ] && [ $(REPORT) -nt $(RUN_B)/sae/sae_weights.safetensors ]; \
+	then echo "[analysis] $(REPORT) is up to date: skipping"; else $(PYTHON) analyze.py config/demo/analysis.py; fi
+	@if [ $(DEMO)/interface/meta.json -nt $(REPORT) ]; then echo "[analysis] $(DEMO)/interface is built: skipping"; \
+	else $(PYTHON) build_interface.py config/demo/interface.py; fi
+	@if [ $(RUN_B)/interface/meta.json -nt $(REPORT) ]; then echo "[analysis] $(RUN_B)/interface is built: skipping"; \
+	else $(PYTHON) build_interface.py config/demo/interface.py --out_dir=$(RUN_B) --analysis=$(REPORT); fi
+	@echo "report: $(abspath $(REPORT)) (plots beside it)"
+	@echo "feature browsers: $(abspath $(DEMO))/interface/index.html and $(abspath $(RUN_B))/interface/index.html"
 
 # make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
 README_FEATURE ?= 4

@@ -6,6 +6,10 @@ screenshots of the feature browser (assets/index.png, assets/feature.png) taken 
 After `make sweep` also the sweep's block between `<!-- sweep:start -->` / `<!-- sweep:end -->`: its Pareto table
 (out/demo/sweep/pareto.json), assets/pareto.png, two feature families chosen by split_score below, and screenshots
 of the sweep site (assets/sweep.png, assets/family.png).
+After `make analysis` also the analysis block between `<!-- analysis:start -->` / `<!-- analysis:end -->`: the
+features-vs-neurons and universality tables of out/demo/analysis/report.json, its plots (assets/interpretability.png,
+assets/universality.png), the explanations at a few quantiles of F1, and a feature page showing its explanation
+(assets/analysis_feature.png).
 
     python tools/readme_assets.py [--out_dir=out/demo] [--feature=ID]      (or: make readme)
 """
@@ -144,6 +148,73 @@ def sweep_block(sweep_dir: str) -> str | None:
     return '\n'.join(parts)
 
 
+QUANTILES = (0.9, 0.5, 0.1)  # the explanations shown: the units at these quantiles of F1
+MIN_SHOWN_FIRES = 50  # the feature page shown fires on at least this many SCORE tokens
+
+
+def md_text(text: str) -> str:
+    """A unit's explanation text inside a markdown table cell."""
+    return '`' + text.replace('`', "'").replace('|', '\\|') + '`'
+
+
+def quantile_units(units: list[dict]) -> list[tuple[float, dict]]:
+    """The scored units at QUANTILES of F1 (by rank, ties by id)."""
+    scored = sorted((u for u in units if u['f1'] is not None), key=lambda u: (u['f1'], u['id']))
+    return [(q, scored[min(int(q * len(scored)), len(scored) - 1)]) for q in QUANTILES] if scored else []
+
+
+def analysis_block(out_dir: str) -> str | None:
+    """The README's analysis block (None if there is no complete report), its PNGs copied / shot into assets/."""
+    path = os.path.join(out_dir, 'analysis', 'report.json')
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        report = json.load(f)
+    if not report.get('complete'):
+        return None
+    for png in ('interpretability.png', 'universality.png'):
+        shutil.copyfile(os.path.join(out_dir, 'analysis', png), os.path.join(REPO_ROOT, 'assets', png))
+    interp, univ, tok = report['interpretability'], report['universality'], report['tokens']
+    rows = ['| units | scored | median F1 | mean F1 | F1 > 0.5 | median precision | median recall | '
+            'median max corr. with run B | mean max corr. |', '| --- |' + ' ---: |' * 8]
+    for key, name in (('features', 'SAE features (run A)'), ('neurons', 'MLP neurons (run A)')):
+        s, u = interp[key]['summary'], univ[key]
+        rows.append(f"| {name} | {s['n_scored']} of {s['n_units']} | {s['median_f1']:.3f} | {s['mean_f1']:.3f} | "
+                    f"{s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | {s['median_recall']:.3f} | "
+                    f"{u['median_max_corr']:.3f} | {u['mean_max_corr']:.3f} |")
+    s = interp['features_b']['summary']
+    rows.append(f"| SAE features (run B) | {s['n_scored']} of {s['n_units']} | {s['median_f1']:.3f} | "
+                f"{s['mean_f1']:.3f} | {s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | "
+                f"{s['median_recall']:.3f} | {univ['features_b']['median_max_corr']:.3f} (with run A) | "
+                f"{univ['features_b']['mean_max_corr']:.3f} |")
+    rule = report['rule']
+    parts = [f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
+             f"Explanations from {tok['n_explain_tokens']:,} val tokens, scored on {tok['n_score_tokens']:,} other "
+             f"val tokens; correlations over all {tok['n_tokens']:,}. A unit fires above {rule['fire_frac']} x its "
+             f"max activation on the explanation tokens; at most {rule['max_patterns']} patterns, each of precision "
+             f">= {rule['min_precision']} covering >= {rule['min_pattern_fires']} firings.\n", '\n'.join(rows), '',
+             '![F1 of the offline explanations: features vs neurons](assets/interpretability.png)',
+             '![max correlation with the other run: features vs neurons](assets/universality.png)', '',
+             '| unit | F1 quantile | F1 (P / R) | explanation (the first 4 patterns) |', '| --- | ---: | --- | --- |']
+    for key, name in (('features', 'feature'), ('neurons', 'neuron')):
+        for q, u in quantile_units(interp[key]['units']):
+            text = ' | '.join(u['text'].split(' | ')[:4]) if u['patterns'] else u['text']
+            parts.append(f"| {name} #{u['id']} | {q:.0%} | {u['f1']:.2f} ({u['precision']:.2f} / "
+                         f"{u['recall']:.2f}) | {md_text(text)} |")
+    units, best = interp['features']['units'], univ['features']['best']
+    shown = max((u for u in units if u['f1'] is not None and u['n_fire_score'] >= MIN_SHOWN_FIRES),
+                key=lambda u: u['f1'] + best[u['id']][1], default=None)
+    if shown is not None:
+        site = os.path.abspath(os.path.join(out_dir, 'interface'))
+        screenshot(f"file://{site}/feature.html?f={shown['id']}",
+                   os.path.join(REPO_ROOT, 'assets', 'analysis_feature.png'), 1200, 900)
+        parts.append(f"\nThe feature of highest F1 + match r among those firing on >= {MIN_SHOWN_FIRES} SCORE tokens, "
+                     f"#{shown['id']} (F1 {shown['f1']:.2f}, r = {best[shown['id']][1]:.2f} with run B's "
+                     f"#{best[shown['id']][0]}):\n\n![feature #{shown['id']}'s page with its explanation, score and "
+                     f"best match in run B](assets/analysis_feature.png)")
+    return '\n'.join(parts)
+
+
 readme = os.path.join(REPO_ROOT, 'README.md')
 text = open(readme).read()
 note = f"<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->"
@@ -155,5 +226,10 @@ if block is None:
     print(f"no finished sweep site in {out_dir}/sweep (make sweep): the README's sweep block is left as it is")
 else:
     text = replace_block(text, 'sweep', block)
+block = analysis_block(out_dir)
+if block is None:
+    print(f"no complete {out_dir}/analysis/report.json (make analysis): the README's analysis block is left as it is")
+else:
+    text = replace_block(text, 'analysis', block)
 atomic_write_bytes(readme, text.encode())
 print(f"updated {readme}")
