@@ -14,7 +14,9 @@ in KINDS by name, selected by `SAEConfig.kind`):
     topk           Gao et al. (2024), as openai/sparse_autoencoder's train.py: f = ReLU(TopK(W_enc x̄ + b_enc, k)),
                    loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
                    W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
-                   batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10.
+                   batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10. Its training step (and batchtopk's)
+                   decodes from the k kept codes: sparse_topk_loss, whose only dense (B, d)·(d, F) product is the
+                   encoder GEMM.
     batchtopk      Bussmann et al. (2024): topk's loss and AuxK, but the k·B largest ReLU'd activations over the
                    batch in training; at inference f = ReLU(pre)·H(pre - θ) with one threshold θ, the running mean of
                    each training batch's smallest kept activation.
@@ -48,7 +50,9 @@ Training loop (what train_sae.py does; checkpoint = sae.state_dict(), opt.state_
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -125,6 +129,7 @@ class Kind:
     resamples = False  # dead neurons resampled at train_sae.py's resample_steps
     fire_threshold = 0.0  # a latent has fired when its activation exceeds this
     fused = False  # the training step may use FusedL1Loss (a hand-written backward) instead of autograd
+    sparse = False  # the training step may use sparse_topk_loss (decoding and gradients from the k kept codes)
     saelens_architecture = 'standard'
 
     def check(self, cfg: SAEConfig) -> None:
@@ -245,6 +250,7 @@ class TopK(Kind):
                   grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10)
     fire_threshold = 1e-3  # openai: a latent fires when its activation exceeds 1e-3
     saelens_architecture = 'topk'
+    sparse = True
 
     def check(self, cfg):
         if not 0 < cfg.k <= cfg.n_features:
@@ -361,6 +367,7 @@ class MatryoshkaBatchTopK(BatchTopK):
     F/16, F/16, F/8, F/4, F/2."""
 
     name = 'matryoshka_batchtopk'
+    sparse = False  # its prefix losses decode the dense code (the sparse step does not do them)
 
     def check(self, cfg):
         super().check(cfg)
@@ -541,7 +548,7 @@ class SparseAutoencoder(nn.Module):
         return self.postprocess(self.decode_scaled(f), stats), f
 
     def loss(self, x: Tensor, l1_coeff: float = 0.0, dead: Tensor | None = None,
-             fused: bool = False) -> dict[str, Tensor]:
+             fused: bool = False, sparse: bool = False) -> dict[str, Tensor]:
         """Differentiable loss of a batch x (B, d). Returns {loss, recon, l1, aux, mse, f, fired}.
 
         recon: the reconstruction term in the SAE's input space (anthropic2023: mean over elements; april2024:
@@ -549,8 +556,12 @@ class SparseAutoencoder(nn.Module):
         before λ (april2024: weighted by decoder norms); aux: topk's AuxK term before its coefficient (0 when no
         latent is dead; `dead` defaults to the latents dead after this batch, see TopK.auxk_dead); mse: mean over
         elements in the input's units (for logging); f: the features (B, F); fired: (F,) fired_mask of f.
-        fused=True computes recon and l1 with FusedL1Loss where the kind allows it (same values and gradients).
+        fused=True computes recon and l1 with FusedL1Loss where the kind allows it; sparse=True (in training)
+        topk / batchtopk's loss with sparse_topk_loss (same values and gradients; its 'f' is then the (N,) kept
+        activations, not (B, F)).
         """
+        if sparse and self.kind.sparse and self.training:
+            return sparse_topk_loss(self, x, dead)
         if fused and self.kind.fused:
             recon, l1, mse, f, fired = fused_l1_loss(self, x)
             aux = recon.new_zeros(())
@@ -882,6 +893,163 @@ def fused_l1_loss(sae: SparseAutoencoder, x: Tensor) -> tuple[Tensor, Tensor, Te
         return FusedL1Loss.apply(x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, sae, cdt)
 
 
+# ----------------------------------------------------------------------------- the sparse TopK step (Kind.sparse)
+
+class SparseCode(NamedTuple):
+    """Where a (B, F) code is non-zero: N entries sorted by row, then by column within a row (CSR order)."""
+
+    rows: Tensor  # (N,) long
+    cols: Tensor  # (N,) long
+    row_starts: Tensor  # (B+1,) the entries of row b are [row_starts[b], row_starts[b+1])
+    by_col: Tensor  # (N,) the entries ordered by column
+    col_starts: Tensor  # (F+1,) the entries of column c are by_col[col_starts[c]:col_starts[c+1]]
+    pattern: Tensor  # (B, F) sparse CSR tensor of the pattern (values 0): the support of sampled_addmm
+
+
+def sparse_code(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int, per_row: int = 0) -> SparseCode:
+    """The SparseCode of the entries (rows[i], cols[i]) (N,) in CSR order; per_row > 0: that many in every row."""
+    def starts(keys: Tensor, n: int) -> Tensor:
+        return torch.cat([keys.new_zeros(1), torch.bincount(keys, minlength=n).cumsum(0)])
+    if per_row:
+        row_starts = torch.arange(0, cols.shape[0] + 1, per_row, device=cols.device)
+    else:
+        row_starts = starts(rows, n_rows)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": used for sampled_addmm only
+        warnings.simplefilter('ignore')
+        pattern = torch.sparse_csr_tensor(row_starts, cols, torch.zeros(cols.shape[0], device=cols.device),
+                                          (n_rows, n_cols))
+    by_col = cols.view(1, -1).argsort(dim=1, stable=True).view(-1)  # 2-D: a one-thread merge sort, not the
+    # OpenMP radix sort of 1-D integers (up to 100x slower on a loaded machine: each of its passes waits for a thread)
+    return SparseCode(rows, cols, row_starts, by_col, starts(cols, n_cols), pattern)
+
+
+def _bag_sum(index: Tensor, table: Tensor, starts: Tensor, weights: Tensor) -> Tensor:
+    """(n_bags, d): bag b = Σ_{i in [starts[b], starts[b+1])} weights[i]·table[index[i]] (embedding_bag)."""
+    return nn.functional.embedding_bag(index, table, starts, mode='sum', per_sample_weights=weights,
+                                       include_last_offset=True)
+
+
+def _by_col_sum(code: SparseCode, weights: Tensor, table: Tensor) -> Tensor:
+    """(F, d): row c = Σ over the entries i in column c of weights[i]·table[rows[i]] (a sparse-dense product)."""
+    o = code.by_col
+    return _bag_sum(code.rows[o], table, code.col_starts, weights[o])
+
+
+class SparseEncode(torch.autograd.Function):
+    """The pre-activations pre_values (N,) at the entries of code, taken from the dense encoder GEMM, with the
+    gradients of x̄ (B, d), W_enc (F, d), b_enc (F,) computed from those N entries only."""
+
+    @staticmethod
+    def forward(ctx, xbar: Tensor, W_enc: Tensor, b_enc: Tensor, pre_values: Tensor, code: SparseCode):
+        ctx.save_for_backward(xbar, W_enc)
+        ctx.code = code
+        return pre_values.to(W_enc.dtype, copy=True)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        xbar, W_enc = ctx.saved_tensors
+        code, g = ctx.code, g.contiguous()
+        g_xbar = None
+        if ctx.needs_input_grad[0]:  # (B, d) = Σ_j g_j W_enc[cols_j] per row
+            g_xbar = _bag_sum(code.cols, W_enc, code.row_starts, g)
+        g_W_enc = _by_col_sum(code, g, xbar)  # (F, d) = (g sparse)ᵀ x̄
+        g_b_enc = torch.zeros_like(W_enc[:, 0]).index_add_(0, code.cols, g)  # (F,)
+        return g_xbar, g_W_enc, g_b_enc, None, None
+
+
+class SparseDecode(torch.autograd.Function):
+    """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode):
+        W_rows = W_dec.T.contiguous()  # (F, d): decoder directions as rows, for the gathers
+        ctx.save_for_backward(values, W_rows)
+        ctx.code = code
+        return _bag_sum(code.cols, W_rows, code.row_starts, values)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        values, W_rows = ctx.saved_tensors
+        code, g = ctx.code, g.contiguous()
+        W_dec = W_rows.T  # (d, F)
+        g_values = torch.sparse.sampled_addmm(code.pattern, g, W_dec, beta=0.0).values()  # (N,) g_row · W_dec[:, col]
+        g_W_dec = _by_col_sum(code, values, g).T.contiguous()  # (d, F)
+        return g_values, g_W_dec, None
+
+
+def topk_code(sae: SparseAutoencoder, pre: Tensor) -> tuple[SparseCode, Tensor]:
+    """The entries topk_relu / batch_topk_relu keep of pre (B, F) (the same top-k calls, so the same ties), and
+    pre's values there (N,)."""
+    B, n, k = pre.shape[0], pre.shape[1], sae.cfg.k
+    if isinstance(sae.kind, BatchTopK) and sae.training:
+        flat = pre.relu().flatten().topk(k * B, sorted=False).indices.sort().values  # (k·B,) row-major
+        return sparse_code(flat // n, flat % n, B, n), pre.flatten()[flat]
+    return row_topk_code(pre, k)
+
+
+def row_topk_code(pre: Tensor, k: int) -> tuple[SparseCode, Tensor]:
+    """The k largest entries of each row of pre (B, F) (pre.topk), and their values (B·k,)."""
+    B, n = pre.shape
+    vals, idx = pre.topk(k, dim=-1, sorted=False)  # (B, k)
+    idx, order = idx.sort(dim=-1)
+    rows = torch.arange(B, device=pre.device).repeat_interleave(k)
+    return sparse_code(rows, idx.flatten(), B, n, per_row=k), vals.gather(1, order).flatten()
+
+
+@torch.no_grad()
+def encoder_gemm(sae: SparseAutoencoder, xbar: Tensor) -> Tensor:
+    """Pre-activations (B, F) = x̄ W_encᵀ + b_enc of x̄ (B, d), the same numbers as encode_pre_scaled (in the
+    caller's autocast dtype), written into a scratch buffer kept on the module (a fresh (B, F) costs page faults)."""
+    dev = xbar.device.type
+    cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else sae.W_enc.dtype
+    out = _buf(sae, 'pre', (xbar.shape[0], sae.cfg.n_features), cdt, pad=False)
+    with torch.autocast(dev, enabled=False):  # autocast's casts by hand: out= is not autocast-eligible
+        return torch.addmm(sae.b_enc.to(cdt), xbar.to(cdt), sae.W_enc.T.to(cdt), out=out)
+
+
+def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = None) -> dict[str, Tensor]:
+    """SparseAutoencoder.loss of a topk / batchtopk SAE decoded from its k non-zero codes per row: the encoder
+    GEMM is the only dense (B, d)·(d, F) product; decoding, AuxK and every gradient use the N = k·B kept entries
+    (as the sparse decoder kernels of Gao et al. 2024, "Scaling and evaluating sparse autoencoders":
+    openai/sparse_autoencoder kernels.py). Same values and gradients as the dense path; 'f' is the (N,) kept
+    activations."""
+    B, kind = x.shape[0], sae.kind
+    xs, stats = sae.preprocess(x)  # (B, d)
+    xbar = xs - sae.b_dec if kind.pre_bias else xs  # (B, d)
+    with torch.no_grad():
+        pre = encoder_gemm(sae, xbar)  # (B, F)
+        code, pre_values = topk_code(sae, pre)  # (N,) kept entries
+    f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (N,)
+    with torch.autocast(x.device.type, enabled=False):
+        x_hat = SparseDecode.apply(f, sae.W_dec, code) + sae.b_dec  # (B, d)
+    err = x_hat.float() - xs  # (B, d)
+    fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
+    recon = err.pow(2).mean() * sae.mse_scale
+    dead = kind.auxk_dead(sae, fired, B) if dead is None else dead
+    aux = sparse_auxk_loss(sae, pre, xbar, err.detach(), dead)
+    mse = sae._mse_in_input_units(err.detach().pow(2), stats)
+    zero = err.new_zeros(())
+    return {'loss': recon + sae.cfg.aux_coeff * aux, 'recon': recon, 'l1': zero, 'aux': aux, 'mse': mse,
+            'f': f, 'fired': fired}
+
+
+def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Tensor, dead: Tensor) -> Tensor:
+    """TopK.auxk_loss from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without gradient, its
+    gradient through SparseEncode of xbar (B, d); err = x̂ - x (B, d) detached; dead (F,) bool."""
+    n_dead = int(dead.sum())
+    if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
+        return err.new_zeros(())
+    k = min(sae.cfg.k_aux or sae.cfg.d_in // 2, n_dead)
+    with torch.no_grad():
+        code, pre_values = row_topk_code(pre.masked_fill(~dead, -math.inf), k)  # (B·k,) the dead latents' top k
+    z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)
+    with torch.autocast(err.device.type, enabled=False):
+        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)
+    e = -err
+    var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
+    return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
+
+
 def _sync_grads_(sae: SparseAutoencoder) -> None:
     """Average gradients over torchrun ranks (sae_step_ runs on the plain module, not a DDP wrapper)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -908,10 +1076,11 @@ def silent_latents(sae: SparseAutoencoder, window_tokens: int) -> Tensor:
 
 def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_coeff: float = 0.0,
               autocast_dtype: torch.dtype | None = None, grad_clip: float = 0.0, fused: bool = True,
-              want_l0: bool = False) -> dict[str, Tensor]:
+              want_l0: bool = False, sparse: bool = False) -> dict[str, Tensor]:
     """One training step on a batch x (B, d); returns detached stats {loss, recon, l1, aux, mse, fired (F,)[, l0]}.
 
-    loss (FusedL1Loss where the kind allows it and fused=True, else plain autograd) and .backward(), gradient
+    loss (fused=True: FusedL1Loss for the L1 kinds; sparse=True: sparse_topk_loss for topk / batchtopk; else
+    plain autograd) and .backward(), gradient
     averaging over torchrun ranks, parallel-gradient removal (unit-norm kinds), optional grad-norm clipping
     (april2024 trains with grad_clip=1.0), opt.step(), decoder renormalisation (unit-norm kinds), and the fire
     counters (tokens_since_fired) behind silent_latents and AuxK.
@@ -925,7 +1094,7 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
     cdt = autocast_dtype or sae.W_enc.dtype
     opt.zero_grad(set_to_none=True)
     with torch.autocast(dev, dtype=cdt, enabled=cdt != sae.W_enc.dtype):
-        out = sae.loss(x, l1_coeff, fused=fused)
+        out = sae.loss(x, l1_coeff, fused=fused, sparse=sparse)
     out['loss'].backward()
     _sync_grads_(sae)
     if sae.kind.unit_norm:
@@ -944,14 +1113,15 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
 
 
 def train_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, step: int, recipe: Recipe,
-                autocast_dtype: torch.dtype | None = None, want_l0: bool = False) -> dict:
+                autocast_dtype: torch.dtype | None = None, want_l0: bool = False, sparse: bool = False) -> dict:
     """Step `step` (0-based) of a run: sets the recipe's lr and λ for this step (lr_at, l1_coeff_at), then
-    sae_step_ with the recipe's gradient clipping. Returns sae_step_'s stats plus the lr and l1_coeff used."""
+    sae_step_ with the recipe's gradient clipping (sparse: topk / batchtopk by sparse_topk_loss). Returns
+    sae_step_'s stats plus the lr and l1_coeff used."""
     lr = lr_at(step, recipe.max_steps, recipe.lr, recipe.warmup_frac, recipe.decay_frac)
     for group in opt.param_groups:
         group['lr'] = lr
     l1_coeff = l1_coeff_at(step, recipe.max_steps, recipe.l1_coeff, recipe.l1_warmup_frac)
-    stats = sae_step_(sae, opt, x, l1_coeff, autocast_dtype, recipe.grad_clip, want_l0=want_l0)
+    stats = sae_step_(sae, opt, x, l1_coeff, autocast_dtype, recipe.grad_clip, want_l0=want_l0, sparse=sparse)
     return {**stats, 'lr': lr, 'l1_coeff': l1_coeff}
 
 

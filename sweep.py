@@ -30,7 +30,7 @@ RUN_KEYS = ('out_dir', 'activations_dir', 'source', 'transformer_ckpt', 'init_fr
             'autocast_dtype', 'geometric_median_rows', 'shuffle_buffer', 'site', 'onthefly_contexts',
             'onthefly_tokens_per_context', 'eval_interval', 'eval_contexts', 'final_eval_contexts',
             'eval_batch_size', 'ckpt_interval', 'log_interval', 'wandb_log', 'wandb_project', 'wandb_run_name',
-            'device', 'seed', 'sweep')
+            'device', 'seed', 'sweep', 'sparse_topk')
 NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,99}$')
 
 

@@ -66,6 +66,11 @@ adam_eps = None  # Adam ε (topk: 6.25e-10 as openai/sparse_autoencoder; others 
 batch_size = 8192  # activation rows per step (per rank)
 max_steps = 500000
 autocast_dtype = 'float32'  # 'bfloat16' runs the SAE's matmuls in bf16 (parameters and Adam stay fp32)
+# topk / batchtopk: the sparse step (autoencoder.sparse_topk_loss: decoding and every gradient from the k kept codes,
+# the encoder GEMM the only dense product; the dense step's loss and gradients, and much faster at large F). Off by
+# default until the demo's published numbers are measured again with it (its fp32 sums differ from bf16's in the
+# last bits)
+sparse_topk = False
 # neuron resampling (anthropic2023)
 resample_steps = (25000, 50000, 75000, 100000)  # resample dead neurons at these steps; () = never
 resample_rows = 819200  # rows whose loss decides where dead neurons go
@@ -360,7 +365,8 @@ def log_eval(m: Member, r: dict) -> None:
 def train_member_step(m: Member, x: torch.Tensor) -> None:
     """One step of m on the batch x (B, d), then its logging, checkpoint and evaluation as their intervals say."""
     t0 = time.perf_counter()
-    stats = train_step_(m.sae, m.opt, x, m.step, m.recipe, cdt, want_l0=(m.step + 1) % log_interval == 0)
+    stats = train_step_(m.sae, m.opt, x, m.step, m.recipe, cdt, want_l0=(m.step + 1) % log_interval == 0,
+                        sparse=sparse_topk)
     stop_if_not_finite(m, stats, x)
     m.seconds += time.perf_counter() - t0
     m.step += 1

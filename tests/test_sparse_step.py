@@ -1,0 +1,102 @@
+"""The sparse TopK / BatchTopK step (sparse_topk_loss: decoding and gradients from the k kept codes per row, the
+encoder GEMM its only dense product) gives the dense path's loss and gradients, and train_step_ (what train_sae.py
+calls every step, which takes the sparse path) trains the same weights as the dense step."""
+import copy
+
+import pytest
+import torch
+
+from autoencoder import RECIPES, Recipe, SAEConfig, SparseAutoencoder, make_adam, sae_step_, train_step_
+
+D, F, B, K = 12, 40, 32, 5
+
+
+def data(n: int, seed: int) -> torch.Tensor:
+    """Skewed, non-centred rows (like MLP activations)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.relu(torch.randn(n, D, generator=g)) * 2 + 0.3
+
+
+def make(kind: str, normalize: str = 'none', b_enc_shift: float = 0.0, seed: int = 0) -> SparseAutoencoder:
+    """An SAE in a non-trivial state: biases (b_enc_shift < 0: many kept pre-activations negative), an MSE
+    normaliser, half the latents dead (AuxK on)."""
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, k=K, k_aux=6, dead_tokens=2 * B,
+                                      normalize=normalize))
+    with torch.no_grad():
+        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
+        sae.b_enc.normal_(0, 0.1).add_(b_enc_shift)
+        sae.mse_scale.fill_(3.7)
+        sae.tokens_since_fired[:F // 2] = 10 * B
+    return sae
+
+
+def grads(sae: SparseAutoencoder, x: torch.Tensor, sparse: bool, bf16: bool) -> tuple[dict, dict]:
+    """(loss outputs, {parameter name: gradient}) of one loss().backward() on x."""
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        out = sae.loss(x, fused=sparse, sparse=sparse)
+    out['loss'].backward()
+    return out, {name: q.grad for name, q in sae.named_parameters()}
+
+
+CASES = [('topk', 'none', 0.0), ('batchtopk', 'none', 0.0), ('topk', 'layer_norm', 0.0),
+         ('batchtopk', 'layer_norm', 0.0), ('topk', 'none', -3.0), ('batchtopk', 'none', -3.0)]
+
+
+@pytest.mark.parametrize('bf16', [False, True], ids=['fp32', 'bf16'])
+@pytest.mark.parametrize('kind,normalize,b_enc_shift', CASES)
+def test_sparse_loss_and_gradients_equal_the_dense_path(kind, normalize, b_enc_shift, bf16):
+    sae = make(kind, normalize, b_enc_shift)
+    dense = copy.deepcopy(sae)
+    x = data(B, 1)
+    out, g = grads(sae, x, sparse=True, bf16=bf16)
+    want, g_want = grads(dense, x, sparse=False, bf16=bf16)
+    assert out['f'].shape == (K * B,) and want['f'].shape == (B, F)  # the sparse path ran (and the dense one)
+    assert want['aux'] > 0  # AuxK active: some latents are dead
+    assert torch.equal(out['fired'], want['fired'])
+    nonzero = out['f'][out['f'] != 0].sort().values  # (≤ N,) the kept activations, as the dense code's non-zeros
+    assert torch.equal(nonzero, want['f'][want['f'] != 0].float().sort().values)
+    rtol, atol = (2e-2, 1e-2) if bf16 else (1e-5, 1e-6)  # bf16: the dense path rounds x̂ and its GEMMs to bf16
+    for key in ('loss', 'recon', 'aux', 'mse'):
+        torch.testing.assert_close(out[key], want[key], rtol=rtol, atol=atol, msg=key)
+    for name, q in g.items():
+        if bf16:  # bf16 rounding of the dense path's own (B, F) gradients: compare relative to the whole gradient
+            err = (q - g_want[name]).norm() / g_want[name].norm()
+            assert err < 1e-2, f"{name}: relative error {err:.2e}"
+        else:
+            torch.testing.assert_close(q, g_want[name], rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize('kind', ['topk', 'batchtopk'])
+def test_train_steps_take_the_sparse_path_and_equal_the_dense_steps(kind, monkeypatch):
+    """train_step_ (train_sae.py's step) with its recipe against sae_step_(fused=False): same weights, fire
+    counters and batchtopk threshold after a few steps with AuxK active and the decoder kept unit norm."""
+    import autoencoder
+    calls = []
+    sparse_loss = autoencoder.sparse_topk_loss
+    monkeypatch.setattr(autoencoder, 'sparse_topk_loss', lambda *a, **kw: calls.append(1) or sparse_loss(*a, **kw))
+    sae = make(kind)
+    dense = copy.deepcopy(sae)
+    recipe = Recipe(**{**RECIPES[kind], 'lr': 1e-2}, max_steps=6)
+    opt, opt_dense = (make_adam(m, recipe.lr, recipe.adam_betas, recipe.adam_eps) for m in (sae, dense))
+    aux_seen = False
+    for step in range(recipe.max_steps):
+        x = data(B, 10 + step)
+        stats = train_step_(sae, opt, x, step, recipe, want_l0=True, sparse=True)
+        want = sae_step_(dense, opt_dense, x, recipe.l1_coeff, None, recipe.grad_clip, fused=False, want_l0=True)
+        aux_seen |= bool(want['aux'] > 0)
+        torch.testing.assert_close(stats['loss'], want['loss'], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats['l0'], want['l0'], rtol=0, atol=0)
+        for (name, q), q_dense in zip(sae.named_parameters(), dense.parameters()):
+            torch.testing.assert_close(q, q_dense, rtol=1e-4, atol=2e-6, msg=f"{name} at step {step}")
+        assert torch.equal(sae.tokens_since_fired, dense.tokens_since_fired)
+        if kind == 'batchtopk':
+            assert sae.threshold.item() == pytest.approx(dense.threshold.item(), rel=1e-6) and sae.threshold > 0
+    assert aux_seen and len(calls) == recipe.max_steps
+
+
+def test_matryoshka_keeps_the_dense_step():
+    """matryoshka_batchtopk's prefix losses decode the dense code: its step does not take the sparse path."""
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='matryoshka_batchtopk', k=K,
+                                      matryoshka_widths=(8, F)))
+    assert sae.loss(data(B, 0), fused=True, sparse=True)['f'].shape == (B, F)
