@@ -56,6 +56,7 @@ from common import (UserError, atomic_write_json, autocast, data_dir_of, exit_on
                     token_windows)
 from configurator import config_keys, configure
 from model import GPT, load_gpt, parse_site, site_name
+from neuronpedia import export_site as export_neuronpedia
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
@@ -74,11 +75,13 @@ interval_samples = 5  # ... and random examples shown from each
 n_example_texts = 25  # texts on examples.html
 example_length = 128  # tokens per example text
 coact_tokens = 65536  # tokens over which co-activation is counted (0 = all)
+dense_stats_mb = 256  # (F, V) token and (F, F) co-activation counts: dense if each fits in this many MB, else sparse
 ablation = 'auto'  # 'auto' (exact local formula where valid, else 'rerun'), 'rerun' (model per window), 'none'
 seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
 dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transformer and SAE forward passes)
 analysis = 'auto'  # analyze.py's report shown: 'auto' (<out_dir>/analysis/report.json if it is of this SAE), '', a path
+neuronpedia = False  # also write the site's data in Neuronpedia's upload format: <site>/neuronpedia/ (neuronpedia.py)
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the keys above are the config; the constants below are not
 
@@ -173,6 +176,8 @@ def build_site(inputs: 'Inputs', site_dir: str, config: dict, sweep: dict | None
     meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
             'example_length': examples.length, 'ln_scale': stats.ln_scale}
     write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
+    if neuronpedia:  # the same data in Neuronpedia's upload format, read back from the site (neuronpedia.py)
+        export_neuronpedia(site_dir, inputs.model.config.n_layer, inputs.model.config.n_embd, quiet=not verbose)
 
     n_fire, density, act_max, _ = feature_summary(stats, contexts.n_tokens)
     dead = int((n_fire == 0).sum())
@@ -201,7 +206,7 @@ def feature_panels(inputs: 'Inputs', contexts: 'Contexts', mode: str, seconds: d
     """Three streaming passes over the contexts, then the shown windows' numbers; then from the weights (and
     pass 1's counts): logit weights, neighbours, the tokens each feature fires on most."""
     with timed(seconds, 'pass1'):
-        stats = pass1_statistics(inputs, contexts, top_k, coact_tokens)
+        stats = pass1_statistics(inputs, contexts, top_k, coact_tokens, dense_stats_mb)
     with timed(seconds, 'pass2'):
         intervals = pass2_intervals(inputs, contexts, stats.act_max, n_intervals, interval_samples, seed)
     head = logit_head(inputs.model)
@@ -430,14 +435,16 @@ class Pass1(NamedTuple):
     top_act: torch.Tensor  # (top_k, F) the best per-context maxima, descending (0 = no example)
     top_ctx: torch.Tensor  # (top_k, F) their context (-1 = none)
     top_pos: torch.Tensor  # (top_k, F) their position in the context
-    token_counts: torch.Tensor  # (F, V) int32 firings per token id
-    coact: torch.Tensor  # (F, F) int32 co-firing counts over the first coact_tokens tokens
+    token_counts: 'TokenCounts'  # firings per (feature, token id); .rows(sl) -> (n, V) int32
+    coact: 'CoactCounts'  # co-firing counts over the first coact_tokens tokens; .rows(sl) -> (n, F) int32
     coact_tokens: int  # tokens counted in coact
     ln_scale: float  # E[1/σ] of the final residual (σ: its LayerNorm's standard deviation per token)
 
 
-def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_tokens: int) -> Pass1:
-    """Pass 1 over the contexts, one forward pass per batch; the running top-k keeps one example per context."""
+def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_tokens: int,
+                     dense_mb: float = 256) -> Pass1:
+    """Pass 1 over the contexts, one forward pass per batch; the running top-k keeps one example per context.
+    The (F, V) token and (F, F) co-firing counts are dense matrices when each fits in dense_mb MB, else sparse."""
     n_feat, V, T = len(inputs.W_dec), inputs.model.config.vocab_size, contexts.length
     dev = inputs.W_dec.device
     n_fire = torch.zeros(n_feat, dtype=torch.long, device=dev)
@@ -446,8 +453,8 @@ def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_token
     top_act = torch.zeros(top_k, n_feat, device=dev)
     top_ctx = torch.full((top_k, n_feat), -1, dtype=torch.long, device=dev)
     top_pos = torch.zeros(top_k, n_feat, dtype=torch.long, device=dev)
-    token_counts = torch.zeros(n_feat * V, dtype=torch.int32, device=dev)  # (F, V) flattened
-    coact = torch.zeros(n_feat, n_feat, dtype=torch.int32, device=dev)
+    token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)
+    coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)
     coact_limit = contexts.n_tokens if coact_tokens <= 0 else min(coact_tokens, contexts.n_tokens)
     coact_seen, inv_sigma_sum = 0, 0.0
     for b0, b1 in contexts.bar('pass 1/3: density, top-k'):
@@ -466,15 +473,14 @@ def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_token
         top_pos = torch.cat([top_pos, torch.zeros_like(ctx_max, dtype=torch.long)]).gather(0, i)
         rank, fk = (i >= top_k).nonzero().unbind(1)  # entries new from this batch: find their token
         top_pos[rank, fk] = f.view(B, T, n_feat)[i[rank, fk] - top_k, :, fk].argmax(1)
-        token_counts.index_add_(0, feat * V + tokens[:, :-1].reshape(-1)[t_idx],
-                                torch.ones(1, dtype=torch.int32, device=dev).expand(len(feat)))
+        token_counts.add_(feat, tokens[:, :-1].reshape(-1)[t_idx])
         if coact_seen < coact_limit:
             take = min(coact_limit - coact_seen, len(fire))
-            coact += coact_counts(fire[:take])
+            coact.add_(fire[:take], t_idx, feat, coact_seen)
             coact_seen += take
         inv_sigma_sum += (r.var(-1, unbiased=False) + 1e-5).rsqrt().sum().item()
         del f, fire, t_idx, feat, ctx_max
-    return Pass1(n_fire, act_sum, act_max, top_act, top_ctx, top_pos, token_counts.view(n_feat, V), coact,
+    return Pass1(n_fire, act_sum, act_max, top_act, top_ctx, top_pos, token_counts, coact,
                  coact_seen, inv_sigma_sum / contexts.n_tokens)
 
 
@@ -488,6 +494,123 @@ def coact_counts(fire: torch.Tensor) -> torch.Tensor:
             pass
     A = fire.float()
     return (A.T @ A).round().int()
+
+
+PAIRS_PER_STEP = 2 ** 24  # (feature, feature) pairs made at once by CoactCounts.rows (its memory: 8 bytes each)
+
+
+class TokenCounts:
+    """Firings per (feature, token id), exact: a dense (F, V) int32 matrix, or (dense=False) sparse counts whose
+    memory grows with the distinct (feature, token) pairs seen: sorted int64 keys feature·V + token and their
+    counts, each batch's keys counted (unique) and merged into them once the batches held reach their size."""
+
+    def __init__(self, n_feat: int, V: int, device, dense: bool):
+        self.shape, self.dense, self.device = (n_feat, V), dense, device
+        self.counts = torch.zeros(n_feat * V if dense else 0, dtype=torch.int32 if dense else torch.long,
+                                  device=device)  # dense: (F, V) flattened; sparse: per key
+        self.keys = torch.zeros(0, dtype=torch.long, device=device)
+        self.held: list[tuple[torch.Tensor, torch.Tensor]] = []  # batches' (keys, counts) not merged yet
+        self.merge_at = 2 ** 20  # held keys merged once they are this many and as many as the merged ones
+
+    def add_(self, feat: torch.Tensor, token: torch.Tensor) -> None:
+        """One firing per entry of feat, token (E,) int64."""
+        key = feat * self.shape[1] + token
+        if self.dense:
+            self.counts.index_add_(0, key, torch.ones(1, dtype=torch.int32, device=self.device).expand(len(key)))
+            return
+        self.held.append(torch.unique(key, return_counts=True))
+        if sum(len(k) for k, _ in self.held) >= max(len(self.keys), self.merge_at):
+            self.merge_()
+
+    def merge_(self) -> None:
+        keys = torch.cat([self.keys, *(k for k, _ in self.held)])
+        counts = torch.cat([self.counts, *(c for _, c in self.held)])
+        self.keys, inverse = torch.unique(keys, return_inverse=True)
+        self.counts = torch.zeros(len(self.keys), dtype=torch.long, device=self.device).index_add_(0, inverse, counts)
+        self.held = []
+
+    def rows(self, sl: slice) -> torch.Tensor:
+        """(n, V) int32 counts of the features sl.start ... sl.stop-1."""
+        n_feat, V = self.shape
+        if self.dense:
+            return self.counts.view(n_feat, V)[sl]
+        if self.held:
+            self.merge_()
+        lo, hi = torch.searchsorted(self.keys, torch.tensor([sl.start * V, sl.stop * V], device=self.device)).tolist()
+        block = torch.zeros((sl.stop - sl.start) * V, dtype=torch.int32, device=self.device)
+        block[self.keys[lo:hi] - sl.start * V] = self.counts[lo:hi].int()
+        return block.view(-1, V)
+
+
+class CoactCounts:
+    """Co-firing counts of feature pairs, exact: a dense (F, F) int32 matrix, or (dense=False) the firings
+    themselves (token, feature) from which rows(sl) counts a block of rows: memory grows with the tokens' firings
+    (coact_tokens x L0), not with F²."""
+
+    def __init__(self, n_feat: int, device, dense: bool):
+        self.n_feat, self.dense, self.device = n_feat, dense, device
+        self.matrix = torch.zeros(n_feat, n_feat, dtype=torch.int32, device=device) if dense else None
+        self.firings: list[tuple[torch.Tensor, torch.Tensor]] = []  # (token, feature) int32, token-major order
+        self.csr = None
+
+    def add_(self, fire: torch.Tensor, t_idx: torch.Tensor, feat: torch.Tensor, t0: int) -> None:
+        """fire (n, F) bool, of tokens t0 ... t0+n-1; t_idx, feat (E,): fire's nonzero() (t_idx may go past n)."""
+        if self.dense:
+            self.matrix += coact_counts(fire)
+            return
+        e = int(torch.searchsorted(t_idx, len(fire)))
+        self.firings.append(((t_idx[:e] + t0).int(), feat[:e].int()))
+
+    def diagonal(self) -> torch.Tensor:
+        """(F,) firings of each feature over the counted tokens."""
+        if self.dense:
+            return self.matrix.diagonal()
+        return torch.bincount(self.index()[1], minlength=self.n_feat).int()
+
+    def index(self) -> tuple:
+        """The firings (made once): token (E,) int32 and feature (E,) int64 in token-major order, each token's first
+        firing (n_tokens + 1,), the firings' order by feature (E,) and each feature's first in it (F + 1,)."""
+        if self.csr is None:
+            tok = torch.cat([torch.zeros(0, dtype=torch.int32, device=self.device), *(t for t, _ in self.firings)])
+            feat = torch.cat([torch.zeros(0, dtype=torch.int32, device=self.device), *(f for _, f in self.firings)])
+            tok_start = torch.searchsorted(tok, torch.arange(int(tok.max()) + 2 if len(tok) else 1,
+                                                             dtype=torch.int32, device=self.device))
+            by_feat = torch.argsort(feat, stable=True)
+            feat_start = torch.searchsorted(feat[by_feat], torch.arange(self.n_feat + 1, dtype=torch.int32,
+                                                                        device=self.device))
+            self.csr, self.firings = (tok, feat.long(), tok_start, by_feat, feat_start), []
+        return self.csr
+
+    def rows(self, sl: slice) -> torch.Tensor:
+        """(n, F) int32 co-firing counts of the features sl.start ... sl.stop-1 with every feature."""
+        if self.dense:
+            return self.matrix[sl]
+        tok, feat, tok_start, by_feat, feat_start = self.index()
+        n = sl.stop - sl.start
+        block = torch.zeros(n * self.n_feat, dtype=torch.int32, device=self.device)
+        mine = by_feat[feat_start[sl.start]:feat_start[sl.stop]]  # the block's firings
+        t = tok[mine].long()
+        first, width = tok_start[t], tok_start[t + 1] - tok_start[t]  # each one's token: its firings
+        ends = width.cumsum(0)
+        for a, b in pair_steps(ends, PAIRS_PER_STEP):  # at most PAIRS_PER_STEP pairs at a time
+            w = width[a:b]
+            row = torch.repeat_interleave(feat[mine[a:b]] - sl.start, w)
+            offset = torch.arange(int(w.sum()), device=self.device) - torch.repeat_interleave(w.cumsum(0) - w, w)
+            partner = feat[torch.repeat_interleave(first[a:b], w) + offset]
+            block.index_add_(0, row * self.n_feat + partner,
+                             torch.ones(1, dtype=torch.int32, device=self.device).expand(len(partner)))
+        return block.view(n, self.n_feat)
+
+
+def pair_steps(ends: torch.Tensor, budget: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [a, b) of items with cumulative sizes `ends` (E,), each of total size <= budget (or
+    one item)."""
+    steps, a, done = [], 0, 0
+    while a < len(ends):
+        b = max(int(torch.searchsorted(ends, done + budget, right=True)), a + 1)
+        steps.append((a, b))
+        a, done = b, int(ends[b - 1])
+    return steps
 
 
 # ----------------------------------------------------------------------------- pass 2: histograms, interval samples
@@ -830,8 +953,8 @@ class Neighbours(NamedTuple):
 
 
 @torch.no_grad()
-def feature_neighbours(W_dec: torch.Tensor, coact: torch.Tensor) -> Neighbours:
-    """W_dec (F, d_in) decoder rows and coact (F, F) co-firing counts -> each feature's neighbours."""
+def feature_neighbours(W_dec: torch.Tensor, coact: 'CoactCounts') -> Neighbours:
+    """W_dec (F, d_in) decoder rows and coact (CoactCounts: (F, F) co-firing counts) -> each feature's neighbours."""
     n_feat, dev = len(W_dec), W_dec.device
     k = min(N_NEIGHBOURS, n_feat - 1)
     nb = Neighbours(*(torch.zeros(n_feat, k, dtype=dt) for dt in (torch.long, None, torch.long, None, None)))
@@ -844,7 +967,7 @@ def feature_neighbours(W_dec: torch.Tensor, coact: torch.Tensor) -> Neighbours:
         cs[rows - f0, rows] = -math.inf
         v, i = cs.topk(k, dim=1)
         nb.cos_ids[sl], nb.cos[sl] = i.cpu(), v.cpu()
-        cc = coact[sl].float()
+        cc = coact.rows(sl).float()
         score = cc / (n_coact[sl, None] * n_coact[None, :]).sqrt().clamp_min(1e-12)
         score[rows - f0, rows] = -1
         score[cc == 0] = -1
@@ -859,14 +982,14 @@ class TopTokens(NamedTuple):
     counts: torch.Tensor  # (F, n) its firings on them (0: fewer distinct tokens)
 
 
-def top_tokens(token_counts: torch.Tensor) -> TopTokens:
-    """token_counts (F, V) firings per token id -> the tokens each feature fires on most."""
+def top_tokens(token_counts: 'TokenCounts') -> TopTokens:
+    """token_counts (TokenCounts: (F, V) firings per token id) -> the tokens each feature fires on most."""
     n_feat, V = token_counts.shape
     top = TopTokens(torch.zeros(n_feat, min(N_TOP_TOKENS, V), dtype=torch.long),
                     torch.zeros(n_feat, min(N_TOP_TOKENS, V), dtype=torch.long))
     for f0 in range(0, n_feat, ROWS_PER_CHUNK):
         sl = slice(f0, min(f0 + ROWS_PER_CHUNK, n_feat))
-        v, i = token_counts[sl].topk(top.ids.size(1), dim=1)
+        v, i = token_counts.rows(sl).topk(top.ids.size(1), dim=1)
         top.counts[sl], top.ids[sl] = v.long().cpu(), i.cpu()
     return top
 

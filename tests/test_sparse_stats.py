@@ -1,0 +1,125 @@
+"""build_interface.py's sparse token and co-activation counts (big dictionaries): equal to the dense ones and to
+brute force, down to the top tokens, the neighbours (ids, ties included) and the whole site."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import build_interface as bi
+from test_interface import build_site, read_js
+
+F, V, N = 300, 37, 900  # features, vocab, tokens
+
+
+def firings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, F) bool firing pattern with dead features, a dense-ish token and many tied counts; (N,) token ids."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(F, generator=g) * 0.05
+    p[:5] = 0  # dead
+    fire = torch.rand(N, F, generator=g) < p
+    fire[3] = True  # one token where every feature fires: F² pairs
+    fire[10:20, 50:60] = True  # a block of features with identical (tied) counts
+    return fire, torch.randint(0, V, (N,), generator=g)
+
+
+def counted(fire: torch.Tensor, tokens: torch.Tensor, dense: bool, batch: int = 64, coact_n: int = N):
+    """TokenCounts and CoactCounts fed like pass1_statistics: batch by batch, co-firing over the first coact_n."""
+    tc, cc = bi.TokenCounts(F, V, 'cpu', dense), bi.CoactCounts(F, 'cpu', dense)
+    tc.merge_at = 50  # merge often
+    for b0 in range(0, N, batch):
+        f = fire[b0:b0 + batch]
+        t_idx, feat = f.nonzero().unbind(1)
+        tc.add_(feat, tokens[b0:b0 + batch][t_idx])
+        if b0 < coact_n:
+            cc.add_(f[:coact_n - b0], t_idx, feat, b0)
+    return tc, cc
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_sparse_counts_equal_dense_and_brute_force(seed, monkeypatch):
+    monkeypatch.setattr(bi, 'PAIRS_PER_STEP', 97)  # many steps, one token (F² pairs) over the budget
+    monkeypatch.setattr(bi, 'ROWS_PER_CHUNK', 64)
+    fire, tokens = firings(seed)
+    coact_n = 700  # not a multiple of the batch: the last counted batch is cut
+    ref_tokens = np.zeros((F, V), dtype=np.int64)  # brute force
+    np.add.at(ref_tokens, (fire.nonzero()[:, 1].numpy(), tokens[fire.nonzero()[:, 0]].numpy()), 1)
+    A = fire[:coact_n].numpy().astype(np.int64)
+    ref_coact = A.T @ A
+    (tc_d, cc_d), (tc_s, cc_s) = counted(fire, tokens, True, coact_n=coact_n), counted(fire, tokens, False,
+                                                                                       coact_n=coact_n)
+    for sl in (slice(0, 64), slice(64, 300), slice(299, 300), slice(0, 300)):
+        assert np.array_equal(tc_s.rows(sl).numpy(), ref_tokens[sl]) and np.array_equal(tc_d.rows(sl).numpy(),
+                                                                                        ref_tokens[sl])
+        assert np.array_equal(cc_s.rows(sl).numpy(), ref_coact[sl]) and np.array_equal(cc_d.rows(sl).numpy(),
+                                                                                       ref_coact[sl])
+    assert np.array_equal(cc_s.diagonal().numpy(), np.diag(ref_coact))
+    assert len(tc_s.keys) == (ref_tokens > 0).sum() < F * V and not tc_s.held  # memory: only the pairs seen
+    top_d, top_s = bi.top_tokens(tc_d), bi.top_tokens(tc_s)
+    assert all(torch.equal(a, b) for a, b in zip(top_d, top_s))
+    W_dec = torch.randn(F, 8, generator=torch.Generator().manual_seed(seed))
+    nb_d, nb_s = bi.feature_neighbours(W_dec, cc_d), bi.feature_neighbours(W_dec, cc_s)
+    assert all(torch.equal(a, b) for a, b in zip(nb_d, nb_s))  # ids of tied scores included
+    # brute force of the neighbour scores and of the top tokens' counts
+    n = np.diag(ref_coact).astype(np.float64)
+    for i in range(5, F, 7):
+        top = sorted(ref_tokens[i], reverse=True)[:bi.N_TOP_TOKENS]
+        assert top_s.counts[i].tolist() == top and all(ref_tokens[i, t] == c for t, c in
+                                                       zip(top_s.ids[i].tolist(), top))
+        score = ref_coact[i] / np.sqrt(n[i] * n).clip(1e-12)
+        score[i], score[ref_coact[i] == 0] = -1, -1
+        best = np.sort(score)[::-1][:bi.N_NEIGHBOURS]
+        assert nb_s.coact_score[i].numpy() == pytest.approx(best, abs=1e-6)
+        assert all(score[j] == pytest.approx(s, abs=1e-6) for j, s in zip(nb_s.coact_ids[i].tolist(),
+                                                                           nb_s.coact_score[i].tolist()) if s > 0)
+
+
+def test_no_firings():
+    tc, cc = bi.TokenCounts(F, V, 'cpu', False), bi.CoactCounts(F, 'cpu', False)
+    fire = torch.zeros(10, F, dtype=torch.bool)
+    t_idx, feat = fire.nonzero().unbind(1)
+    tc.add_(feat, t_idx)
+    cc.add_(fire, t_idx, feat, 0)
+    assert not tc.rows(slice(0, F)).any() and not cc.rows(slice(0, F)).any() and not cc.diagonal().any()
+
+
+def site_files(site_dir: str) -> dict:
+    files = {os.path.relpath(p, site_dir): read_js(p) for p in glob.glob(os.path.join(site_dir, '*', '*.js'))
+             if os.path.basename(os.path.dirname(p)) in ('data', 'features')}
+    files['data/index.js'].pop('meta')  # paths and time
+    return files
+
+
+@pytest.fixture(scope='module')
+def sites(tmp_path_factory):
+    root = tmp_path_factory.mktemp('sparse_stats')
+    return build_site(str(root / 'dense')), build_site(str(root / 'sparse'), '--dense_stats_mb=0')
+
+
+def test_site_from_sparse_counts_is_the_dense_one(sites):
+    a, b = (site_files(s['site']) for s in sites)
+    assert sorted(a) == sorted(b) and len(a) > 3
+    for name in a:
+        assert a[name] == b[name], name
+    assert any(d['coact'] and d['top_tokens'] for d in read_js(os.path.join(sites[1]['site'], 'features',
+                                                                             '0000.js')))
+
+
+def test_pass1_is_sparse_past_dense_stats_mb(sites):
+    """pass1_statistics itself: dense matrices when they fit in dense_mb, else sparse counts of the pairs seen."""
+    out = sites[0]['out']
+    inputs = bi.load_inputs(bi.load_transformer(out, '', '', 32, 'cpu', 'float32'), os.path.join(out, 'sae'))
+    file = bi.TokenFile(inputs.data_dir, 'val', inputs.data_meta['dtype'], 'cpu')
+    stats = []
+    for dense_mb in (1, 0):
+        contexts = bi.pick_contexts(file, 32, 30, 7, np.random.default_rng(3), quiet=True)
+        stats.append(bi.pass1_statistics(inputs, contexts, 4, 500, dense_mb))
+    dense, sparse = stats
+    assert dense.token_counts.dense and dense.coact.dense and not sparse.token_counts.dense and not sparse.coact.dense
+    n_feat, V = sparse.token_counts.shape
+    every = slice(0, n_feat)
+    assert torch.equal(dense.token_counts.rows(every), sparse.token_counts.rows(every))
+    assert torch.equal(dense.coact.rows(every), sparse.coact.rows(every))
+    assert len(sparse.token_counts.keys) == int((dense.token_counts.rows(every) > 0).sum()) < n_feat * V
+    assert sparse.coact.matrix is None and len(sparse.coact.index()[0]) == int(dense.coact.rows(every).diagonal().sum())
