@@ -600,6 +600,137 @@ SITE_WEB_GUARDS = [
 ]
 GUARDS += SITE_GUARDS + SITE_WEB_GUARDS
 
+# the Neuronpedia export (neuronpedia.py, build_interface.py --neuronpedia=True)
+NP = 'tests/test_neuronpedia.py'
+NEURONPEDIA_GUARDS = [
+    Guard('neuronpedia: build_interface.py --neuronpedia=True writes the export', 'build_interface.py',
+          '    if neuronpedia:  # the same data in Neuronpedia', '    if False:  # the same data in Neuronpedia',
+          f'{NP}::test_layout_and_header_rows'),
+    Guard("neuronpedia: pos_str are the tokens a feature's logits raise most", 'neuronpedia.py',
+          "pos_str=[token_text(vocab[t]) for t, _ in logits['pos']]",
+          "pos_str=[token_text(vocab[t]) for t, _ in logits['neg']]", f'{NP}::test_feature_rows_equal_the_site'),
+    Guard('neuronpedia: frac_nonzero is the density (share of tokens fired on)', 'neuronpedia.py',
+          "frac_nonzero=record['density'],", "frac_nonzero=record['n_fire'],",
+          f'{NP}::test_feature_rows_equal_the_site'),
+    Guard("neuronpedia: histogram bar values are the bins' centres (SAEDashboard HistogramData)", 'neuronpedia.py',
+          'round(lo + (hi - lo) * (j + 0.5) / n, 5)', 'round(lo + (hi - lo) * j / n, 5)',
+          f'{NP}::test_feature_rows_equal_the_site'),
+    Guard('neuronpedia: feature index is a string (Neuronpedia\'s text column)', 'neuronpedia.py',
+          "layer=names.source_id, index=str(record['id']), creatorId=CREATOR_ID,",
+          "layer=names.source_id, index=record['id'], creatorId=CREATOR_ID,",
+          f'{NP}::test_feature_rows_equal_the_site'),
+    Guard("neuronpedia: an activation row's tokens are its window's positions (not the next-token target)",
+          'neuronpedia.py', "tokens=[token_text(vocab[t]) for t in w['tokens'][:len(values)]]",
+          "tokens=[token_text(vocab[t]) for t in w['tokens']]", f'{NP}::test_activation_rows_equal_the_site_windows'),
+    Guard("neuronpedia: qualifyingTokenIndex is the example's position in the window", 'neuronpedia.py',
+          "qualifyingTokenIndex=w['pos'] - w['start'])", "qualifyingTokenIndex=w['pos'])",
+          f'{NP}::test_activation_rows_equal_the_site_windows'),
+    Guard("neuronpedia: an interval's rows carry its share as binContains", 'neuronpedia.py',
+          "(iv['lo'], iv['hi'], iv['share'], iv['samples'])", "(iv['lo'], iv['hi'], iv['n'], iv['samples'])",
+          f'{NP}::test_activation_rows_equal_the_site_windows'),
+    Guard('neuronpedia: batch-N files are written atomically (temp + rename)', 'neuronpedia.py',
+          "    with atomic_file(path, 'wb') as raw, gzip.GzipFile(", "    with open(path, 'wb') as raw, gzip.GzipFile(",
+          f'{NP}::test_failed_export_leaves_no_partial_file'),
+    Guard('neuronpedia: FEATURES_PER_BATCH features per batch-N file, read a feature file at a time', 'neuronpedia.py',
+          "for file in range(f0 // per_file, -(-f1 // per_file)):", "for file in range(0, -(-f1 // per_file)):",
+          f'{NP}::test_batches_stream_and_concatenate'),
+]
+GUARDS += NEURONPEDIA_GUARDS
+
+# the sparse TopK / BatchTopK step (autoencoder.sparse_topk_loss; train_sae.py --sparse_topk=True)
+SP = 'tests/test_sparse_step.py'
+EQ = f'{SP}::test_sparse_loss_and_gradients_equal_the_dense_path'
+TRAIN = f'{SP}::test_train_steps_take_the_sparse_path_and_equal_the_dense_steps'
+
+GUARDS_SPARSE = [
+    # ---------------------------------------------------------------- sparse TopK / BatchTopK step
+    Guard('sparse step: topk / batchtopk train through sparse_topk_loss', 'autoencoder.py',
+          "    saelens_architecture = 'topk'\n    sparse = True\n",
+          "    saelens_architecture = 'topk'\n    sparse = False\n", TRAIN),
+    Guard('sparse step: pre-encoder bias x̄ = x - b_dec', 'autoencoder.py',
+          'xbar = xs - sae.b_dec if kind.pre_bias else xs  # (B, d)', 'xbar = xs  # (B, d)', EQ),
+    Guard('sparse step: encoder GEMM x̄ W_encᵀ + b_enc', 'autoencoder.py',
+          'torch.addmm(sae.b_enc.to(cdt), xbar.to(cdt)', 'torch.addmm(0 * sae.b_enc.to(cdt), xbar.to(cdt)', EQ),
+    Guard('sparse step: x̂ = Σ_j f_j W_dec[:, j] + b_dec from the kept codes', 'autoencoder.py',
+          'x_hat = SparseDecode.apply(f, sae.W_dec, code) + sae.b_dec  # (B, d)',
+          'x_hat = SparseDecode.apply(f, sae.W_dec, code)  # (B, d)', EQ),
+    Guard('sparse step: the main loss is MSE × mse_scale', 'autoencoder.py',
+          '    recon = err.pow(2).mean() * sae.mse_scale\n    dead = kind.auxk_dead',
+          '    recon = err.pow(2).mean()\n    dead = kind.auxk_dead', EQ),
+    Guard('sparse step: batchtopk keeps the k·B largest over the batch', 'autoencoder.py',
+          'if isinstance(sae.kind, BatchTopK) and sae.training:',
+          'if False:', EQ),
+    # (no guard for "ReLU before the batch top-k" in topk_code: without it the kept set differs only in entries
+    #  whose activation is 0 either way (ReLU'd negatives), so loss, gradients, fired and l0 are unchanged: an
+    #  equivalent mutant; the dense batch_topk_relu's guard stays)
+    Guard('sparse step: ReLU of the kept pre-activations', 'autoencoder.py',
+          'f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (N,)',
+          'f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code)  # (N,)', EQ),
+    Guard('sparse step: fired mask from the kept codes (fire counters, AuxK dead set)', 'autoencoder.py',
+          'index_add_(0, code.cols, (f.detach() > kind.fire_threshold)',
+          'index_add_(0, code.rows, (f.detach() > kind.fire_threshold)', EQ),
+    Guard('sparse step: the kept values follow their columns (sorted within a row)', 'autoencoder.py',
+          'vals.gather(1, order).flatten()', 'vals.flatten()', EQ),
+    Guard('sparse step: dW_enc = (dpre sparse)ᵀ x̄', 'autoencoder.py',
+          'g_W_enc = _by_col_sum(code, g, xbar)  # (F, d)',
+          'g_W_enc = _by_col_sum(code, g, xbar + 1)  # (F, d)', EQ),
+    Guard('sparse step: db_enc = Σ dpre per column', 'autoencoder.py',
+          'g_b_enc = torch.zeros_like(W_enc[:, 0]).index_add_(0, code.cols, g)',
+          'g_b_enc = torch.zeros_like(W_enc[:, 0]).index_add_(0, code.rows % W_enc.shape[0], g)', EQ),
+    Guard('sparse step: the pre-encoder bias gets the encoder gradient (x̄ = x - b_dec)', 'autoencoder.py',
+          '        if ctx.needs_input_grad[0]:  # (B, d)',
+          '        if False:  # (B, d)', EQ),
+    Guard('sparse step: dW_dec from the kept codes (weighted by f)', 'autoencoder.py',
+          'g_W_dec = _by_col_sum(code, values, g).T.contiguous()',
+          'g_W_dec = _by_col_sum(code, torch.ones_like(values), g).T.contiguous()', EQ),
+    Guard('sparse step: df = g · W_dec[:, j] reaches the encoder', 'autoencoder.py',
+          '        return g_values, g_W_dec, None',
+          '        return None, g_W_dec, None', EQ),
+    Guard('sparse step: entries ordered by column for the (F, d) gradients', 'autoencoder.py',
+          'by_col = cols.view(1, -1).argsort(dim=1, stable=True).view(-1)',
+          'by_col = torch.arange(cols.shape[0], device=cols.device)', EQ),
+    Guard("sparse AuxK: only the dead latents' pre-activations", 'autoencoder.py',
+          'row_topk_code(pre.masked_fill(~dead, -math.inf), k)',
+          'row_topk_code(pre, k)', EQ),
+    Guard("sparse AuxK: ReLU on the dead latents' values", 'autoencoder.py',
+          'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)',
+          'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code)  # (B·k,)', EQ),
+    Guard("sparse AuxK: normalised by the residual's variance", 'autoencoder.py',
+          "        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)\n    e = -err\n"
+          "    var = (e - e.mean(0)).pow(2).mean()",
+          "        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)\n    e = -err\n"
+          "    var = e.pow(2).mean()", EQ),
+]
+GUARDS += GUARDS_SPARSE
+
+# the browser's token and co-activation counts, exact and sparse past dense_stats_mb
+SST = 'tests/test_sparse_stats.py'
+GUARDS_SPARSE_STATS = [
+    Guard('browser sparse token counts: merged batches sum their counts', 'build_interface.py',
+          '.index_add_(0, inverse, counts)', '.index_put_((inverse,), counts)', SST),
+    Guard("browser sparse token counts: a block of rows is its features' keys", 'build_interface.py',
+          'block[self.keys[lo:hi] - sl.start * V]', 'block[self.keys[lo:hi] - sl.start]', SST),
+    Guard('browser sparse co-activation: only the first coact_tokens tokens', 'build_interface.py',
+          'e = int(torch.searchsorted(t_idx, len(fire)))', 'e = len(t_idx)', SST),
+    Guard('browser sparse co-activation: firings keep their token across batches', 'build_interface.py',
+          'self.firings.append(((t_idx[:e] + t0).int()', 'self.firings.append(((t_idx[:e]).int()', SST),
+    Guard('browser sparse co-activation: each firing pairs with every firing of its token', 'build_interface.py',
+          '- torch.repeat_interleave(w.cumsum(0) - w, w)', '- torch.repeat_interleave(w.cumsum(0) - w, w) * 0', SST),
+    Guard('browser sparse co-activation: pair steps cover every firing once', 'build_interface.py',
+          'b = max(int(torch.searchsorted(ends, done + budget, right=True)), a + 1)',
+          'b = max(int(torch.searchsorted(ends, done + budget, right=True)), a + 1) + 1', SST),
+    Guard('browser sparse co-activation: n(this) is each feature\'s firings', 'build_interface.py',
+          'return torch.bincount(self.index()[1], minlength=self.n_feat).int()',
+          'return torch.bincount(self.index()[1], minlength=self.n_feat).int() + 1', SST),
+    Guard('browser: (F, V) token counts sparse past dense_stats_mb', 'build_interface.py',
+          'token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)',
+          'token_counts = TokenCounts(n_feat, V, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
+    Guard('browser: (F, F) co-activation counts sparse past dense_stats_mb', 'build_interface.py',
+          'coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)',
+          'coact = CoactCounts(n_feat, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
+]
+GUARDS += GUARDS_SPARSE_STATS
+
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=REPO, check=True,
