@@ -321,9 +321,11 @@ def output_tokens(run: Run, unit_set: str) -> list[list[int]]:
     model, sae = run.transformer.model, run.sae.sae
     W = (sae.W_dec.detach().float().T if unit_set.startswith('features')
          else torch.eye(sae.cfg.d_in, device=sae.W_dec.device))  # (n_units, d_in)
-    direct = feature_logit_directions(logit_head(model), resid_direction(model, run.sae.layer, run.sae.site_kind,
-                                                                         W)).direct  # (n_units, V)
-    return direct.topk(min(n_output_tokens, direct.size(1)), dim=1).indices.tolist()
+    directions = feature_logit_directions(logit_head(model), resid_direction(model, run.sae.layer, run.sae.site_kind,
+                                                                             W), dense_mb=0)  # Z_u by rows
+    V = directions.W_U.size(0)
+    return torch.cat([directions.rows(slice(u0, u0 + 256)).topk(min(n_output_tokens, V), dim=1).indices
+                      for u0 in range(0, len(W), 256)]).tolist()
 
 
 def explain_all(runs: tuple[Run, Run], contexts, halves: Halves, thresholds: dict[str, torch.Tensor],

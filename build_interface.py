@@ -211,12 +211,12 @@ def feature_panels(inputs: 'Inputs', contexts: 'Contexts', mode: str, seconds: d
         intervals = pass2_intervals(inputs, contexts, stats.act_max, n_intervals, interval_samples, seed)
     head = logit_head(inputs.model)
     directions = feature_logit_directions(head, resid_direction(inputs.model, inputs.layer, inputs.site_kind,
-                                                                 inputs.W_dec))
+                                                                 inputs.W_dec), dense_stats_mb)
     windows = select_windows(stats, intervals, window, contexts.length)
     with timed(seconds, 'pass3'):
         shown = pass3_windows(inputs, contexts, windows, mode, head, directions, batch_size)
     with timed(seconds, 'weights'):
-        logits = logit_weights(directions.direct, stats.ln_scale)
+        logits = logit_weights(directions, stats.ln_scale)
         neighbours = feature_neighbours(inputs.W_dec, stats.coact)
         fired_on = top_tokens(stats.token_counts)
     return Panels(stats, intervals, windows, shown, logits, neighbours, fired_on)
@@ -734,7 +734,16 @@ def logit_head(model: GPT) -> LogitHead:
 
 class FeatureLogits(NamedTuple):
     centred: torch.Tensor  # (F, C) u_i - mean(u_i), u_i = feature i's direct effect on the final residual
-    direct: torch.Tensor  # (F, V) Z_u = W_U(γ⊙centred): its effect on the logits before the LayerNorm's 1/σ
+    direct: torch.Tensor | None  # (F, V) Z_u = W_U(γ⊙centred): its effect on the logits before the LayerNorm's 1/σ;
+    # None when it exceeds the memory budget: rows() then computes the rows asked for
+    gamma: torch.Tensor  # (C,) ln_f.weight
+    W_U: torch.Tensor  # (V, C)
+
+    def rows(self, idx, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Z_u of the features idx (a slice or an index tensor): (n, V), into out if given."""
+        if self.direct is not None:
+            return self.direct[idx] if out is None else torch.index_select(self.direct, 0, idx, out=out)
+        return torch.matmul(self.centred[idx] * self.gamma, self.W_U.T, out=out)
 
 
 def resid_direction(model: GPT, layer: int, site_kind: str, W: torch.Tensor) -> torch.Tensor:
@@ -745,12 +754,15 @@ def resid_direction(model: GPT, layer: int, site_kind: str, W: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def feature_logit_directions(head: LogitHead, U: torch.Tensor) -> FeatureLogits:
+def feature_logit_directions(head: LogitHead, U: torch.Tensor, dense_mb: float = float('inf')) -> FeatureLogits:
     """U (F, C) the features' residual directions -> FeatureLogits. Times E[1/σ] (the LayerNorm linearised)
-    `direct` gives the logit weights; pass 3's exact ablation uses both."""
+    `direct` gives the logit weights; pass 3's exact ablation uses both. The (F, V) `direct` is kept only if it
+    fits in dense_mb MB; else its rows are computed when asked for (FeatureLogits.rows)."""
     centred = U - U.mean(1, keepdim=True)  # LayerNorm removes the mean
+    if len(U) * head.W_U.size(0) * 4 > dense_mb * 2 ** 20:
+        return FeatureLogits(centred, None, head.gamma, head.W_U)
     direct = torch.cat([(centred[f0:f0 + 512] * head.gamma) @ head.W_U.T for f0 in range(0, len(U), 512)])
-    return FeatureLogits(centred, direct)
+    return FeatureLogits(centred, direct, head.gamma, head.W_U)
 
 
 # ----------------------------------------------------------------------------- pass 3: the shown windows
@@ -861,7 +873,7 @@ def local_ablation_effects(head: LogitHead, directions: FeatureLogits, resid: to
         z_clean = (r_c * head.gamma) @ head.W_U.T  # (u, V)
         r_abl = r_c[inv] - a_o[:, None] * directions.centred[f_o]  # (m, C) centred residual with the feature removed
         z_abl = torch.index_select(z_clean, 0, inv, out=buffers[0][:m])
-        z_abl.addcmul_(torch.index_select(directions.direct, 0, f_o, out=buffers[1][:m]), a_o[:, None],
+        z_abl.addcmul_(directions.rows(f_o, out=buffers[1][:m]), a_o[:, None],
                        value=-1)  # Z_r - a·Z_u
         lp_abl = head.logprob_rows_(z_abl, (r_abl.pow(2).mean(1) + 1e-5).rsqrt(), y_next[pair_row[o]])
         lp_clean = head.logprob_rows_(z_clean, (r_c.pow(2).mean(1) + 1e-5).rsqrt(), y_next[rows])
@@ -924,14 +936,14 @@ class LogitWeights(NamedTuple):
 
 
 @torch.no_grad()
-def logit_weights(direct: torch.Tensor, ln_scale: float) -> LogitWeights:
-    """direct (F, V) Z_u -> the logit weights Z_u·E[1/σ] (the LayerNorm's σ taken as the constant 1/E[1/σ])."""
-    n_feat = len(direct)
+def logit_weights(directions: FeatureLogits, ln_scale: float) -> LogitWeights:
+    """Z_u (F, V), by rows -> the logit weights Z_u·E[1/σ] (the LayerNorm's σ taken as the constant 1/E[1/σ])."""
+    n_feat = len(directions.centred)
     w = LogitWeights(*(torch.zeros(n_feat, N_LOGITS, dtype=dt) for dt in (torch.long, None, torch.long, None)),
                      torch.zeros(n_feat, HIST_BINS, dtype=torch.long), torch.zeros(n_feat), torch.zeros(n_feat))
     for f0 in range(0, n_feat, ROWS_PER_CHUNK):
         sl = slice(f0, min(f0 + ROWS_PER_CHUNK, n_feat))
-        lw = direct[sl] * ln_scale  # (n, V)
+        lw = directions.rows(sl) * ln_scale  # (n, V)
         v, i = lw.topk(N_LOGITS, dim=1)
         w.top_ids[sl], w.top[sl] = i.cpu(), v.cpu()
         v, i = lw.topk(N_LOGITS, dim=1, largest=False)

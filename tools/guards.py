@@ -730,6 +730,10 @@ GUARDS_SPARSE_STATS = [
           'coact = CoactCounts(n_feat, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
 ]
 GUARDS += GUARDS_SPARSE_STATS
+GUARDS.append(Guard('browser: logit weights by rows past dense_stats_mb, Z_u = W_U(γ⊙u_c)', 'build_interface.py',
+                    'return torch.matmul(self.centred[idx] * self.gamma, self.W_U.T, out=out)',
+                    'return torch.matmul(self.centred[idx], self.W_U.T, out=out)',
+                    f'{SST}::test_site_from_sparse_counts_is_the_dense_one'))
 
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
