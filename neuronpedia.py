@@ -26,7 +26,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple
 
-from common import UserError, atomic_file, progress, read_json
+from common import UserError, atomic_file, progress, read_json, read_site_data
 from model import parse_site
 
 FEATURES_PER_BATCH = 1024  # features per batch-N file (Neuronpedia's export-data.py: FEATURES_EXPLANATIONS_BATCH_SIZE)
@@ -86,15 +86,6 @@ def names_of(meta: dict, n_layer: int, n_embd: int) -> Names:
     model_id = slug(f"{dataset_name(meta)}-{n_layer}l-{n_embd}d")
     source_set = slug(f"{kind}-{meta['architecture']}-{meta['n_features']}")
     return Names(model_id, source_set, f"{layer}-{source_set}", f"{model_id}-{source_set}")
-
-
-def read_js(path: str):
-    """The JSON of a site data file: `window.X=<JSON>;` or `loadFeatures(<JSON>);` (interface/README.md)."""
-    with open(path, encoding='ascii') as f:
-        text = f.read().strip()
-    if text.startswith('loadFeatures('):
-        return json.loads(text[len('loadFeatures('):-2])
-    return json.loads(text.split('=', 1)[1][:-1])
 
 
 def token_text(entry) -> str:
@@ -188,7 +179,7 @@ def jsonl_gz(path: str):
 def site_records(site_dir: str, per_file: int, f0: int, f1: int) -> Iterator[dict]:
     """The site's records of features f0 ... f1-1, in id order, reading one features/NNNN.js file at a time."""
     for file in range(f0 // per_file, -(-f1 // per_file)):
-        for record in read_js(os.path.join(site_dir, 'features', f"{file:04d}.js")):
+        for record in read_site_data(os.path.join(site_dir, 'features', f"{file:04d}.js")):
             if f0 <= record['id'] < f1:
                 yield record
 
@@ -208,7 +199,7 @@ def export_site(site_dir: str, n_layer: int, n_embd: int, quiet: bool = False) -
     for name, row in header_rows(meta, names, n_layer, n_embd, created).items():
         with atomic_file(os.path.join(out, f"{name}.jsonl"), 'w', encoding='ascii') as f:
             f.write(json.dumps(row) + '\n')
-    vocab = read_js(os.path.join(site_dir, 'data', 'vocab.js'))
+    vocab = read_site_data(os.path.join(site_dir, 'data', 'vocab.js'))
     n_feat, batches = meta['n_features'], range(0, meta['n_features'], FEATURES_PER_BATCH)
     for b, f0 in enumerate(progress(batches, desc='neuronpedia export', disable=quiet)):
         with jsonl_gz(os.path.join(out, 'features', f"batch-{b}.jsonl.gz")) as features, \

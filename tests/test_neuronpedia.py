@@ -190,8 +190,8 @@ def test_batches_stream_and_concatenate(site, tmp_path, monkeypatch):
     shutil.copytree(site['site'], copy, ignore=shutil.ignore_patterns('neuronpedia'))
     reshard(copy, 8)
     reads = []
-    read_js = npx.read_js
-    monkeypatch.setattr(npx, 'read_js', lambda p: reads.append(os.path.basename(p)) or read_js(p))
+    read_site_data = npx.read_site_data
+    monkeypatch.setattr(npx, 'read_site_data', lambda p: reads.append(os.path.basename(p)) or read_site_data(p))
     monkeypatch.setattr(npx, 'FEATURES_PER_BATCH', 16)
     folder = npx.export_site(copy, 1, 16, quiet=True)
     ex = read_export(folder)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
-from common import REPO_ROOT, atomic_write_bytes, die, results_table  # noqa: E402
+from common import REPO_ROOT, atomic_write_bytes, die, read_site_data, results_table  # noqa: E402
 from configurator import configure  # noqa: E402
 from tools.guards import markdown  # noqa: E402
 
@@ -61,13 +61,6 @@ def replace_block(text: str, name: str, body: str) -> str:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{body}\n{end}{tail}"
-
-
-def read_js(path: str, prefix: str):
-    """The JSON of a site data file `<prefix>{...};`."""
-    with open(path, encoding='ascii') as f:
-        text = f.read().strip()
-    return json.loads(text[len(prefix):].rstrip(';'))
 
 
 def pareto_markdown(records: list[dict]) -> str:
@@ -132,9 +125,9 @@ def sweep_block(sweep_dir: str) -> str | None:
     screenshot(f"file://{site}/index.html", os.path.join(REPO_ROOT, 'assets', 'sweep.png'), 1200, 700)
     parts = [f"<!-- written by tools/readme_assets.py from {sweep_dir}: do not edit by hand -->",
              pareto_markdown(records), '', '![the Pareto plot of the demo sweep](assets/pareto.png)']
-    sweep = read_js(os.path.join(site_dir, 'data', 'sweep.js'), 'window.SWEEP=')
+    sweep = read_site_data(os.path.join(site_dir, 'data', 'sweep.js'))
     for fam in sweep['families']:
-        family = read_js(os.path.join(site_dir, 'data', f"family_{fam['name']}.js"), 'window.FAMILY=')
+        family = read_site_data(os.path.join(site_dir, 'data', f"family_{fam['name']}.js"))
         first = family['nodes'][family['members'][0]]  # specific features (density < MAX_DENSITY) split most
         roots = sorted([r for r in range(len(first)) if first[r]['density'] < MAX_DENSITY] or range(len(first)),
                        key=lambda r: split_score(family, r), reverse=True)[:2]
