@@ -1,19 +1,11 @@
 """The built feature browser in a real headless Chromium, opened from file:// (no server): a single SAE's site,
 and a sweep's site (tests/sweep_site_fixture.py's made-up one, and one build_interface.py builds of a tiny sweep).
 
-Driven through chromedriver's W3C WebDriver HTTP API with urllib (no selenium). Needs Debian's chromium and
+Driven by tools/webdriver.py (chromedriver's W3C HTTP API, no selenium). Needs Debian's chromium and
 chromium-driver (`apt-get install -y chromium chromium-driver`; .ci/run installs them); skipped without them.
 """
-import base64
 import json
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -25,97 +17,11 @@ from conftest import harvested_run, run_script, save_transformer, write_token_da
 from model import GPT, GPTConfig
 from sweep_site_fixture import write_sweep_site
 from test_interface import ARGS, D_IN, N_FEAT, SITE, T, XSS, build_site, read_features, read_js
+from tools import webdriver
+from tools.webdriver import Browser
 
-CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
-CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
-pytestmark = pytest.mark.skipif(not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)),
+pytestmark = pytest.mark.skipif(not webdriver.available(),
                                 reason="chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
-ELEMENT = 'element-6066-11e4-a52e-4f735466cecf'  # the W3C key of an element reference
-
-
-class Browser:
-    """A minimal WebDriver client: one headless Chromium session through a chromedriver on a free port."""
-
-    def __init__(self, tmp: str):
-        with socket.socket() as s:
-            s.bind(('127.0.0.1', 0))
-            port = s.getsockname()[1]
-        self.base = f'http://127.0.0.1:{port}'
-        self.driver = subprocess.Popen([CHROMEDRIVER, f'--port={port}'], stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(self.base + '/status', timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        args = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-                '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1300,1000',
-                f'--user-data-dir={tempfile.mkdtemp(dir=tmp)}']
-        caps = {'browserName': 'chrome', 'goog:loggingPrefs': {'browser': 'ALL'},
-                'goog:chromeOptions': {'binary': CHROMIUM, 'args': args}}
-        try:
-            self.sid = self.call('POST', '/session', {'capabilities': {'alwaysMatch': caps}})['sessionId']
-        except Exception:
-            self.driver.kill()
-            raise
-
-    def call(self, method: str, path: str, body: dict | None = None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return json.loads(r.read())['value']
-        except urllib.error.HTTPError as e:
-            raise AssertionError(f"WebDriver {method} {path}: {e.read()[:600]!r}") from None
-
-    def session(self, method: str, path: str, body: dict | None = None):
-        return self.call(method, f'/session/{self.sid}{path}', body)
-
-    def open(self, path: str) -> None:
-        """Load a page of the site from disk and wait until its script has rendered (body[data-ready])."""
-        self.session('POST', '/url', {'url': 'file://' + path})
-        self.wait("return document.body && document.body.getAttribute('data-ready') === '1'")
-
-    def wait(self, script: str, timeout: float = 15) -> None:
-        t0 = time.time()
-        while not self.js(script):
-            assert time.time() - t0 < timeout, f"timed out waiting for: {script}"
-            time.sleep(0.05)
-
-    def js(self, script: str, *args):
-        return self.session('POST', '/execute/sync', {'script': script, 'args': list(args)})
-
-    def find(self, css: str) -> dict:
-        return self.session('POST', '/element', {'using': 'css selector', 'value': css})
-
-    def click(self, css: str) -> None:
-        self.session('POST', f"/element/{self.find(css)[ELEMENT]}/click", {})
-
-    def type(self, css: str, text: str) -> None:
-        self.session('POST', f"/element/{self.find(css)[ELEMENT]}/value", {'text': text})
-
-    def errors(self) -> list:
-        """Errors collected by the page (window.onerror, failed loads, console.error) and SEVERE console logs."""
-        errs = list(self.js('return window.__errors || ["no error collector on the page"]'))
-        try:
-            logs = self.session('POST', '/se/log', {'type': 'browser'})
-            errs += [e['message'] for e in logs if e['level'] == 'SEVERE']
-        except AssertionError:
-            pass  # a chromedriver without the log endpoint: the page's own collector still counts
-        return errs
-
-    def screenshot(self, path: str) -> None:
-        with open(path, 'wb') as f:
-            f.write(base64.b64decode(self.session('GET', '/screenshot')))
-
-    def quit(self) -> None:
-        try:
-            self.session('DELETE', '')
-        finally:
-            self.driver.terminate()
-            self.driver.wait(10)
 
 
 @pytest.fixture(scope='module')

@@ -208,10 +208,10 @@ def test_explicit_foreign_report_is_one_line_exit_2(runs, tmp_path):
 
 @pytest.fixture(scope='module')
 def browser(tmp_path_factory):
-    from test_browser import Browser, CHROMEDRIVER, CHROMIUM
-    if not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)):
+    from tools import webdriver
+    if not webdriver.available():
         pytest.skip('chromium/chromedriver not installed (apt-get install chromium chromium-driver)')
-    b = Browser(str(tmp_path_factory.mktemp('chromium_analysis')))
+    b = webdriver.Browser(str(tmp_path_factory.mktemp('chromium_analysis')))
     yield b
     b.quit()
 
