@@ -168,9 +168,13 @@ def feature_sizes(sizes: list[int], features: list[int]) -> None:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"{'F':>7} {'seconds':>8} {'peak RSS MB':>12} {'SAE weights MB':>15}  (vocab {vocab}, {sizes[0]} contexts)")
-    for F, wall, rss, weights in rows:
-        print(f"{F:7d} {wall:8.1f} {rss:12.0f} {weights:15.0f}")
+    print(f"{'F':>7} {'seconds':>8} {'peak RSS MB':>12} {'SAE weights MB':>15} {'RSS - weights MB':>17} "
+          f"{'x F':>6} {'x (RSS - weights)':>18}  (vocab {vocab}, {sizes[0]} contexts)")
+    F0, _, rss0, w0 = rows[0]
+    for F, wall, rss, weights in rows:  # sublinear: the last column grows slower than 'x F'
+        print(f"{F:7d} {wall:8.1f} {rss:12.0f} {weights:15.0f} {rss - weights:17.0f} {F / F0:6.1f} "
+              f"{(rss - weights) / (rss0 - w0):18.2f}")
+    print(f"peak RSS at F {rows[-1][0]}: {rows[-1][2] / 1024:.1f} GB")
 
 
 def main() -> None:
