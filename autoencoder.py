@@ -958,13 +958,14 @@ class SparseEncode(torch.autograd.Function):
 
 
 class SparseDecode(torch.autograd.Function):
-    """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients."""
+    """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients.
+    W_rows (F, d) = W_dec transposed, made by the caller (decoder_rows); g_W_dec (d, F) is written into grad_buf
+    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster)."""
 
     @staticmethod
-    def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode):
-        W_rows = W_dec.T.contiguous()  # (F, d): decoder directions as rows, for the gathers
+    def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode, W_rows: Tensor, grad_buf: Tensor):
         ctx.save_for_backward(values, W_rows)
-        ctx.code = code
+        ctx.code, ctx.grad_buf = code, grad_buf
         return _bag_sum(code.cols, W_rows, code.row_starts, values)
 
     @staticmethod
@@ -973,8 +974,21 @@ class SparseDecode(torch.autograd.Function):
         code, g = ctx.code, g.contiguous()
         W_dec = W_rows.T  # (d, F)
         g_values = torch.sparse.sampled_addmm(code.pattern, g, W_dec, beta=0.0).values()  # (N,) g_row · W_dec[:, col]
-        g_W_dec = _by_col_sum(code, values, g).T.contiguous()  # (d, F)
-        return g_values, g_W_dec, None
+        g_W_dec, ctx.grad_buf = ctx.grad_buf.copy_(_by_col_sum(code, values, g).T), None  # (d, F)
+        return g_values, g_W_dec, None, None, None
+
+
+def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_rows: Tensor, name: str) -> Tensor:
+    """SparseDecode of values (N,) at code, its dW_dec written into the scratch buffer `name` (one per call in a
+    step: both gradients reach W_dec.grad)."""
+    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, tuple(sae.W_dec.shape),
+                                                                     sae.W_dec.dtype, pad=False))
+
+
+def decoder_rows(sae: SparseAutoencoder) -> Tensor:
+    """W_dec as rows (F, d) for the gathers of SparseDecode, in a scratch buffer (no gradient flows through it)."""
+    with torch.no_grad():
+        return _buf(sae, 'sp_W_rows', tuple(sae.W_dec.T.shape), sae.W_dec.dtype, pad=False).copy_(sae.W_dec.T)
 
 
 def topk_code(sae: SparseAutoencoder, pre: Tensor) -> tuple[SparseCode, Tensor]:
@@ -1002,9 +1016,19 @@ def encoder_gemm(sae: SparseAutoencoder, xbar: Tensor) -> Tensor:
     caller's autocast dtype), written into a scratch buffer kept on the module (a fresh (B, F) costs page faults)."""
     dev = xbar.device.type
     cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else sae.W_enc.dtype
-    out = _buf(sae, 'pre', (xbar.shape[0], sae.cfg.n_features), cdt, pad=False)
+    (B, d), n = xbar.shape, sae.cfg.n_features
+    out = _buf(sae, 'pre', (B, n), cdt, pad=False)
     with torch.autocast(dev, enabled=False):  # autocast's casts by hand: out= is not autocast-eligible
-        return torch.addmm(sae.b_enc.to(cdt), xbar.to(cdt), sae.W_enc.T.to(cdt), out=out)
+        if cdt == sae.W_enc.dtype:
+            return torch.addmm(sae.b_enc, xbar, sae.W_enc.T, out=out)
+        # cast into [W_enc, b_enc] (F, d+1) and [x̄, 1] (B, d+1): the bias rides in the GEMM (no (B, F) broadcast)
+        wea = _buf(sae, 'sp_wea', (n, d + 1), cdt)
+        wea[:, :d].copy_(sae.W_enc)
+        wea[:, d].copy_(sae.b_enc)
+        xa = _buf(sae, 'sp_xa', (B, d + 1), cdt)
+        xa[:, :d].copy_(xbar)
+        xa[:, d].fill_(1)
+        return torch.mm(xa, wea.T, out=out)
 
 
 def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = None) -> dict[str, Tensor]:
@@ -1014,28 +1038,32 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
     openai/sparse_autoencoder kernels.py). Same values and gradients as the dense path; 'f' is the (N,) kept
     activations."""
     B, kind = x.shape[0], sae.kind
+    _unalias_grads_(sae)
     xs, stats = sae.preprocess(x)  # (B, d)
     xbar = xs - sae.b_dec if kind.pre_bias else xs  # (B, d)
     with torch.no_grad():
         pre = encoder_gemm(sae, xbar)  # (B, F)
         code, pre_values = topk_code(sae, pre)  # (N,) kept entries
     f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (N,)
+    W_rows = decoder_rows(sae)  # (F, d)
     with torch.autocast(x.device.type, enabled=False):
-        x_hat = SparseDecode.apply(f, sae.W_dec, code) + sae.b_dec  # (B, d)
+        x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)
     err = x_hat.float() - xs  # (B, d)
     fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
     recon = err.pow(2).mean() * sae.mse_scale
     dead = kind.auxk_dead(sae, fired, B) if dead is None else dead
-    aux = sparse_auxk_loss(sae, pre, xbar, err.detach(), dead)
+    aux = sparse_auxk_loss(sae, pre, xbar, err.detach(), dead, W_rows)
     mse = sae._mse_in_input_units(err.detach().pow(2), stats)
     zero = err.new_zeros(())
     return {'loss': recon + sae.cfg.aux_coeff * aux, 'recon': recon, 'l1': zero, 'aux': aux, 'mse': mse,
             'f': f, 'fired': fired}
 
 
-def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Tensor, dead: Tensor) -> Tensor:
+def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Tensor, dead: Tensor,
+                     W_rows: Tensor) -> Tensor:
     """TopK.auxk_loss from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without gradient, its
-    gradient through SparseEncode of xbar (B, d); err = x̂ - x (B, d) detached; dead (F,) bool."""
+    gradient through SparseEncode of xbar (B, d); err = x̂ - x (B, d) detached; dead (F,) bool; W_rows (F, d)
+    decoder_rows."""
     n_dead = int(dead.sum())
     if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
         return err.new_zeros(())
@@ -1044,7 +1072,7 @@ def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Ten
         code, pre_values = row_topk_code(pre.masked_fill(~dead, -math.inf), k)  # (B·k,) the dead latents' top k
     z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)
     with torch.autocast(err.device.type, enabled=False):
-        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)
+        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)
     e = -err
     var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
     return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)

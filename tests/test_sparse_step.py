@@ -67,6 +67,22 @@ def test_sparse_loss_and_gradients_equal_the_dense_path(kind, normalize, b_enc_s
             torch.testing.assert_close(q, g_want[name], rtol=rtol, atol=atol, msg=name)
 
 
+@pytest.mark.parametrize('auxk', [False, True], ids=['no_dead', 'auxk'])
+def test_gradients_accumulate_over_two_backwards(auxk):
+    """dW_dec is written into kept scratch buffers that W_dec.grad then aliases: a second loss().backward() without
+    zero_grad must add to the first gradient, not overwrite it (the dense path's sums of two backwards)."""
+    sae = make('topk')
+    if not auxk:  # no dead latent: the main decode alone gives dW_dec, which W_dec.grad then aliases
+        sae.tokens_since_fired.zero_()
+    dense = copy.deepcopy(sae)
+    for seed in (1, 2):
+        x = data(B, seed)
+        grads(sae, x, sparse=True, bf16=False)
+        _, g_want = grads(dense, x, sparse=False, bf16=False)
+    for name, q in sae.named_parameters():
+        torch.testing.assert_close(q.grad, g_want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize('kind', ['topk', 'batchtopk'])
 def test_train_steps_take_the_sparse_path_and_equal_the_dense_steps(kind, monkeypatch):
     """train_step_ (train_sae.py's step) with its recipe against sae_step_(fused=False): same weights, fire

@@ -88,6 +88,22 @@ def test_other_kinds_train_and_export(harvested, tmp_path, kind):
     assert sae.cfg.kind == kind
 
 
+@pytest.mark.parametrize('kind', ['topk', 'batchtopk'])
+def test_sparse_topk_flag_reaches_the_step(harvested, tmp_path, kind):
+    """train_sae.py --sparse_topk=True trains through sparse_topk_loss: its weights equal the dense step's to float
+    rounding but are not bitwise the same (they would be if the flag never reached the step)."""
+    weights = {}
+    for sparse in (False, True):
+        out = copy_run(harvested, tmp_path / f'run_{sparse}')
+        run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20',
+                   f'--sparse_topk={sparse}', *SAE_ARGS)
+        weights[sparse] = load_saelens(os.path.join(out, 'sae')).state_dict()
+    differ = [k for k, v in weights[False].items() if not torch.equal(v, weights[True][k])]
+    assert 'W_dec' in differ and 'W_enc' in differ
+    for k, v in weights[False].items():
+        torch.testing.assert_close(weights[True][k], v, rtol=1e-3, atol=1e-5, msg=k)
+
+
 def test_bad_inputs_are_one_line(harvested, tmp_path):
     p = run_script('train_sae.py', f'--out_dir={tmp_path}/nothing', *SAE_ARGS, check=False)
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and 'train_transformer.py' in p.stderr

@@ -650,10 +650,17 @@ GUARDS_SPARSE = [
     Guard('sparse step: pre-encoder bias x̄ = x - b_dec', 'autoencoder.py',
           'xbar = xs - sae.b_dec if kind.pre_bias else xs  # (B, d)', 'xbar = xs  # (B, d)', EQ),
     Guard('sparse step: encoder GEMM x̄ W_encᵀ + b_enc', 'autoencoder.py',
-          'torch.addmm(sae.b_enc.to(cdt), xbar.to(cdt)', 'torch.addmm(0 * sae.b_enc.to(cdt), xbar.to(cdt)', EQ),
+          'torch.addmm(sae.b_enc, xbar, sae.W_enc.T, out=out)',
+          'torch.addmm(0 * sae.b_enc, xbar, sae.W_enc.T, out=out)', EQ),
+    Guard('sparse step, bf16: b_enc rides in the GEMM as the last column of [W_enc, b_enc]', 'autoencoder.py',
+          'wea[:, d].copy_(sae.b_enc)', 'wea[:, d].zero_()', EQ),
+    Guard('sparse step, bf16: ... times the ones column of [x̄, 1]', 'autoencoder.py',
+          'xa[:, d].fill_(1)', 'xa[:, d].fill_(0.5)', EQ),
+    Guard('sparse step, bf16: W_enc cast into [W_enc, b_enc]', 'autoencoder.py',
+          'wea[:, :d].copy_(sae.W_enc)', 'wea[:, :d].copy_(sae.W_enc.roll(1, 0))', EQ),
     Guard('sparse step: x̂ = Σ_j f_j W_dec[:, j] + b_dec from the kept codes', 'autoencoder.py',
-          'x_hat = SparseDecode.apply(f, sae.W_dec, code) + sae.b_dec  # (B, d)',
-          'x_hat = SparseDecode.apply(f, sae.W_dec, code)  # (B, d)', EQ),
+          "x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)",
+          "x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec')  # (B, d)", EQ),
     Guard('sparse step: the main loss is MSE × mse_scale', 'autoencoder.py',
           '    recon = err.pow(2).mean() * sae.mse_scale\n    dead = kind.auxk_dead',
           '    recon = err.pow(2).mean()\n    dead = kind.auxk_dead', EQ),
@@ -681,8 +688,8 @@ GUARDS_SPARSE = [
           '        if ctx.needs_input_grad[0]:  # (B, d)',
           '        if False:  # (B, d)', EQ),
     Guard('sparse step: dW_dec from the kept codes (weighted by f)', 'autoencoder.py',
-          'g_W_dec = _by_col_sum(code, values, g).T.contiguous()',
-          'g_W_dec = _by_col_sum(code, torch.ones_like(values), g).T.contiguous()', EQ),
+          'ctx.grad_buf.copy_(_by_col_sum(code, values, g).T)',
+          'ctx.grad_buf.copy_(_by_col_sum(code, torch.ones_like(values), g).T)', EQ),
     Guard('sparse step: df = g · W_dec[:, j] reaches the encoder', 'autoencoder.py',
           '        return g_values, g_W_dec, None',
           '        return None, g_W_dec, None', EQ),
@@ -696,10 +703,16 @@ GUARDS_SPARSE = [
           'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)',
           'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code)  # (B·k,)', EQ),
     Guard("sparse AuxK: normalised by the residual's variance", 'autoencoder.py',
-          "        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)\n    e = -err\n"
+          "        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)\n    e = -err\n"
           "    var = (e - e.mean(0)).pow(2).mean()",
-          "        e_hat = SparseDecode.apply(z, sae.W_dec, code)  # (B, d)\n    e = -err\n"
+          "        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)\n    e = -err\n"
           "    var = e.pow(2).mean()", EQ),
+    Guard('sparse step: a gradient left in a scratch buffer is copied out before the next loss', 'autoencoder.py',
+          '    B, kind = x.shape[0], sae.kind\n    _unalias_grads_(sae)\n',
+          '    B, kind = x.shape[0], sae.kind\n', f'{SP}::test_gradients_accumulate_over_two_backwards'),
+    Guard('sparse step: train_sae.py --sparse_topk=True reaches the step', 'train_sae.py',
+          '                        sparse=sparse_topk)', '                        sparse=False)',
+          'tests/test_train_sae.py::test_sparse_topk_flag_reaches_the_step'),
 ]
 GUARDS += GUARDS_SPARSE
 
