@@ -647,11 +647,17 @@ def col_norms(W: Tensor) -> Tensor:
     return torch.linalg.vecdot(W, W, dim=0).sqrt_()
 
 
+def col_dots(sae: SparseAutoencoder, A: Tensor, B: Tensor) -> Tensor:
+    """Column dot products (F,) of A, B (d, F): linalg.vecdot's own product-then-sum (the same numbers), its (d, F)
+    product in a scratch buffer kept on the module (a fresh 32 MB temporary costs page faults: 3x slower)."""
+    return torch.mul(A, B, out=_buf(sae, 'col_dots', tuple(A.shape), A.dtype, pad=False)).sum(0)
+
+
 @torch.no_grad()
 def unit_norm_decoder_(sae: SparseAutoencoder) -> None:
     """Rescale every decoder column W_dec[:, i] to unit norm."""
     W = sae.W_dec
-    W.div_(col_norms(W).clamp_min_(1e-12))
+    W.div_(col_dots(sae, W, W).sqrt_().clamp_min_(1e-12))
 
 
 @torch.no_grad()
@@ -663,9 +669,9 @@ def remove_parallel_grad_(sae: SparseAutoencoder, unit: bool = False) -> None:
     W, G = sae.W_dec, sae.W_dec.grad
     if G is None:
         return
-    coef = torch.linalg.vecdot(G, W, dim=0)  # (F,)
+    coef = col_dots(sae, G, W)  # (F,)
     if not unit:
-        coef /= torch.linalg.vecdot(W, W, dim=0).clamp_min_(1e-24)
+        coef /= col_dots(sae, W, W).clamp_min_(1e-24)
     G.addcmul_(W, coef, value=-1.0)
 
 
