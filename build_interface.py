@@ -75,7 +75,8 @@ interval_samples = 5  # ... and random examples shown from each
 n_example_texts = 25  # texts on examples.html
 example_length = 128  # tokens per example text
 coact_tokens = 65536  # tokens over which co-activation is counted (0 = all)
-dense_stats_mb = 256  # (F, V) token and (F, F) co-activation counts: dense if each fits in this many MB, else sparse
+dense_stats_mb = 256  # (F, V) token counts, (F, F) co-activation counts, (F, V) logit effects: each dense if it
+# fits in this many MB, else exact sparse counts / logit rows computed a block of this size at a time
 ablation = 'auto'  # 'auto' (exact local formula where valid, else 'rerun'), 'rerun' (model per window), 'none'
 seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
@@ -738,6 +739,7 @@ class FeatureLogits(NamedTuple):
     # None when it exceeds the memory budget: rows() then computes the rows asked for
     gamma: torch.Tensor  # (C,) ln_f.weight
     W_U: torch.Tensor  # (V, C)
+    block_rows: int  # rows of Z_u that fit in the memory budget (pass 3 computes them a block at a time)
 
     def rows(self, idx, out: torch.Tensor | None = None) -> torch.Tensor:
         """Z_u of the features idx (a slice or an index tensor): (n, V), into out if given."""
@@ -759,10 +761,11 @@ def feature_logit_directions(head: LogitHead, U: torch.Tensor, dense_mb: float =
     `direct` gives the logit weights; pass 3's exact ablation uses both. The (F, V) `direct` is kept only if it
     fits in dense_mb MB; else its rows are computed when asked for (FeatureLogits.rows)."""
     centred = U - U.mean(1, keepdim=True)  # LayerNorm removes the mean
-    if len(U) * head.W_U.size(0) * 4 > dense_mb * 2 ** 20:
-        return FeatureLogits(centred, None, head.gamma, head.W_U)
+    row_bytes = head.W_U.size(0) * 4
+    if len(U) * row_bytes > dense_mb * 2 ** 20:
+        return FeatureLogits(centred, None, head.gamma, head.W_U, max(64, int(dense_mb * 2 ** 20 // row_bytes)))
     direct = torch.cat([(centred[f0:f0 + 512] * head.gamma) @ head.W_U.T for f0 in range(0, len(U), 512)])
-    return FeatureLogits(centred, direct, head.gamma, head.W_U)
+    return FeatureLogits(centred, direct, head.gamma, head.W_U, len(U))
 
 
 # ----------------------------------------------------------------------------- pass 3: the shown windows
@@ -858,27 +861,52 @@ def local_ablation_effects(head: LogitHead, directions: FeatureLogits, resid: to
     # LN(r - a·u) = γ⊙(r_c - a·u_c)/σ' + β, so its logits are (Z_r - a·Z_u)/σ' + W_U β with Z_r = W_U(γ⊙r_c)
     # per position and Z_u per feature: exact, without a (pairs x C x V) matmul. Chunks share positions.
     # a (feature, position) pair shown in two windows (e.g. a top example that is also an interval sample) is
-    # computed once; pairs are sorted by position so that a chunk needs few Z_r rows
+    # computed once; pairs are sorted by position so that a chunk needs few Z_r rows. Without the whole Z_u
+    # (past the memory budget) the pairs go by blocks of features whose Z_u rows are computed once for the batch
     n_rows, chunk = len(resid), len(buffers[0])
     pair, first = torch.unique(feat * n_rows + row, return_inverse=True)
     pair_feat, pair_row = pair // n_rows, pair % n_rows
     pair_act = torch.zeros(len(pair), device=resid.device).scatter_(0, first, act)
-    order = torch.argsort(pair_row, stable=True)
     effect = torch.empty(len(pair), device=resid.device)
-    for m0 in range(0, len(order), chunk):
-        o = order[m0:m0 + chunk]
-        m, f_o, a_o = len(o), pair_feat[o], pair_act[o]
-        rows, inv = torch.unique(pair_row[o], return_inverse=True)
-        r_c = resid[rows] - resid[rows].mean(1, keepdim=True)  # (u, C) centred final residual
-        z_clean = (r_c * head.gamma) @ head.W_U.T  # (u, V)
-        r_abl = r_c[inv] - a_o[:, None] * directions.centred[f_o]  # (m, C) centred residual with the feature removed
-        z_abl = torch.index_select(z_clean, 0, inv, out=buffers[0][:m])
-        z_abl.addcmul_(directions.rows(f_o, out=buffers[1][:m]), a_o[:, None],
-                       value=-1)  # Z_r - a·Z_u
-        lp_abl = head.logprob_rows_(z_abl, (r_abl.pow(2).mean(1) + 1e-5).rsqrt(), y_next[pair_row[o]])
-        lp_clean = head.logprob_rows_(z_clean, (r_c.pow(2).mean(1) + 1e-5).rsqrt(), y_next[rows])
-        effect[o] = lp_clean[inv] - lp_abl
+    for in_block, Z_u, z_u_row in feature_blocks(directions, pair_feat):
+        order = in_block[torch.argsort(pair_row[in_block], stable=True)]
+        for m0 in range(0, len(order), chunk):
+            o = order[m0:m0 + chunk]
+            m, f_o, a_o = len(o), pair_feat[o], pair_act[o]
+            rows, inv = torch.unique(pair_row[o], return_inverse=True)
+            r_c = resid[rows] - resid[rows].mean(1, keepdim=True)  # (u, C) centred final residual
+            z_clean = (r_c * head.gamma) @ head.W_U.T  # (u, V)
+            r_abl = r_c[inv] - a_o[:, None] * directions.centred[f_o]  # (m, C) centred residual, feature removed
+            z_abl = torch.index_select(z_clean, 0, inv, out=buffers[0][:m])
+            z_u = (directions.rows(f_o, out=buffers[1][:m]) if Z_u is None
+                   else torch.index_select(Z_u, 0, z_u_row[o], out=buffers[1][:m]))  # (m, V)
+            z_abl.addcmul_(z_u, a_o[:, None], value=-1)  # Z_r - a·Z_u
+            lp_abl = head.logprob_rows_(z_abl, (r_abl.pow(2).mean(1) + 1e-5).rsqrt(), y_next[pair_row[o]])
+            lp_clean = head.logprob_rows_(z_clean, (r_c.pow(2).mean(1) + 1e-5).rsqrt(), y_next[rows])
+            effect[o] = lp_clean[inv] - lp_abl
     return effect[first]
+
+
+def feature_blocks(directions: FeatureLogits, feat: torch.Tensor) -> Iterator[tuple]:
+    """The entries of feat (M,) by blocks of at most directions.block_rows distinct features, of even sizes: (their
+    indices in feat, the block's Z_u rows (n, V), each entry's row in them (M,)). One block when Z_u is held whole;
+    one block without rows (None, None: each entry's row computed with it) when features repeat less than twice
+    on average, where rows made per block would cost as much and share fewer positions' Z_r.
+    (Blocks of >= 64 rows: a GEMM of one row may round otherwise than the dense Z_u's.)"""
+    every = torch.arange(len(feat), device=feat.device)
+    if directions.direct is not None:
+        yield every, directions.direct, feat
+        return
+    ids, row = torch.unique(feat, return_inverse=True)
+    if len(feat) < 2 * len(ids):
+        yield every, None, None
+        return
+    if not len(ids):
+        return
+    n_blocks = -(-len(ids) // directions.block_rows)
+    for block in torch.arange(len(ids), device=feat.device).tensor_split(n_blocks):
+        b0, b1 = int(block[0]), int(block[-1]) + 1
+        yield ((row >= b0) & (row < b1)).nonzero()[:, 0], directions.rows(ids[b0:b1]), row - b0
 
 
 @torch.no_grad()

@@ -51,6 +51,7 @@ ablation = 'auto'
 keep = False  # keep the temp folder (prints its path)
 baseline = ''  # another checkout of the repo to compare with ('' = none)
 repeats = 1  # runs per size (per checkout); the best time of each phase counts
+build_args = ''  # more build_interface.py overrides, space-separated (e.g. '--dense_stats_mb=1024')
 config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 
 D_MODEL = 128
@@ -118,7 +119,7 @@ def run(root: str, n: int, repo: str = REPO, batch: int = 0) -> dict:
     """build_interface.py of `repo` on n contexts; wall seconds, peak RSS (MB) and the script's phase timings."""
     cmd = [sys.executable, os.path.join(repo, 'build_interface.py'), f'--out_dir={root}', f'--n_contexts={n}',
            f'--context_length={context_length}', f'--batch_size={batch or batch_size}', '--device=cpu',
-           f'--ablation={ablation}']
+           f'--ablation={ablation}', *str(build_args).split()]
     env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
     t0 = time.time()
     p = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -123,3 +123,31 @@ def test_pass1_is_sparse_past_dense_stats_mb(sites):
     assert torch.equal(dense.coact.rows(every), sparse.coact.rows(every))
     assert len(sparse.token_counts.keys) == int((dense.token_counts.rows(every) > 0).sum()) < n_feat * V
     assert sparse.coact.matrix is None and len(sparse.coact.index()[0]) == int(dense.coact.rows(every).diagonal().sum())
+
+
+@pytest.mark.parametrize('M', [200, 14, 0])
+def test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force(M):
+    """Pass 3's exact ablation effect of M (feature, position) pairs: with Z_u held whole, and past the budget by
+    blocks of 3 features whose rows are computed per block (M 200: features repeat) or row by row with their pair
+    (M 14: they do not), against log-softmax of the final LayerNorm + unembedding of r and of r - a·u."""
+    torch.manual_seed(0)
+    C, V, F, N = 16, 50, 20, 30
+    gamma, W_U, beta = torch.rand(C) + 0.5, torch.randn(V, C), torch.randn(C) * 0.1
+    bias = W_U @ beta
+    head = bi.LogitHead(gamma, W_U, bias, bias.max(), (bias - bias.max()).exp(), False)
+    U, resid, y = torch.randn(F, C), torch.randn(N, C), torch.randint(V, (N,))
+    feat, row = torch.randint(F, (M,)), torch.randint(N, (M,))
+    act = ((feat * 7 + row) % 5 + 1).float() / 4  # a pair's activation (the same wherever the pair repeats)
+    dense = bi.feature_logit_directions(head, U)
+    lazy = bi.feature_logit_directions(head, U, dense_mb=0)._replace(block_rows=3)
+    assert dense.direct is not None and lazy.direct is None
+    buffers = tuple(torch.empty(4, V) for _ in range(2))  # 4 pairs per chunk: many chunks per block
+    got = {name: bi.local_ablation_effects(head, d, resid, y, feat, row, act, buffers)
+           for name, d in (('dense', dense), ('blocks', lazy))}
+
+    def logp(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (C,), gamma, beta).matmul(W_U.T).log_softmax(-1).gather(
+            -1, t[:, None])[:, 0]
+    want = logp(resid[row], y[row]) - logp(resid[row] - act[:, None] * U[feat], y[row])
+    for name, effect in got.items():
+        torch.testing.assert_close(effect, want, rtol=1e-4, atol=1e-5, msg=name)

@@ -741,6 +741,16 @@ GUARDS_SPARSE_STATS = [
     Guard('browser: (F, F) co-activation counts sparse past dense_stats_mb', 'build_interface.py',
           'coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)',
           'coact = CoactCounts(n_feat, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
+    Guard('browser ablation past the budget: each pair reads its own row of its feature block', 'build_interface.py',
+          'directions.rows(ids[b0:b1]), row - b0', 'directions.rows(ids[b0:b1]), row',
+          f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
+    Guard('browser ablation past the budget: a block holds only its features\' pairs', 'build_interface.py',
+          '((row >= b0) & (row < b1))', '((row >= 0) & (row < b1))',
+          f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
+    Guard('browser ablation past the budget: rare features get their row with their pair', 'build_interface.py',
+          'z_u = (directions.rows(f_o, out=buffers[1][:m]) if Z_u is None',
+          'z_u = (directions.rows(f_o.flip(0), out=buffers[1][:m]) if Z_u is None',
+          f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
 ]
 GUARDS += GUARDS_SPARSE_STATS
 GUARDS.append(Guard('browser: logit weights by rows past dense_stats_mb, Z_u = W_U(γ⊙u_c)', 'build_interface.py',
