@@ -246,7 +246,6 @@ def read_json(path: str, hint: str = '') -> dict:
         raise UserError(f"{path} is not valid JSON ({e})" + (f": {hint}" if hint else '')) from None
 
 
-
 def read_site_data(path: str):
     """The JSON of a feature-browser data file: `window.X=<JSON>;` or `loadFeatures(<JSON>);` (interface/README.md)."""
     with open(path, encoding='ascii') as f:
@@ -254,6 +253,7 @@ def read_site_data(path: str):
     if text.startswith('loadFeatures('):
         return json.loads(text[len('loadFeatures('):-2])
     return json.loads(text.split('=', 1)[1][:-1])
+
 
 # ----------------------------------------------------------------------------- token data
 

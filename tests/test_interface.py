@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 import build_interface as bi
 import families
+from common import read_site_data
 from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
 
@@ -84,9 +85,7 @@ def build_site(root: str, *extra: str, logit_scale: float = 10.0, topk: int = 0)
 
 def read_js(path: str) -> object:
     """The JSON inside `loadFeatures(...);` or `window.X=...;`: data files hold nothing but JSON."""
-    text = open(path, encoding='ascii').read().strip()
-    body = text[len('loadFeatures('):-2] if text.startswith('loadFeatures(') else text.split('=', 1)[1][:-1]
-    return json.loads(body)
+    return read_site_data(path)
 
 
 def read_features(site_dir: str) -> dict:
