@@ -38,11 +38,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from build_interface import (LoadedSAE, TokenFile, Transformer, feature_logit_directions, load_sae, load_transformer,
-                             load_vocab, logit_head, pick_contexts, resid_direction, swap_in, temp_dir_for, timed)
-from common import (UserError, atomic_file, exit_on_user_error, get_device, next_command, print0, resolve_dtype)
+from monosemanticity.logit_effects import feature_logit_directions, logit_head, resid_direction
+from monosemanticity.runs import (LoadedSAE, TokenFile, Transformer, load_sae, load_transformer, load_vocab,
+                                  pick_contexts)
+from monosemanticity.site import swap_in, temp_dir_for, timed
+from monosemanticity.common import (UserError, atomic_file, exit_on_user_error, get_device, next_command, print0,
+                                    resolve_dtype)
 from configurator import config_keys, configure
-from families import CorrelationSums
+from monosemanticity.families import CorrelationSums
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # run A (transformer/, sae/); the analysis goes to <out_dir>/analysis/
@@ -331,7 +334,7 @@ def output_tokens(run: Run, unit_set: str) -> list[list[int]]:
 def explain_all(runs: tuple[Run, Run], contexts, halves: Halves, thresholds: dict[str, torch.Tensor],
                 firings: dict[str, Firings]) -> dict:
     """report.json's 'interpretability': per unit set its summary and per unit its explanation and scores."""
-    import interpret
+    from monosemanticity import explanations as interpret
     transformer = runs[0].transformer
     V = transformer.model.config.vocab_size
     vocab = load_vocab(transformer.data_dir, transformer.data_meta, V)

@@ -60,7 +60,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from common import UserError, atomic_write_bytes, atomic_write_json
+from monosemanticity.common import UserError, atomic_write_bytes, atomic_write_json
 
 NORMALIZE = ('none', 'layer_norm')
 Tensor = torch.Tensor

@@ -23,7 +23,7 @@ import difflib
 import os
 import sys
 
-from common import UserError
+from monosemanticity.common import UserError
 
 _SIMPLE_TYPES = (int, float, bool, str, type(None), tuple, list)
 

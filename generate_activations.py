@@ -28,10 +28,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from activations import (NonFiniteRows, ShardWriter, fill_rows_, read_store_meta, resolve_site, shard_contexts,
-                         shard_file_error, shard_plan)
-from common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_device,
-                    load_checkpoint, load_data_meta, next_command, print0, progress, token_memmap)
+from monosemanticity.store import (NonFiniteRows, ShardWriter, fill_rows_, read_store_meta, resolve_site,
+                                   shard_contexts, shard_file_error, shard_plan)
+from monosemanticity.common import (atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
+                                    get_device, load_checkpoint, load_data_meta, next_command, print0, progress,
+                                    token_memmap)
 from configurator import configure
 from model import load_gpt, parse_site
 

@@ -24,15 +24,16 @@ import time
 import numpy as np
 import torch
 
-from activations import ActivationStore, NonFiniteRows, OnTheFlySource
+from monosemanticity.store import ActivationStore, NonFiniteRows, OnTheFlySource
 from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, make_adam,
                          resample_dead_, saelens_cfg, save_saelens, silent_latents, train_step_)
-from common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error,
-                    get_device, load_checkpoint, load_data_meta, max_rank_divergence, next_command, print0, progress,
-                    rng_state, save_checkpoint, set_rng_state, token_memmap, token_windows)
+from monosemanticity.common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die,
+                                    exit_on_user_error, get_device, load_checkpoint, load_data_meta,
+                                    max_rank_divergence, next_command, print0, progress, rng_state, save_checkpoint,
+                                    set_rng_state, token_memmap, token_windows)
 from model import load_gpt, parse_site, site_name
-from sae_eval import evaluate_sae
-from sweep import Member, pareto_table, plan_sweep, write_pareto
+from monosemanticity.metrics import evaluate_sae
+from monosemanticity.sweep import Member, pareto_table, plan_sweep, write_pareto
 from configurator import configure
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2

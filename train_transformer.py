@@ -20,9 +20,9 @@ import time
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_batch, get_device,
-                    load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence, next_command, print0, progress,
-                    resolve_dtype, save_checkpoint)
+from monosemanticity.common import (autocast, data_dir_of, ddp_cleanup, ddp_setup, die, exit_on_user_error, get_batch,
+                                    get_device, load_checkpoint, load_data_meta, matmul_flops, max_rank_divergence,
+                                    next_command, print0, progress, resolve_dtype, save_checkpoint)
 from model import GPT, GPTConfig
 from configurator import configure
 

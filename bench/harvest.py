@@ -29,8 +29,8 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from activations import ShardWriter, drop_from_page_cache, file_crc32, fill_rows_, shard_plan  # noqa: E402
-from common import atomic_file  # noqa: E402
+from monosemanticity.store import ShardWriter, drop_from_page_cache, file_crc32, fill_rows_, shard_plan  # noqa: E402
+from monosemanticity.common import atomic_file  # noqa: E402
 from configurator import configure  # noqa: E402
 from model import GPT, GPTConfig, site_name  # noqa: E402
 

@@ -36,10 +36,10 @@ from safetensors.torch import save_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from common import die  # noqa: E402
+from monosemanticity.common import die  # noqa: E402
 from configurator import configure  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from tokenizer import save_tokenizer  # noqa: E402
+from monosemanticity.tokenizer import save_tokenizer  # noqa: E402
 
 n_contexts = '256,1024'  # comma-separated sizes to run
 n_features = '4096'  # comma-separated dictionary sizes (several: one run each, a table of seconds and RSS per F)

@@ -155,7 +155,7 @@ def child_train(spec: dict) -> dict:
     returns the seconds of its training steps (data reading excluded) and its step count."""
     import torch
     sys.path.insert(0, REPO)
-    from activations import ActivationStore
+    from monosemanticity.store import ActivationStore
     from sae_lens import LoggingConfig, SAETrainer, TrainingSAE
     from sae_lens.config import SAETrainerConfig
     store = ActivationStore(spec['activations_dir'])
@@ -276,8 +276,8 @@ class Evaluation:
 
     def __init__(self, c: dict):
         import torch
-        from activations import ActivationStore
-        from common import data_dir_of, load_checkpoint, load_data_meta
+        from monosemanticity.store import ActivationStore
+        from monosemanticity.common import data_dir_of, load_checkpoint, load_data_meta
         from model import load_gpt
         tckpt = load_checkpoint(os.path.join(c['out_dir'], 'transformer', 'ckpt.pt'), 'cpu',
                                 hint='run make demo first (or set out_dir)')
@@ -295,7 +295,7 @@ class Evaluation:
     def batches(self):
         """(x, y) (B, T) token batches of the val contexts, as train_sae.py's evaluate()."""
         import numpy as np
-        from common import token_memmap, token_windows
+        from monosemanticity.common import token_memmap, token_windows
         val = token_memmap(self.data_dir, 'val', self.data_meta['dtype'])
         T = min(self.context_length, len(val) - 1)
         n = max(1, min(self.n_contexts, (len(val) - 1) // T))
@@ -306,7 +306,7 @@ class Evaluation:
 
     def __call__(self, sae) -> dict:
         """evaluate_sae's metrics of sae on these contexts."""
-        from sae_eval import evaluate_sae
+        from monosemanticity.metrics import evaluate_sae
         return evaluate_sae(sae, self.gpt, self.site, self.batches(), self.data_mean, self.ablation_ce)
 
 
@@ -314,7 +314,7 @@ def run_saelens_point(c: dict, python: str, point: dict, evaluation: Evaluation,
     """Train `point` with SAELens (unless its metrics.json is there for this budget), load SAELens's export with
     our load_saelens, evaluate it; writes and returns <sweep_dir>/saelens/<name>/metrics.json."""
     from autoencoder import load_saelens
-    from common import atomic_write_json
+    from monosemanticity.common import atomic_write_json
     out = os.path.join(sweep_dir, 'saelens', point['name'])
     done = read_metrics(os.path.join(out, 'metrics.json'))
     if done is not None and same_budget(done, c):
@@ -373,8 +373,8 @@ def main(argv: list[str]) -> None:
     """Config, SAELens found (else skip), ours, SAELens's, the Pareto report, the table."""
     sys.path.insert(0, REPO)
     from autoencoder import RECIPES
-    from common import exit_on_user_error
-    from sweep import pareto_record, pareto_table, saelens_records, write_pareto
+    from monosemanticity.common import exit_on_user_error
+    from monosemanticity.sweep import pareto_record, pareto_table, saelens_records, write_pareto
     exit_on_user_error()
     c = parse_config(argv)
     python = saelens_python(c['saelens_python'])

@@ -20,7 +20,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from common import die, read_json  # noqa: E402
+from monosemanticity.common import die, read_json  # noqa: E402
 from configurator import configure  # noqa: E402
 from tools import webdriver  # noqa: E402
 

@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import torch  # noqa: E402
 
-from activations import ActivationStore  # noqa: E402
+from monosemanticity.store import ActivationStore  # noqa: E402
 from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, init_from_data_,  # noqa: E402
                          make_adam, train_step_)
 from configurator import configure  # noqa: E402

@@ -58,7 +58,7 @@ def make_token_dataset(path: str, vocab_size: int = 64, n_train: int = 20000, n_
 
 def write_token_data(data: str, enc, arr: np.ndarray, corpus: str) -> None:
     """A prepared dataset in data/: arr (uint16 ids) as both splits, enc's tokenizer.json and meta.json."""
-    from tokenizer import save_tokenizer
+    from monosemanticity.tokenizer import save_tokenizer
     arr.tofile(os.path.join(data, 'val.bin'))
     arr.tofile(os.path.join(data, 'train.bin'))
     save_tokenizer(enc, os.path.join(data, 'tokenizer.json'))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from activations import (ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_, plan_contexts,
-                         shard_plan)
-from common import UserError
+from monosemanticity.store import (ActivationStore, NonFiniteRows, OnTheFlySource, StoreError, fill_rows_,
+                                   plan_contexts, shard_plan)
+from monosemanticity.common import UserError
 from conftest import REPO, run_failing, make_token_dataset, run_script
 from model import GPT, GPTConfig, load_gpt
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from autoencoder import load_saelens
 from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
-from families import CorrelationSums
+from monosemanticity.families import CorrelationSums
 from model import load_gpt
 from test_families import D_IN, SITE, save_sae  # an SAE export whose features read their own decoder directions
 

@@ -10,7 +10,7 @@ from autoencoder import (KINDS, SAEConfig, SparseAutoencoder, col_norms, estimat
                          init_b_dec_, l1_coeff_at, load_saelens, lr_at, make_adam, remove_parallel_grad_,
                          resample_dead_, sae_step_, save_saelens, saelens_cfg, silent_latents, state_for_export)
 from conftest import planted
-from sae_eval import MetricsAccumulator, batch_stats, evaluate_sae
+from monosemanticity.metrics import MetricsAccumulator, batch_stats, evaluate_sae
 
 
 def trained_state(sae: SparseAutoencoder, steps: int = 3, l1: float = 1e-2) -> torch.optim.Adam:

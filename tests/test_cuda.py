@@ -93,7 +93,7 @@ def test_harvest_store(run):
     meta = json.load(open(os.path.join(run['out'], 'activations', 'meta.json')))
     assert meta['complete'] and meta['n_rows'] == 400 * 16 and meta['d'] == 64 and meta['dtype'] == 'float16'
     assert 'next: python train_sae.py' in run['harvest_stdout']
-    from activations import ActivationStore
+    from monosemanticity.store import ActivationStore
     rows = ActivationStore(os.path.join(run['out'], 'activations')).sample(512, seed=0).float()
     assert torch.isfinite(rows).all() and rows.std() > 0
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tiktoken
 
-import tokenizer as tk
-from common import UserError
+from monosemanticity import tokenizer as tk
+from monosemanticity.common import UserError
 from conftest import REPO, run_script
 
 OUTPUTS = ('train.bin', 'val.bin', 'meta.json', 'tokenizer.json')

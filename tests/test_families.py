@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import families as fam
+from monosemanticity import families as fam
 from autoencoder import SAEConfig, SparseAutoencoder, load_saelens, save_saelens, saelens_cfg
 from conftest import make_token_dataset, run_failing, run_script, save_transformer
 from model import GPT, GPTConfig

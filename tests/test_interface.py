@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 import build_interface as bi
-import families
-from common import read_site_data
+from monosemanticity import families as families
+from monosemanticity.common import read_site_data
 from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
 

@@ -3,8 +3,8 @@ import itertools
 
 import numpy as np
 
-from interpret import (NgramCounts, best_subset, candidate_patterns, explain_and_score, explanation_text,
-                       ngram_keys, pattern_text, summarize)
+from monosemanticity.explanations import (NgramCounts, best_subset, candidate_patterns, explain_and_score,
+                                          explanation_text, ngram_keys, pattern_text, summarize)
 
 V = 12
 

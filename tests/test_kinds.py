@@ -14,7 +14,7 @@ import torch
 from autoencoder import (RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, init_from_data_, load_saelens,
                          make_adam, matryoshka_widths, save_saelens, saelens_cfg, state_for_export, train_step_)
 from conftest import harvested_run, planted, run_script
-from sae_eval import MetricsAccumulator
+from monosemanticity.metrics import MetricsAccumulator
 
 D, F, B = 12, 48, 32
 

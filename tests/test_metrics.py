@@ -292,7 +292,7 @@ def test_ablation_ces_computed_once_per_cache(harvested):
     """evaluate_sae with a cache: a second SAE on the same batches gets the same zero/mean-ablation CEs as without
     the cache, with two transformer forwards per batch instead of four."""
     from autoencoder import SAEConfig, SparseAutoencoder
-    from sae_eval import evaluate_sae
+    from monosemanticity.metrics import evaluate_sae
     gpt = load_gpt(torch.load(os.path.join(harvested, 'transformer', 'ckpt.pt'), weights_only=True), 'cpu')
     calls, run = [], gpt.run
     gpt.run = lambda *a, **k: calls.append(1) or run(*a, **k)

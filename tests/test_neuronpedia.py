@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 import build_interface as bi
-import neuronpedia as npx
+from monosemanticity import neuronpedia as npx
 import test_interface as ti
 
 # Neuronpedia's rows: field -> type, as declared in hijohnnylin/neuronpedia

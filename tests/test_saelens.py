@@ -13,10 +13,10 @@ from safetensors.torch import load_file, save_file
 
 from autoencoder import (KINDS, RECIPES, SAEConfig, SparseAutoencoder, init_from_data_, load_saelens, save_saelens,
                          saelens_cfg)
-from activations import ActivationStore
+from monosemanticity.store import ActivationStore
 from bench.saelens import Evaluation, parse_config, run_child, saelens_missing, saelens_python
 from conftest import harvested_run, run_script
-from sweep import write_pareto
+from monosemanticity.sweep import write_pareto
 
 PYTHON = saelens_python()
 MISSING = saelens_missing(PYTHON)

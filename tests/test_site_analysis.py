@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import build_interface as bi
-from common import UserError
+from monosemanticity.common import UserError
 from conftest import run_failing, run_script
 from test_interface import ARGS, D_IN, N_FEAT, XSS, build_site, read_features, read_js
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from autoencoder import RECIPES, load_saelens
-from common import UserError, token_windows
+from monosemanticity.common import UserError, token_windows
 from conftest import REPO, harvested_run, run_script
 from model import load_gpt
-from sae_eval import evaluate_sae
-from sweep import RUN_KEYS, plan_sweep, write_pareto
+from monosemanticity.metrics import evaluate_sae
+from monosemanticity.sweep import RUN_KEYS, plan_sweep, write_pareto
 
 ARGS = ['--n_features=128', '--batch_size=256', '--resample_steps=(15, 30)', '--resample_rows=2000',
         '--geometric_median_rows=1000', '--eval_interval=20', '--eval_contexts=8', '--final_eval_contexts=32',

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from activations import ActivationStore
+from monosemanticity.store import ActivationStore
 from autoencoder import load_saelens
 from conftest import harvested_run, run_failing, run_script
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
-from common import REPO_ROOT, atomic_write_bytes, die, read_site_data, results_table  # noqa: E402
+from monosemanticity.common import REPO_ROOT, atomic_write_bytes, die, read_site_data, results_table  # noqa: E402
 from configurator import configure  # noqa: E402
 from tools.guards import markdown  # noqa: E402
 

@@ -19,8 +19,8 @@ import time
 # run as a script, python puts data/pystdlib (not the repo root) on sys.path: add the root for tokenizer.py
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
-import tokenizer as tk  # noqa: E402
-from common import die, exit_on_user_error  # noqa: E402
+from monosemanticity import tokenizer as tk  # noqa: E402
+from monosemanticity.common import die, exit_on_user_error  # noqa: E402
 from configurator import configure  # noqa: E402
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2

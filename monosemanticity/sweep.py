@@ -8,21 +8,19 @@ differs from the run's takes its own kind's published recipe for every recipe ke
 train_sae.py reads each batch once and steps every SAE on it; each writes <out_dir>/sweep/<name>/ exactly as a
 single run writes <out_dir>/sae/ (ckpt.pt, metrics.json, sae_weights.safetensors + cfg.json).
 
-The report, written at the end of a sweep, regenerable from the metrics.json files:
-    python sweep.py out/demo/sweep
-writes <sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered
-and against FVU, one line per kind, log-x). SAEs trained by SAELens for bench/saelens.py (<sweep_dir>/saelens/)
-are in it too: source 'saelens', drawn dashed.
+The report, written at the end of a sweep (again by `python train_sae.py config/demo/sweep.py --init_from=resume`
+once every SAE is done: nothing is trained then), from the metrics.json files: <sweep_dir>/pareto.json (one record
+per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered and against FVU, one line per kind, log-x).
+SAEs trained by SAELens for bench/saelens.py (<sweep_dir>/saelens/) are in it too: source 'saelens', drawn dashed.
 """
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 
 import torch
 
-from common import UserError, atomic_file, atomic_write_json, exit_on_user_error
+from monosemanticity.common import UserError, atomic_file, atomic_write_json
 from configurator import closest_key_hint, coerce
 
 # keys of the stream every SAE of a sweep shares (the others may differ per SAE)
@@ -189,11 +187,3 @@ def pareto_table(records: list[dict]) -> str:
                      f"{r['train_seconds']:.0f} |")
     return '\n'.join(lines)
 
-
-if __name__ == '__main__':
-    exit_on_user_error()
-    from autoencoder import RECIPES
-    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
-        raise UserError("usage: python sweep.py <out_dir>/sweep (a folder of trained SAEs)")
-    print(pareto_table(write_pareto(sys.argv[1], RECIPES)))
-    print(f"wrote {sys.argv[1]}/pareto.json, pareto.png")

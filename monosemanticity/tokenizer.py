@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import tiktoken
 
-from common import (DATA_META_KEYS, UserError, atomic_file, atomic_write_bytes, load_data_meta, prepare_hint,
-                    progress)
+from monosemanticity.common import (DATA_META_KEYS, UserError, atomic_file, atomic_write_bytes, load_data_meta,
+                                    prepare_hint, progress)
 
 EOT = '<|endoftext|>'
 META_KEYS = DATA_META_KEYS  # the fields every meta.json has (common.DATA_META_KEYS)

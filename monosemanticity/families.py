@@ -1,9 +1,9 @@
 """
 Feature families across dictionary sizes (the paper's "feature splitting"): the SAEs of a sweep that differ only
-in n_features, every feature linked to its closest features in the other sizes.
+in n_features, every feature linked to its closest features in the other sizes. build_interface.py --sweep_dir=...
+computes them (family_link, family_contexts: its config keys) before it builds the sweep's site:
 
-    python families.py --sweep_dir=out/demo/sweep                        # after train_sae.py config/demo/sweep.py
-    python families.py --sweep_dir=out/demo/sweep --family_link=activation --family_contexts=256
+    python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep --family_link=activation
 
 A family is the SAEs of <sweep_dir>/<name>/ (SAELens exports, as train_sae.py writes them) whose kind and every
 other SAE key (their cfg.json and metrics.json's config; matryoshka_widths excepted, as it scales with F) agree,
@@ -11,8 +11,8 @@ with >= 2 distinct sizes. For every pair of its members: the decoder cosine of t
 the Pearson correlation of their activations over the val tokens of family_contexts random contexts (the
 transformer's site activations encoded by each SAE; a feature silent on them has correlation 0). The parent of a
 feature is its best match by family_link (decoder cosine or activation correlation) in the next smaller member;
-its relatives are its 3 best matches in each other member. Writes <sweep_dir>/families.json (format: DESIGN.md);
-build_interface.py --sweep_dir=... shows it (and computes it, with these defaults, when it is absent or stale).
+its relatives are its 3 best matches in each other member. Written to <sweep_dir>/families.json (format:
+docs/formats.md), computed again when it is absent, older than an SAE or linked with other settings.
 """
 import json
 import os
@@ -23,50 +23,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from common import UserError, atomic_file, exit_on_user_error, get_device, print0, progress, read_json, \
-    resolve_dtype
-from configurator import config_keys, configure
-
-# -----------------------------------------------------------------------------
-sweep_dir = ''  # the sweep's folder, e.g. out/demo/sweep (train_sae.py config/demo/sweep.py)
-transformer_ckpt = ''  # '' = <sweep_dir>/../transformer/ckpt.pt
-dataset = ''  # '' = the dataset the transformer was trained on
-split = 'val'
-family_contexts = 64  # random contexts of the split whose tokens the activation correlations cover
-context_length = 0  # tokens per context; 0 = the model's block_size
-batch_size = 32  # contexts per forward pass
-family_link = 'decoder'  # a feature's parent and relatives: best 'decoder' cosine or 'activation' correlation
-seed = 1337
-device = 'auto'
-dtype = 'float32'
-# -----------------------------------------------------------------------------
-CONFIG_KEYS = config_keys(globals())
+from monosemanticity.common import UserError, atomic_file, progress, read_json
+from monosemanticity.runs import TokenFile, load_sae, pick_contexts
+from monosemanticity.sweep import RUN_KEYS
 
 FAMILIES_FILE = 'families.json'
 LINKS = ('decoder', 'activation')
 N_RELATIVES = 3  # relatives per feature in each other member of its family
 SIZE_KEYS = ('n_features', 'd_sae', 'matryoshka_widths')  # what may differ within a family
 NOT_SAE_KEYS = ('name', 'device', 'dtype', 'model_name')  # settings that do not make an SAE another kind of SAE
-
-
-def main() -> None:
-    exit_on_user_error()
-    settings = {k: globals()[k] for k in CONFIG_KEYS}
-    configure(settings)
-    globals().update(settings)
-    if not sweep_dir:
-        raise UserError("set --sweep_dir (a folder of SAEs trained by train_sae.py with a sweep, e.g. out/demo/sweep)")
-    from build_interface import load_transformer
-    members = sweep_members(sweep_dir)
-    sweep_families(sweep_dir, members)  # none: say so before loading anything
-    run_device = get_device(device)
-    transformer = load_transformer(os.path.dirname(os.path.abspath(sweep_dir)), transformer_ckpt, dataset,
-                                   context_length, run_device, resolve_dtype(dtype, run_device))
-    data = link_sweep(sweep_dir, members, transformer, split, family_contexts, batch_size, family_link, seed)
-    path = write_families(sweep_dir, data)
-    for fam in data['families']:
-        print0(f"family {fam['name']}: {' -> '.join(map(str, fam['sizes']))} features ({', '.join(fam['members'])})")
-    print0(f"wrote {path} ({family_link} links, activation correlations over {data['n_tokens']:,} tokens)")
 
 
 # ----------------------------------------------------------------------------- the families of a sweep
@@ -121,7 +86,6 @@ def sweep_families(sweep_dir: str, members: list[SweepMember]) -> list[Family]:
 def sae_identity(m: SweepMember) -> dict:
     """Every key that makes m the SAE it is but its size: cfg.json's and its training config's (the sweep's stream
     keys, sweep.RUN_KEYS, are shared by every SAE of a sweep)."""
-    from sweep import RUN_KEYS
     skip = set(SIZE_KEYS) | set(NOT_SAE_KEYS)
     ident = {k: v for k, v in m.cfg.items() if k not in skip}
     ident.update({k: v for k, v in m.config.items() if k not in skip and k not in RUN_KEYS})
@@ -264,7 +228,6 @@ def add_relatives_(features: list[dict], score: torch.Tensor, cos: torch.Tensor,
 def link_sweep(sweep_dir: str, members: list[SweepMember], transformer, split: str, n_contexts: int,
                batch_size: int, link: str, seed: int) -> dict:
     """families.json's content: every family of the sweep, linked (activation sums over the same contexts)."""
-    from build_interface import TokenFile, load_sae, pick_contexts
     if n_contexts < 1:
         raise UserError(f"family_contexts={n_contexts} must be >= 1")
     if link not in LINKS:
@@ -303,9 +266,10 @@ def write_families(sweep_dir: str, data: dict) -> str:
     return path
 
 
-def read_families(sweep_dir: str, members: list[SweepMember]) -> dict | None:
-    """families.json when it is newer than every SAE of the sweep and names the families the sweep has now, else
-    None (build_interface.py computes it anew)."""
+def read_families(sweep_dir: str, members: list[SweepMember], link: str, n_contexts: int, split: str,
+                  seed: int) -> dict | None:
+    """families.json when it is newer than every SAE of the sweep, names the families the sweep has now and was
+    linked with these settings (link_sweep's), else None (build_interface.py computes it anew)."""
     path = os.path.join(sweep_dir, FAMILIES_FILE)
     if not os.path.isfile(path):
         return None
@@ -313,6 +277,9 @@ def read_families(sweep_dir: str, members: list[SweepMember]) -> dict | None:
     if os.path.getmtime(path) < newest:
         return None
     data = read_json(path)
+    if (data.get('link'), data.get('family_contexts'), data.get('split'), data.get('seed')) != (link, n_contexts,
+                                                                                               split, seed):
+        return None
     have = [(f['name'], f['members'], f['sizes']) for f in data.get('families', [])]
     want = [(f.name, f.members, f.sizes) for f in find_families(members)]
     return data if have == want else None
@@ -322,6 +289,3 @@ def family_of(data: dict, member: str) -> dict | None:
     """The family entry of families.json that holds member, or None."""
     return next((f for f in data['families'] if member in f['members']), None)
 
-
-if __name__ == '__main__':
-    main()

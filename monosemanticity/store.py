@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common import UserError, atomic_file, load_data_meta, token_memmap, token_windows
+from monosemanticity.common import UserError, atomic_file, load_data_meta, token_memmap, token_windows
 from model import GPT, SITES, parse_site, site_name
 
 STORE_DTYPES = ('float16', 'float32')

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo (this file is in monosemanticity/)
 PTDTYPE = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 

@@ -26,7 +26,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple
 
-from common import UserError, atomic_file, progress, read_json, read_site_data
+from monosemanticity.common import UserError, atomic_file, progress, read_json, read_site_data
 from model import parse_site
 
 FEATURES_PER_BATCH = 1024  # features per batch-N file (Neuronpedia's export-data.py: FEATURES_EXPLANATIONS_BATCH_SIZE)

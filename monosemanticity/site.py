@@ -1,0 +1,293 @@
+"""
+One SAE's feature browser: the passes (feature_stats, logit_effects) over random contexts of a split, then the
+site's data files (their format: interface/README.md) and the repo's interface/ assets, written into a new folder.
+build_site takes its settings as a SiteSettings (build_interface.py makes it from its config).
+"""
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import torch
+
+from monosemanticity.common import REPO_ROOT, UserError, atomic_write_json, print0, progress
+from monosemanticity.feature_stats import (HIST_BINS, Neighbours, Pass1, Pass2, TopTokens, Windows, example_texts,
+                                           feature_neighbours, pass1_statistics, pass2_intervals, select_windows,
+                                           top_tokens)
+from monosemanticity.logit_effects import (LogitWeights, ShownWindows, feature_logit_directions, logit_head,
+                                           logit_weights, pass3_windows, resid_direction)
+from monosemanticity.neuronpedia import export_site as export_neuronpedia
+from monosemanticity.runs import Contexts, Inputs, TokenFile, load_vocab, pick_contexts
+from monosemanticity.site_analysis import SiteAnalysis
+
+ULTRALOW = 1e-5  # alive features below this density are "ultralow" (the paper's and DESIGN.md's threshold)
+FEATURES_PER_FILE = 64  # features/NNNN.js holds features NNNN*64 ... NNNN*64+63 (few files: fast to replace)
+ASSETS = os.path.join(REPO_ROOT, 'interface')  # html, js, css copied to the site
+SWEEP_PAGES = ('sweep.html', 'family.html', 'page_sweep.js', 'page_family.js')  # a sweep site's root only
+SWEEP_SHARED = ('common.js', 'errors.js', 'style.css')  # also in a sweep site's root
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """How a site is built: build_interface.py's config keys of that name (their comments there). Checked when made:
+    a value out of range raises UserError naming the key."""
+    split: str = 'val'
+    n_contexts: int = 2048
+    batch_size: int = 32
+    top_k: int = 20
+    window: int = 8
+    n_intervals: int = 12
+    interval_samples: int = 5
+    n_example_texts: int = 25
+    example_length: int = 128
+    coact_tokens: int = 65536
+    dense_stats_mb: float = 256
+    ablation: str = 'auto'
+    seed: int = 1337
+    neuronpedia: bool = False
+    family_contexts: int = 64
+    family_link: str = 'decoder'
+
+    @classmethod
+    def from_config(cls, config: dict) -> 'SiteSettings':
+        """The settings among a script's config keys (the others are ignored)."""
+        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
+    def __post_init__(self) -> None:
+        for name, lo in (('n_contexts', 1), ('batch_size', 1), ('top_k', 1), ('window', 0), ('n_intervals', 1),
+                         ('interval_samples', 0), ('n_example_texts', 0), ('example_length', 2),
+                         ('family_contexts', 1)):
+            if getattr(self, name) < lo:
+                raise UserError(f"{name}={getattr(self, name)} must be >= {lo}")
+        if self.ablation not in ('auto', 'rerun', 'none'):
+            raise UserError(f"ablation='{self.ablation}' is not 'auto', 'rerun' or 'none'")
+
+
+class SiteSummary(NamedTuple):
+    """What a sweep site's pages need of one SAE's statistics."""
+    density: np.ndarray  # (F,) share of the tokens each feature fires on
+    max_act: np.ndarray  # (F,) its largest activation
+    top_tokens: list[list[int]]  # per feature, the token ids it fires on most (most first)
+    n_dead: int
+    seconds: float
+
+
+def build_site(inputs: Inputs, site_dir: str, settings: SiteSettings, config: dict, sweep: dict | None = None,
+               relatives: list[list[dict]] | None = None, vocab: list | None = None,
+               verbose: bool = True, analysis: SiteAnalysis | None = None) -> SiteSummary:
+    """One SAE's site written into site_dir (a new folder): the three passes, the weights' panels, the pages.
+    config: the build's config, kept in meta.json. In a sweep site: sweep (INDEX.meta.sweep) and relatives (per
+    feature, its record's `relatives`) are set. analysis (site_analysis.find_analysis): INDEX.meta.analysis, INDEX's
+    f1/explain/match and each record's `analysis`."""
+    t_start, seconds, s = time.time(), {}, settings
+    token_file = TokenFile(inputs.data_dir, s.split, inputs.data_meta['dtype'], inputs.device)
+    contexts = pick_contexts(token_file, inputs.context_length, s.n_contexts, s.batch_size,
+                             np.random.default_rng(s.seed), quiet=not verbose)
+    mode = ablation_mode(s.ablation, inputs)
+    n_feat = len(inputs.W_dec)
+    if verbose:
+        print0(f"{n_feat} features of {inputs.site} ({inputs.architecture}), {contexts.n} contexts x "
+               f"{contexts.length} tokens = {contexts.n_tokens:,} tokens of {inputs.data_dir}/{s.split}.bin; "
+               f"ablation: {mode}; device {inputs.device} ({inputs.dtype})")
+    panels = feature_panels(inputs, contexts, mode, s, seconds)
+    examples = example_texts(inputs, token_file, s.n_example_texts, min(s.example_length, contexts.length),
+                             s.batch_size, np.random.default_rng(s.seed + 1))
+
+    # the site: data files (their format: interface/README.md)
+    t_write = time.time()
+    vocab = vocab if vocab is not None else load_vocab(inputs.data_dir, inputs.data_meta,
+                                                       inputs.model.config.vocab_size)
+    stats = panels.stats
+    run = {'n_features': n_feat, 'n_tokens': contexts.n_tokens, 'n_contexts': contexts.n,
+           'context_length': contexts.length, 'site': inputs.site, 'architecture': inputs.architecture,
+           'dataset': inputs.data_dir, 'split': s.split, 'transformer': os.path.abspath(inputs.ckpt_path),
+           'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': s.top_k, 'window': s.window,
+           'n_intervals': s.n_intervals, 'interval_samples': s.interval_samples, 'hist_bins': HIST_BINS,
+           'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
+           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': sweep} if sweep is not None else {}),
+           **({'analysis': analysis.meta} if analysis is not None else {})}
+    index = index_data(run, stats, panels.fired_on, panels.logits)
+    if analysis is not None:
+        index.update(analysis.index)
+    features = feature_records(stats, panels.intervals, panels.windows, panels.shown, panels.logits,
+                               panels.neighbours, panels.fired_on, contexts.n_tokens)
+    if relatives is not None:
+        features = ({**record, 'relatives': relatives[record['id']]} for record in features)
+    if analysis is not None:
+        features = ({**record, 'analysis': analysis.records[record['id']]} for record in features)
+    meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
+            'example_length': examples.length, 'ln_scale': stats.ln_scale}
+    write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
+    if s.neuronpedia:  # the same data in Neuronpedia's upload format, read back from the site (neuronpedia.py)
+        export_neuronpedia(site_dir, inputs.model.config.n_layer, inputs.model.config.n_embd, quiet=not verbose)
+
+    n_fire, density, act_max, _ = feature_summary(stats, contexts.n_tokens)
+    dead = int((n_fire == 0).sum())
+    if verbose:
+        ultralow = int(((n_fire > 0) & (n_fire.double() / contexts.n_tokens < ULTRALOW)).sum())
+        print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} tokens in "
+               f"{time.time() - t_start:.0f}s (passes {seconds['pass1']:.0f}s + {seconds['pass2']:.0f}s + "
+               f"{seconds['pass3']:.0f}s, weights {seconds['weights']:.0f}s, pages {time.time() - t_write:.0f}s)")
+    fired_on = [[t for t, c in zip(ts, cs) if c > 0] for ts, cs in zip(panels.fired_on.ids.tolist(),
+                                                                        panels.fired_on.counts.tolist())]
+    return SiteSummary(density, act_max.numpy(), fired_on, dead, time.time() - t_start)
+
+
+class Panels(NamedTuple):
+    """Every feature's numbers: the three passes' and the weights'."""
+    stats: Pass1
+    intervals: Pass2
+    windows: Windows
+    shown: ShownWindows
+    logits: LogitWeights
+    neighbours: Neighbours
+    fired_on: TopTokens
+
+
+def feature_panels(inputs: Inputs, contexts: Contexts, mode: str, s: SiteSettings, seconds: dict) -> Panels:
+    """Three streaming passes over the contexts, then the shown windows' numbers; then from the weights (and
+    pass 1's counts): logit weights, neighbours, the tokens each feature fires on most."""
+    with timed(seconds, 'pass1'):
+        stats = pass1_statistics(inputs, contexts, s.top_k, s.coact_tokens, s.dense_stats_mb)
+    with timed(seconds, 'pass2'):
+        intervals = pass2_intervals(inputs, contexts, stats.act_max, s.n_intervals, s.interval_samples, s.seed)
+    head = logit_head(inputs.model)
+    directions = feature_logit_directions(head, resid_direction(inputs.model, inputs.layer, inputs.site_kind,
+                                                                 inputs.W_dec), s.dense_stats_mb)
+    windows = select_windows(stats, intervals, s.window, contexts.length)
+    with timed(seconds, 'pass3'):
+        shown = pass3_windows(inputs, contexts, windows, mode, head, directions, s.batch_size)
+    with timed(seconds, 'weights'):
+        logits = logit_weights(directions, stats.ln_scale)
+        neighbours = feature_neighbours(inputs.W_dec, stats.coact)
+        fired_on = top_tokens(stats.token_counts)
+    return Panels(stats, intervals, windows, shown, logits, neighbours, fired_on)
+
+
+@contextmanager
+def timed(seconds: dict, name: str):
+    """Adds the wall time of the block to seconds[name]."""
+    t0 = time.time()
+    yield
+    seconds[name] = seconds.get(name, 0.0) + time.time() - t0
+
+
+def ablation_mode(requested: str, inputs: Inputs) -> str:
+    """'local' (exact formula: a site in the last layer reaches only its own position's logits), 'rerun', 'none'."""
+    local_ok = (inputs.layer == inputs.model.config.n_layer - 1
+                and inputs.site_kind in ('mlp_hidden', 'mlp_out', 'resid_post'))
+    return 'none' if requested == 'none' else 'local' if (requested == 'auto' and local_ok) else 'rerun'
+
+
+def sig(x: np.ndarray, digits: int) -> np.ndarray:
+    return np.round(x.astype(np.float64), digits)
+
+
+def js(obj) -> str:
+    """Compact JSON (ASCII-only, so any token text is an escaped JS string literal)."""
+    return json.dumps(obj, separators=(',', ':'), ensure_ascii=True, allow_nan=False)
+
+
+def feature_summary(stats: Pass1, n_tokens: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray]:
+    """(F,) each: firings (CPU int64), density, max activation (CPU), mean activation where it fires."""
+    n_fire = stats.n_fire.cpu()
+    return (n_fire, (n_fire.double() / n_tokens).numpy(), stats.act_max.cpu(),
+            (stats.act_sum.cpu() / n_fire.clamp_min(1)).numpy())
+
+
+def index_data(meta: dict, stats: Pass1, fired_on: TopTokens, logits: LogitWeights) -> dict:
+    """data/index.js: the run and a few numbers per feature (interface/README.md)."""
+    n_fire, _, act_max, mean_act = feature_summary(stats, meta['n_tokens'])
+    return {'meta': meta, 'n_fire': n_fire.tolist(), 'max': sig(act_max.numpy(), 4).tolist(),
+            'mean': sig(mean_act, 4).tolist(),
+            'top_tokens': [[t for t, n in zip(ts, ns) if n > 0][:3] for ts, ns in zip(fired_on.ids.tolist(),
+                                                                                      fired_on.counts.tolist())],
+            'top_logits': logits.top_ids[:, :3].tolist()}
+
+
+def feature_records(stats: Pass1, intervals: Pass2, windows: Windows, shown: ShownWindows, logits: LogitWeights,
+                    nb: Neighbours, fired_on: TopTokens, n_tokens: int) -> Iterator[dict]:
+    """Each feature's record for features/NNNN.js (interface/README.md), in id order."""
+    top_k, n_feat = stats.top_act.shape
+    n_intervals = intervals.interval_count.size(1)
+    n_fire, density, act_max, mean_act = feature_summary(stats, n_tokens)
+    wf, wc, wp, wk, wa = (x.cpu().numpy() for x in (windows.feat, windows.ctx, windows.pos, windows.kind, windows.act))
+    ws, we, wt = windows.start.cpu().numpy(), windows.end.cpu().numpy(), shown.tokens.cpu().numpy()
+    w_acts, w_effects = sig(shown.acts.cpu().numpy(), 3), sig(shown.effects.cpu().numpy(), 4)
+    order = np.lexsort((wk, wf))  # by feature, then top rank / interval
+    first = np.searchsorted(wf[order], np.arange(n_feat + 1))
+    hist, counts = intervals.hist.cpu().numpy(), intervals.interval_count.cpu().numpy()
+    for fi in range(n_feat):
+        top, samples = [], [[] for _ in range(n_intervals)]
+        for w in order[first[fi]:first[fi + 1]]:
+            s, n = int(ws[w]), int(we[w]) - int(ws[w]) + 1
+            item = {'context': int(wc[w]), 'pos': int(wp[w]), 'act': float(wa[w]), 'start': s,
+                    'tokens': wt[w, :n + 1].tolist(), 'acts': w_acts[w, :n].tolist(),
+                    'effects': w_effects[w, :n].tolist()}
+            (top if wk[w] < top_k else samples[wk[w] - top_k]).append(item)
+        total, mx = max(int(n_fire[fi]), 1), float(act_max[fi])
+        yield {
+            'id': fi, 'n_fire': int(n_fire[fi]), 'density': float(density[fi]), 'max': round(mx, 4),
+            'mean': round(float(mean_act[fi]), 4), 'hist': hist[fi].tolist(),
+            'intervals': [{'lo': round(mx * j / n_intervals, 4), 'hi': round(mx * (j + 1) / n_intervals, 4),
+                           'n': int(counts[fi, j]), 'share': round(int(counts[fi, j]) / total, 5),
+                           'samples': samples[j]} for j in range(n_intervals)],
+            'top': top,
+            'top_tokens': [[t, n] for t, n in zip(fired_on.ids[fi].tolist(), fired_on.counts[fi].tolist()) if n > 0],
+            'logits': {'pos': [[t, round(w, 4)] for t, w in zip(logits.top_ids[fi].tolist(), logits.top[fi].tolist())],
+                       'neg': [[t, round(w, 4)] for t, w in zip(logits.bottom_ids[fi].tolist(),
+                                                                logits.bottom[fi].tolist())],
+                       'hist': logits.hist[fi].tolist(), 'lo': round(float(logits.lo[fi]), 4),
+                       'hi': round(float(logits.hi[fi]), 4)},
+            'cos': [[j, round(c, 4)] for j, c in zip(nb.cos_ids[fi].tolist(), nb.cos[fi].tolist())],
+            'coact': [[j, round(c, 4), round(p, 4)] for j, c, p in zip(nb.coact_ids[fi].tolist(),
+                                                                        nb.coact_score[fi].tolist(),
+                                                                        nb.coact_p[fi].tolist()) if c > 0],
+        }
+
+
+def write_site(site_dir: str, vocab: list, index: dict, examples: list[dict], features: Iterator[dict],
+               meta: dict, seconds: dict, t_start: float, t_write: float, quiet: bool = False) -> None:
+    """One SAE's site (the assets but the sweep pages, and the data) written into the new folder site_dir."""
+    shutil.copytree(ASSETS, site_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__', *SWEEP_PAGES))
+    os.makedirs(os.path.join(site_dir, 'data'), exist_ok=True)
+    os.makedirs(os.path.join(site_dir, 'features'), exist_ok=True)
+
+    def write_js(rel: str, text: str) -> None:
+        with open(os.path.join(site_dir, rel), 'w', encoding='ascii') as fh:
+            fh.write(text)
+
+    write_js('data/vocab.js', f"window.VOCAB={js(vocab)};\n")
+    write_js('data/index.js', f"window.INDEX={js(index)};\n")
+    write_js('data/examples.js', f"window.EXAMPLES={js(examples)};\n")
+    n_feat, shard = meta['n_features'], []
+    for record in progress(features, total=n_feat, desc='writing feature data', disable=quiet):
+        shard.append(js(record))
+        if len(shard) == FEATURES_PER_FILE or record['id'] == n_feat - 1:
+            write_js(os.path.join('features', f"{record['id'] // FEATURES_PER_FILE:04d}.js"),
+                     f"loadFeatures([{','.join(shard)}]);\n")
+            shard = []
+    seconds = {**seconds, 'write': time.time() - t_write, 'total': time.time() - t_start}
+    atomic_write_json(os.path.join(site_dir, 'meta.json'), {
+        **meta, 'seconds': {k: round(v, 2) for k, v in seconds.items()}, 'complete': True})
+
+
+def temp_dir_for(final_dir: str) -> str:
+    """An empty-to-be temp folder next to final_dir, where its new contents are built (swap_in moves it)."""
+    tmp_dir = f"{final_dir}.tmp{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    return tmp_dir
+
+
+def swap_in(tmp_dir: str, final_dir: str) -> str:
+    """The finished folder replaces final_dir: readers see the old site or the new one, never a half-written one."""
+    old_dir = f"{final_dir}.old{os.getpid()}"
+    if os.path.exists(final_dir):
+        os.replace(final_dir, old_dir)
+    os.replace(tmp_dir, final_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    return final_dir

@@ -1,0 +1,116 @@
+"""
+A sweep's feature browser, <sweep_dir>/interface/: every SAE's site in <name>/ (site.build_site, each feature record
+with its `relatives` in the other sizes of its family), the sweep page (every SAE, the families, the Pareto plot) and
+family.html?family=NAME (how the smallest dictionary's features split in the larger ones), built in one temp folder
+swapped in when complete. The families come from <sweep_dir>/families.json (families.py), computed first when it is
+absent, older than an SAE, or linked with other settings.
+"""
+import os
+import shutil
+
+from monosemanticity import families as fam
+from monosemanticity.common import UserError, print0, read_json
+from monosemanticity.runs import Transformer, load_inputs, load_vocab
+from monosemanticity.site import (ASSETS, SWEEP_PAGES, SWEEP_SHARED, SiteSettings, SiteSummary, build_site, js, swap_in,
+                                  temp_dir_for)
+from monosemanticity.sweep import PARETO_FIELDS
+
+
+def build_sweep_site(sweep_dir: str, transformer: Transformer, settings: SiteSettings, config: dict) -> str:
+    """<sweep_dir>/interface/: every SAE's site in <name>/ (build_site, with its relatives and INDEX.meta.sweep),
+    the sweep page and the family pages, built in one temp folder swapped in when complete; returns its path.
+    config: the build's config, kept in each member's meta.json."""
+    members = fam.sweep_members(sweep_dir)
+    links = sweep_families(sweep_dir, members, transformer, settings)
+    final_dir = os.path.join(sweep_dir, 'interface')
+    tmp_dir = temp_dir_for(final_dir)
+    os.makedirs(tmp_dir)
+    vocab = load_vocab(transformer.data_dir, transformer.data_meta, transformer.model.config.vocab_size)
+    n_fam = len(links['families'])
+    print0(f"{len(members)} SAEs of {sweep_dir} ({n_fam} famil{'y' if n_fam == 1 else 'ies'}), "
+           f"{settings.n_contexts} contexts each, device {transformer.device} ({transformer.dtype})")
+    summaries = {}
+    for i, m in enumerate(members):
+        family = fam.family_of(links, m.name)
+        relatives = ([f['relatives'] for f in family['features'][m.name]] if family else
+                     [[] for _ in range(m.n_features)])
+        sweep = {'member': m.name, 'family': family['name'] if family else None, 'root': '../'}
+        summary = build_site(load_inputs(transformer, m.dir), os.path.join(tmp_dir, m.name), settings, config,
+                             sweep, relatives, vocab, verbose=False)
+        summaries[m.name] = summary
+        print0(f"[{i + 1}/{len(members)}] {m.name}: {m.n_features} features ({summary.n_dead} dead) "
+               f"in {summary.seconds:.0f}s")
+    write_sweep_root(tmp_dir, sweep_dir, members, links, summaries, vocab)
+    return swap_in(tmp_dir, final_dir)
+
+
+def sweep_families(sweep_dir: str, members: list, transformer: Transformer, s: SiteSettings) -> dict:
+    """<sweep_dir>/families.json (families.py), computed and written first when absent, stale or linked with other
+    settings (s.family_link, s.family_contexts, s.split, s.seed); the sweep's SAEs of no family have no relatives:
+    families [] when there is none."""
+    data = fam.read_families(sweep_dir, members, s.family_link, s.family_contexts, s.split, s.seed)
+    if data is not None:
+        return data
+    if not fam.find_families(members):
+        return {'families': []}
+    print0(f"linking the features of the families of {sweep_dir} ({fam.FAMILIES_FILE} is absent, older than an "
+           f"SAE or linked otherwise; --family_link and --family_contexts set how)")
+    data = fam.link_sweep(sweep_dir, members, transformer, s.split, s.family_contexts, s.batch_size, s.family_link,
+                          s.seed)
+    fam.write_families(sweep_dir, data)
+    return data
+
+
+def sweep_records(sweep_dir: str, members: list) -> list[dict]:
+    """data/sweep.js's members: pareto.json's records (sweep.py) in its order, then the SAEs it lacks (their
+    numbers null), each with the link to its site."""
+    path = os.path.join(sweep_dir, 'pareto.json')
+    pareto = {r['name']: r for r in (read_json(path) if os.path.isfile(path) else [])}
+    names = {m.name for m in members}
+    records = [r for r in pareto.values() if r['name'] in names]
+    for m in members:
+        if m.name not in pareto:
+            k = m.cfg.get('k')
+            records.append({**dict.fromkeys(PARETO_FIELDS), 'name': m.name, 'kind': m.kind,
+                            'n_features': m.n_features, 'k': k, 'sparsity': f"k={k}" if k else None})
+    return [{**r, 'href': f"{r['name']}/index.html"} for r in records]
+
+
+def family_nodes(family: dict, summaries: dict[str, SiteSummary], vocab: list) -> dict:
+    """data/family_<NAME>.js's nodes: per member, per feature its parent and children (families.json) and the
+    numbers its card shows (from its site's statistics)."""
+    nodes = {}
+    for li, member in enumerate(family['members']):
+        feats, summary = family['features'][member], summaries[member]
+        children = [[] for _ in feats]
+        if li + 1 < len(family['members']):
+            for j, f in enumerate(family['features'][family['members'][li + 1]]):
+                children[f['parent']].append(j)
+        nodes[member] = [{'parent': f['parent'], 'cos': f['parent_cos'], 'corr': f['parent_corr'],
+                          'children': children[i], 'density': float(f'{summary.density[i]:.4g}'),
+                          'max_act': round(float(summary.max_act[i]), 4),
+                          'top_tokens': [vocab[t] for t in summary.top_tokens[i][:5]]} for i, f in enumerate(feats)]
+    return nodes
+
+
+def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, summaries: dict[str, SiteSummary],
+                     vocab: list) -> None:
+    """The sweep site's own files: its pages (interface/sweep.html as index.html), pareto.png, data/sweep.js and
+    data/family_<NAME>.js (interface/README.md)."""
+    for name in SWEEP_PAGES + SWEEP_SHARED:
+        if not os.path.isfile(os.path.join(ASSETS, name)):
+            raise UserError(f"{os.path.join(ASSETS, name)} is missing: the repo's interface/ folder is incomplete")
+        shutil.copyfile(os.path.join(ASSETS, name), os.path.join(site_dir, 'index.html' if name == 'sweep.html'
+                                                                  else name))
+    png = os.path.join(sweep_dir, 'pareto.png')
+    if os.path.isfile(png):
+        shutil.copyfile(png, os.path.join(site_dir, 'pareto.png'))
+    os.makedirs(os.path.join(site_dir, 'data'))
+    heads = [{k: f[k] for k in ('name', 'kind', 'members', 'sizes', 'link', 'n_tokens')} for f in links['families']]
+    sweep = {'members': sweep_records(sweep_dir, members), 'families': heads,
+             'pareto_png': 'pareto.png' if os.path.isfile(png) else None}
+    with open(os.path.join(site_dir, 'data', 'sweep.js'), 'w', encoding='ascii') as fh:
+        fh.write(f"window.SWEEP={js(sweep)};\n")
+    for family, head in zip(links['families'], heads):
+        with open(os.path.join(site_dir, 'data', f"family_{family['name']}.js"), 'w', encoding='ascii') as fh:
+            fh.write(f"window.FAMILY={js({**head, 'nodes': family_nodes(family, summaries, vocab)})};\n")
