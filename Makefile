@@ -81,7 +81,7 @@ endif
 	  $(PYTHON) train_sae.py config/demo/sae.py $$resume; fi
 	@if [ -f $(DEMO)/interface/index.html ]; then echo "[demo] $(DEMO)/interface is built: skipping"; \
 	else $(PYTHON) build_interface.py config/demo/interface.py; fi
-	@echo; $(PYTHON) -c "from common import results_table; print(results_table('$(DEMO)'))"
+	@echo; $(PYTHON) -c "from monosemanticity.common import results_table; print(results_table('$(DEMO)'))"
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
 
 # make sweep: after make demo, the SAEs of config/demo/sweep.py trained together on the demo store (each batch read
@@ -137,7 +137,8 @@ endif
 	@echo "report: $(abspath $(REPORT)) (plots beside it)"
 	@echo "feature browsers: $(abspath $(DEMO))/interface/index.html and $(abspath $(RUN_B))/interface/index.html"
 
-# make readme: rewrite README.md's results table and assets/*.png screenshots from the finished demo run
+# make readme: rewrite the generated blocks of README.md (results) and docs/ (sweep, analysis, guards) and the
+# assets/*.png screenshots from the finished demo run
 README_FEATURE ?= 4
 readme: venv
 	$(PYTHON) tools/readme_assets.py --out_dir=$(DEMO) --feature=$(README_FEATURE)

@@ -9,7 +9,7 @@ Inputs: <out_dir>/transformer/ckpt.pt, <out_dir>/sae/ (SAELens layout: sae_weigh
 and the dataset's <split>.bin + meta.json (+ tokenizer file). Output: <out_dir>/interface/ with index.html
 (all features: sortable/searchable table, density histogram), feature.html?f=ID (one feature, all panels) and
 examples.html (activations on example texts), the repo's interface/ assets, and the data as .js files loaded
-with <script src> (no server, no fetch()). The data files and every key in them: interface/README.md.
+with <script src> (no server, no fetch()). The data files and every key in them: docs/browser.md.
 Built in a temp folder that replaces the old one at the end, so a half-built site is never taken for a
 complete one. An SAE or transformer with NaN/inf weights is refused (one line naming the tensor).
 
@@ -75,7 +75,7 @@ seed = 1337
 device = 'auto'  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', ...
 dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transformer and SAE forward passes)
 analysis = 'auto'  # analyze.py's report shown: 'auto' (<out_dir>/analysis/report.json if it is of this SAE), '', a path
-neuronpedia = False  # also write the site's data in Neuronpedia's upload format: <site>/neuronpedia/ (neuronpedia.py)
+neuronpedia = False  # also write the site's data in Neuronpedia's upload format: <site>/neuronpedia/
 # a sweep's feature families (monosemanticity/families.py): how features are linked across sizes
 family_link = 'decoder'  # a feature's parent and relatives: best 'decoder' cosine or 'activation' correlation
 family_contexts = 64  # random contexts of the split whose tokens the activation correlations cover

@@ -75,7 +75,7 @@ def sha256_of(path: str) -> str:
 
 
 def new_store_meta() -> dict:
-    """meta.json of this run's store before any shard is written (the layout: activations.py's docstring)."""
+    """meta.json of this run's store before any shard is written (the layout: monosemanticity/store.py's docstring)."""
     return dict(d=d, dtype=dtype, n_rows=0, shards=[], complete=False, site=hook, layer=layer,
                 tokens_per_context=tokens_per_context, context_length=T, n_contexts=n_contexts,
                 contexts_per_shard=cps, n_shards=n_shards, dataset=data_dir, split=split, n_tokens=n_tokens,

@@ -2,7 +2,7 @@
 Our SAEs side by side with SAELens's: the same TopK / BatchTopK / JumpReLU points trained on the same activation
 store (the same rows in the same order, batch size, token budget, lr, Adam betas, dead-latent window), SAELens's
 with its own trainer (sae_lens SAETrainer) in its own venv, each exported with its library's own save, and all
-evaluated by the same sae_eval.evaluate_sae on the same val contexts as train_sae.py's final evaluation.
+evaluated by the same monosemanticity.metrics.evaluate_sae on the same val contexts as train_sae.py's final evaluation.
 
 SAELens is optional and never installed into this project's venv: give the python of a venv that has it,
     python -m venv ~/saelens-venv && ~/saelens-venv/bin/pip install sae-lens
@@ -82,7 +82,7 @@ def run_child(python: str, task: str, spec: dict, threads: int = 2) -> dict:
 
 
 # ----------------------------------------------------------------------------- the child (in the SAELens venv)
-# These functions import only the standard library, torch, sae_lens and (child_train) our activations.py.
+# These functions import only the standard library, torch, sae_lens and (child_train) our monosemanticity/store.py.
 
 def child_random_saes(made: list[dict]) -> None:
     """SAELens training SAEs of the kinds made[i]['kind'] with random weights (decoder norms not 1, biases and

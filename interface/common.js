@@ -1,7 +1,7 @@
 'use strict';
 // Shared by index.html, feature.html and examples.html (and a sweep site's index.html and family.html), as IF.*.
 // The data come from data/*.js and features/NNNN.js, loaded with <script src> (works from file://; fetch() of
-// local files does not); their keys are described in the repo's interface/README.md. Every token is put on the page with textContent, never as HTML.
+// local files does not); their keys are described in the repo's docs/browser.md. Every token is put on the page with textContent, never as HTML.
 const IF = {
   // ------------------------------------------------------------------ tokens
   // VOCAB[id] is the token's text, or the list of its bytes when they are not valid UTF-8 on their own (a
@@ -119,7 +119,7 @@ const IF = {
   },
 
   // ------------------------------------------------------------------ a context window
-  // w: a window of a feature record (interface/README.md): {context, pos, act, start, tokens, acts, effects}
+  // w: a window of a feature record (docs/browser.md): {context, pos, act, start, tokens, acts, effects}
   renderWindow(w, maxAct, effScale) {
     const {el, fmt} = IF;
     const texts = IF.tokenTexts(w.tokens), row = el('div', {className: 'win'});

@@ -3,7 +3,7 @@
 // only differ) split as the dictionary grows -- Bricken et al. 2023, "Towards Monosemanticity", feature
 // splitting: every feature of a larger SAE is linked to its closest feature (its parent) in the next smaller one.
 // Data: data/sweep.js (SWEEP.families) and data/family_NAME.js (FAMILY: per member, per feature {parent, cos,
-// corr, children, density, max_act, top_tokens}); see interface/README.md.
+// corr, children, density, max_act, top_tokens}); see docs/browser.md.
 const MAX_CARDS = 30;  // per column of a tree (the most similar; the others listed as links); the asked path always
 const main = document.getElementById('main');
 const error = (text) => main.appendChild(IF.el('p', {className: 'error'}, [text]));

@@ -1,7 +1,7 @@
 'use strict';
 // The sweep site's index.html (interface/sweep.html renamed): every SAE of the sweep with its numbers from
 // pareto.json, the feature families, the Pareto plot. SWEEP = {members, families, pareto_png}
-// (interface/README.md).
+// (docs/browser.md).
 const sweepSort = {key: 'order', dir: 1};  // 'order': as in pareto.json
 
 // k for kinds without an L1 penalty, λ for the others (pareto.json sets one of the two)
@@ -79,8 +79,8 @@ function renderPareto() {
     box.appendChild(IF.el('img', {src: png, alt: 'L0 against loss recovered and against FVU, one line per kind',
       className: 'pareto'}));
   } else {
-    box.appendChild(IF.el('div', {className: 'muted'}, ['No pareto.png in the sweep folder (python sweep.py ' +
-      '<sweep_dir> draws it).']));
+    box.appendChild(IF.el('div', {className: 'muted'}, ['No pareto.png in the sweep folder (train_sae.py draws ' +
+      'it at the end of the sweep: run its sweep config again with --init_from=resume).']));
   }
 }
 

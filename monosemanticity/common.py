@@ -247,7 +247,7 @@ def read_json(path: str, hint: str = '') -> dict:
 
 
 def read_site_data(path: str):
-    """The JSON of a feature-browser data file: `window.X=<JSON>;` or `loadFeatures(<JSON>);` (interface/README.md)."""
+    """The JSON of a feature-browser data file: `window.X=<JSON>;` or `loadFeatures(<JSON>);` (docs/browser.md)."""
     with open(path, encoding='ascii') as f:
         text = f.read().strip()
     if text.startswith('loadFeatures('):

@@ -74,7 +74,7 @@ def sweep_members(sweep_dir: str) -> list[SweepMember]:
     return members
 
 
-def sweep_families(sweep_dir: str, members: list[SweepMember]) -> list[Family]:
+def families_or_error(sweep_dir: str, members: list[SweepMember]) -> list[Family]:
     """find_families, or UserError when the sweep has none."""
     families = find_families(members)
     if not families:
@@ -232,7 +232,7 @@ def link_sweep(sweep_dir: str, members: list[SweepMember], transformer, split: s
         raise UserError(f"family_contexts={n_contexts} must be >= 1")
     if link not in LINKS:
         raise UserError(f"family_link='{link}' is not one of {', '.join(LINKS)}")
-    families = sweep_families(sweep_dir, members)
+    families = families_or_error(sweep_dir, members)
     file = TokenFile(transformer.data_dir, split, transformer.data_meta['dtype'], transformer.device)
     contexts = pick_contexts(file, transformer.context_length, n_contexts, batch_size, np.random.default_rng(seed))
     by_name = {m.name: m for m in members}

@@ -389,7 +389,7 @@ def top_tokens(token_counts: 'TokenCounts') -> TopTokens:
 class ExampleTexts(NamedTuple):
     starts: list[int]  # token offsets in <split>.bin
     length: int  # tokens per text
-    texts: list[dict]  # data/examples.js (interface/README.md)
+    texts: list[dict]  # data/examples.js (docs/browser.md)
 
 
 @torch.no_grad()

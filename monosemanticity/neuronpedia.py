@@ -15,8 +15,8 @@ The rows have the fields (names, order, types) of Neuronpedia's own converter, h
 utils/neuronpedia-utils/neuronpedia_utils/convert-saedashboard-to-neuronpedia-export.py and its db_models/*.py
 (SourceRelease, Model, SourceSet, Source, Feature, Activation); the histogram fields follow SAEDashboard's
 HistogramData (jbloomAus/SAEDashboard sae_dashboard/utils_fns.py: bar_values are the bins' centres, bar_heights their
-counts). Every number is copied from the site's own data files (interface/README.md), which are read back a chunk
-at a time, so RAM holds one feature file, not all records. Field by field: interface/README.md (Neuronpedia export).
+counts). Every number is copied from the site's own data files (docs/browser.md), which are read back a chunk
+at a time, so RAM holds one feature file, not all records. Field by field: docs/browser.md (Neuronpedia export).
 """
 import gzip
 import json

@@ -1,6 +1,6 @@
 """
 One SAE's feature browser: the passes (feature_stats, logit_effects) over random contexts of a split, then the
-site's data files (their format: interface/README.md) and the repo's interface/ assets, written into a new folder.
+site's data files (their format: docs/browser.md) and the repo's interface/ assets, written into a new folder.
 build_site takes its settings as a SiteSettings (build_interface.py makes it from its config).
 """
 import json
@@ -14,6 +14,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
+from monosemanticity.families import LINKS
 from monosemanticity.common import REPO_ROOT, UserError, atomic_write_json, print0, progress
 from monosemanticity.feature_stats import (HIST_BINS, Neighbours, Pass1, Pass2, TopTokens, Windows, example_texts,
                                            feature_neighbours, pass1_statistics, pass2_intervals, select_windows,
@@ -24,7 +25,7 @@ from monosemanticity.neuronpedia import export_site as export_neuronpedia
 from monosemanticity.runs import Contexts, Inputs, TokenFile, load_vocab, pick_contexts
 from monosemanticity.site_analysis import SiteAnalysis
 
-ULTRALOW = 1e-5  # alive features below this density are "ultralow" (the paper's and DESIGN.md's threshold)
+ULTRALOW = 1e-5  # alive features below this density are "ultralow" (the paper's threshold)
 FEATURES_PER_FILE = 64  # features/NNNN.js holds features NNNN*64 ... NNNN*64+63 (few files: fast to replace)
 ASSETS = os.path.join(REPO_ROOT, 'interface')  # html, js, css copied to the site
 SWEEP_PAGES = ('sweep.html', 'family.html', 'page_sweep.js', 'page_family.js')  # a sweep site's root only
@@ -65,6 +66,8 @@ class SiteSettings:
                 raise UserError(f"{name}={getattr(self, name)} must be >= {lo}")
         if self.ablation not in ('auto', 'rerun', 'none'):
             raise UserError(f"ablation='{self.ablation}' is not 'auto', 'rerun' or 'none'")
+        if self.family_link not in LINKS:
+            raise UserError(f"family_link='{self.family_link}' is not one of {', '.join(LINKS)}")
 
 
 class SiteSummary(NamedTuple):
@@ -97,7 +100,7 @@ def build_site(inputs: Inputs, site_dir: str, settings: SiteSettings, config: di
     examples = example_texts(inputs, token_file, s.n_example_texts, min(s.example_length, contexts.length),
                              s.batch_size, np.random.default_rng(s.seed + 1))
 
-    # the site: data files (their format: interface/README.md)
+    # the site: data files (their format: docs/browser.md)
     t_write = time.time()
     vocab = vocab if vocab is not None else load_vocab(inputs.data_dir, inputs.data_meta,
                                                        inputs.model.config.vocab_size)
@@ -122,7 +125,7 @@ def build_site(inputs: Inputs, site_dir: str, settings: SiteSettings, config: di
     meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
             'example_length': examples.length, 'ln_scale': stats.ln_scale}
     write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
-    if s.neuronpedia:  # the same data in Neuronpedia's upload format, read back from the site (neuronpedia.py)
+    if s.neuronpedia:  # the same data in Neuronpedia's upload format, read back from the site
         export_neuronpedia(site_dir, inputs.model.config.n_layer, inputs.model.config.n_embd, quiet=not verbose)
 
     n_fire, density, act_max, _ = feature_summary(stats, contexts.n_tokens)
@@ -200,7 +203,7 @@ def feature_summary(stats: Pass1, n_tokens: int) -> tuple[torch.Tensor, np.ndarr
 
 
 def index_data(meta: dict, stats: Pass1, fired_on: TopTokens, logits: LogitWeights) -> dict:
-    """data/index.js: the run and a few numbers per feature (interface/README.md)."""
+    """data/index.js: the run and a few numbers per feature (docs/browser.md)."""
     n_fire, _, act_max, mean_act = feature_summary(stats, meta['n_tokens'])
     return {'meta': meta, 'n_fire': n_fire.tolist(), 'max': sig(act_max.numpy(), 4).tolist(),
             'mean': sig(mean_act, 4).tolist(),
@@ -211,7 +214,7 @@ def index_data(meta: dict, stats: Pass1, fired_on: TopTokens, logits: LogitWeigh
 
 def feature_records(stats: Pass1, intervals: Pass2, windows: Windows, shown: ShownWindows, logits: LogitWeights,
                     nb: Neighbours, fired_on: TopTokens, n_tokens: int) -> Iterator[dict]:
-    """Each feature's record for features/NNNN.js (interface/README.md), in id order."""
+    """Each feature's record for features/NNNN.js (docs/browser.md), in id order."""
     top_k, n_feat = stats.top_act.shape
     n_intervals = intervals.interval_count.size(1)
     n_fire, density, act_max, mean_act = feature_summary(stats, n_tokens)

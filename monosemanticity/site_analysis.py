@@ -13,7 +13,7 @@ ANALYSIS_KEYS = ('threshold', 'patterns', 'pattern_precision', 'pattern_fires', 
 
 
 class SiteAnalysis(NamedTuple):
-    """What a site shows of analyze.py's report on its SAE (interface/README.md)."""
+    """What a site shows of analyze.py's report on its SAE (docs/browser.md)."""
     meta: dict  # INDEX.meta.analysis
     index: dict  # INDEX's per-feature arrays f1, explain, match
     records: list[dict]  # per feature, its record's `analysis`

@@ -21,7 +21,7 @@ def build_sweep_site(sweep_dir: str, transformer: Transformer, settings: SiteSet
     the sweep page and the family pages, built in one temp folder swapped in when complete; returns its path.
     config: the build's config, kept in each member's meta.json."""
     members = fam.sweep_members(sweep_dir)
-    links = sweep_families(sweep_dir, members, transformer, settings)
+    links = linked_families(sweep_dir, members, transformer, settings)
     final_dir = os.path.join(sweep_dir, 'interface')
     tmp_dir = temp_dir_for(final_dir)
     os.makedirs(tmp_dir)
@@ -44,7 +44,7 @@ def build_sweep_site(sweep_dir: str, transformer: Transformer, settings: SiteSet
     return swap_in(tmp_dir, final_dir)
 
 
-def sweep_families(sweep_dir: str, members: list, transformer: Transformer, s: SiteSettings) -> dict:
+def linked_families(sweep_dir: str, members: list, transformer: Transformer, s: SiteSettings) -> dict:
     """<sweep_dir>/families.json (families.py), computed and written first when absent, stale or linked with other
     settings (s.family_link, s.family_contexts, s.split, s.seed); the sweep's SAEs of no family have no relatives:
     families [] when there is none."""
@@ -96,7 +96,7 @@ def family_nodes(family: dict, summaries: dict[str, SiteSummary], vocab: list) -
 def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, summaries: dict[str, SiteSummary],
                      vocab: list) -> None:
     """The sweep site's own files: its pages (interface/sweep.html as index.html), pareto.png, data/sweep.js and
-    data/family_<NAME>.js (interface/README.md)."""
+    data/family_<NAME>.js (docs/browser.md)."""
     for name in SWEEP_PAGES + SWEEP_SHARED:
         if not os.path.isfile(os.path.join(ASSETS, name)):
             raise UserError(f"{os.path.join(ASSETS, name)} is missing: the repo's interface/ folder is incomplete")

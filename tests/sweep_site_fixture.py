@@ -1,4 +1,4 @@
-"""A made-up sweep site in the format of interface/README.md (no model, no build), for tests/test_browser.py: a
+"""A made-up sweep site in the format of docs/browser.md (no model, no build), for tests/test_browser.py: a
 family of three TopK sizes (4 -> 8 -> 16 features) and one SAE in no family. Token texts are markup, so a page that
 puts one on the page as HTML shows it."""
 import json

@@ -1,4 +1,5 @@
-"""generate_activations.py and activations.py: the store's contract, resume after a kill, torchrun, readers."""
+"""generate_activations.py and monosemanticity/store.py: the store's contract, resume after a kill, torchrun,
+readers."""
 import json
 import os
 import shutil

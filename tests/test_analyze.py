@@ -1,5 +1,6 @@
 """analyze.py on two tiny runs (transformers from two seeds, an SAE each): every number of report.json against brute
 force over all the contexts' tokens, the EXPLAIN / SCORE split, and bad input."""
+import dataclasses
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ from safetensors.torch import load_file, save_file
 from autoencoder import load_saelens
 from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
 from monosemanticity.families import CorrelationSums
+from monosemanticity.findings import (AnalysisSettings, analysis_report, explain_all, firing_thresholds, load_runs,
+                                      pass1_maxima_and_correlations, pass2_firings, pick_split)
 from model import load_gpt
 from test_families import D_IN, SITE, save_sae  # an SAE export whose features read their own decoder directions
 
@@ -235,6 +238,44 @@ def test_dense_correlation_sums_equal_numpy_corrcoef():
     with np.errstate(invalid='ignore', divide='ignore'):
         want = np.nan_to_num(np.corrcoef(acts[0].double().T.numpy(), acts[1].double().T.numpy())[:7, 7:])
     np.testing.assert_allclose(sums.corr(0, 1).numpy(), want, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- the library's settings
+
+def test_the_findings_steps_use_the_settings_they_are_given(runs):
+    """monosemanticity.findings called directly: the script's settings give its report's contexts and split, and other
+    settings (fewer and shorter contexts, another seed, split share, threshold, pattern and output-token counts) are
+    the ones applied, not defaults read from elsewhere."""
+    config = {'out_dir': runs['a'], 'run_b': runs['b'], 'sae_dir': '', 'dataset': '', 'split': 'val',
+              'n_contexts': CTX, 'explain_frac': 0.4, 'context_length': 0, 'batch_size': BATCH, 'fire_frac': 0.5,
+              'min_precision': 0.5, 'min_pattern_fires': 2, 'max_patterns': 10, 'n_output_tokens': 5, 'seed': 3,
+              'device': 'cpu', 'dtype': 'float32'}  # analyze.py's defaults with ARGS
+    s = AnalysisSettings.from_config(config)
+    contexts, halves = pick_split(load_runs(s, 'cpu')[0].transformer, s)
+    tok = runs['report']['tokens']
+    assert (contexts.starts.tolist(), halves.explain.tolist()) == (tok['context_starts'], tok['explain'])
+
+    other = dataclasses.replace(s, sae_dir='sae', n_contexts=12, explain_frac=0.25, context_length=16, batch_size=5,
+                                fire_frac=0.3, min_pattern_fires=1, max_patterns=1, n_output_tokens=2, seed=4)
+    pair = load_runs(other, 'cpu')
+    contexts, halves = pick_split(pair[0].transformer, other)
+    assert (contexts.n, contexts.length, len(halves.explain), len(halves.score)) == (12, 16, 3, 9)
+    assert contexts.batches == [(0, 5), (5, 10), (10, 12)] and contexts.starts.tolist() != tok['context_starts'][:12]
+    stats = pass1_maxima_and_correlations(pair, contexts, halves)
+    thresholds = {name: firing_thresholds(m, other.fire_frac) for name, m in stats.explain_max.items()}
+    firings = pass2_firings(pair, contexts, halves, thresholds)
+    interpretability = explain_all(pair, contexts, halves, thresholds, firings, other)
+    units = [u for name in UNITS for u in interpretability[name]['units']]
+    assert all(len(u['patterns']) <= 1 and len(u['output']) == 2 for u in units)
+    assert sum(len(u['patterns']) == 1 for u in units) >= len(units) // 2
+    assert max(len(u['patterns']) for name in UNITS for u in runs['report']['interpretability'][name]['units']) > 1
+    for name in UNITS:  # fire_frac: 0.3 x each unit's max over the 3 EXPLAIN contexts' tokens
+        got = [np.inf if u['threshold'] is None else u['threshold'] for u in interpretability[name]['units']]
+        want = stats.explain_max[name].double().numpy()
+        np.testing.assert_allclose(got, np.where(want > 0, 0.3 * want, np.inf), rtol=1e-5)
+    rep = analysis_report(config, other, pair, contexts, halves, interpretability, {}, {})
+    assert rep['config'] is config and (rep['rule']['fire_frac'], rep['rule']['max_patterns']) == (0.3, 1)
+    assert (rep['tokens']['n_explain_tokens'], rep['tokens']['n_tokens']) == (3 * 16, 12 * 16)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -1,4 +1,5 @@
-"""families.py: families of a sweep (SAEs alike but for their size) and the links of their features across sizes."""
+"""monosemanticity/families.py: families of a sweep (SAEs alike but for their size) and the links of their features
+across sizes."""
 import json
 import os
 
@@ -8,8 +9,9 @@ import torch
 
 from monosemanticity import families as fam
 from autoencoder import SAEConfig, SparseAutoencoder, load_saelens, save_saelens, saelens_cfg
-from conftest import make_token_dataset, run_failing, run_script, save_transformer
+from conftest import make_token_dataset, run_failing, save_transformer
 from model import GPT, GPTConfig
+from monosemanticity.runs import load_transformer
 
 SITE, D_IN, T = 'blocks.0.mlp_hidden', 64, 32
 ARGS = ['--family_contexts=12', f'--context_length={T}', '--batch_size=5', '--device=cpu', '--seed=3']
@@ -127,12 +129,14 @@ def sweep(tmp_path_factory):
     for name, W in (('s8', small), ('s16', mid), ('s32', large)):
         save_sae(os.path.join(sweep_dir, name), W)
     save_sae(os.path.join(sweep_dir, 'tk16'), mid, 'topk', k=4)
-    p = run_script('families.py', f'--sweep_dir={sweep_dir}', *ARGS)
-    return {'dir': sweep_dir, 'model': model, 'data': data, 'stdout': p.stdout, 'planted': [planted_mid, planted_large],
-            'json': json.load(open(os.path.join(sweep_dir, 'families.json')))}
+    transformer = load_transformer(out, '', '', T, 'cpu', 'float32')
+    members = fam.sweep_members(sweep_dir)
+    fam.write_families(sweep_dir, fam.link_sweep(sweep_dir, members, transformer, 'val', 12, 5, 'decoder', 3))
+    return {'dir': sweep_dir, 'out': out, 'model': model, 'data': data, 'planted': [planted_mid, planted_large],
+            'members': members, 'json': json.load(open(os.path.join(sweep_dir, 'families.json')))}
 
 
-def test_script_finds_the_family_and_recovers_the_planted_splits(sweep):
+def test_link_sweep_finds_the_family_and_recovers_the_planted_splits(sweep):
     (f,) = sweep['json']['families']
     assert (f['name'], f['kind'], f['members'], f['sizes']) == ('anthropic2023', 'anthropic2023',
                                                                 ['s8', 's16', 's32'], [8, 16, 32])
@@ -141,10 +145,9 @@ def test_script_finds_the_family_and_recovers_the_planted_splits(sweep):
     assert f['link'] == 'decoder' and f['n_tokens'] == sweep['json']['n_tokens'] == 12 * T
     assert [len(x['relatives']) for x in f['features']['s8']] == [6] * 8  # 3 in each other size
     assert [n for n in os.listdir(sweep['dir']) if n.startswith('families')] == ['families.json']
-    assert 'family anthropic2023: 8 -> 16 -> 32 features' in sweep['stdout']
 
 
-def test_script_cosines_and_correlations_equal_a_direct_computation(sweep):
+def test_link_sweep_cosines_and_correlations_equal_a_direct_computation(sweep):
     """Decoder cosines from the exports; correlations from every token of the contexts families.json names."""
     js = sweep['json']
     f = js['families'][0]
@@ -178,10 +181,23 @@ def test_families_json_is_written_atomically(sweep, tmp_path, monkeypatch):
     assert os.listdir(d) == ['families.json'] and open(os.path.join(d, 'families.json')).read() == before
 
 
+def test_families_json_is_read_back_only_for_the_same_settings(sweep):
+    """build_interface.py --sweep_dir reuses families.json only when it was linked as now asked (else relinks)."""
+    read = lambda *a: fam.read_families(sweep['dir'], sweep['members'], *a)
+    assert read('decoder', 12, 'val', 3) == sweep['json']
+    for other in (('activation', 12, 'val', 3), ('decoder', 13, 'val', 3), ('decoder', 12, 'train', 3),
+                  ('decoder', 12, 'val', 4)):
+        assert read(*other) is None, other
+
+
 def test_bad_input_is_one_line(sweep, tmp_path):
-    code, lines, _ = run_failing('families.py', f'--sweep_dir={tmp_path / "none"}', *ARGS)
+    code, lines, _ = run_failing('build_interface.py', f"--out_dir={sweep['out']}", f'--sweep_dir={tmp_path / "none"}',
+                                 *ARGS)
     assert code == 2 and len(lines) == 1 and 'is not a folder' in lines[0]
-    lonely = tmp_path / 'sweep'
-    save_sae(str(lonely / 'only'), torch.eye(8, D_IN))
-    code, lines, _ = run_failing('families.py', f'--sweep_dir={lonely}', *ARGS)
-    assert code == 2 and len(lines) == 1 and 'no family' in lines[0], lines
+    with pytest.raises(fam.UserError, match='no family'):
+        lonely = tmp_path / 'sweep'
+        save_sae(str(lonely / 'only'), torch.eye(8, D_IN))
+        fam.families_or_error(str(lonely), fam.sweep_members(str(lonely)))
+    code, lines, _ = run_failing('build_interface.py', f"--out_dir={sweep['out']}", f'--sweep_dir={tmp_path}',
+                                 *ARGS, '--family_link=cosine')
+    assert code == 2 and len(lines) == 1 and 'family_link' in lines[0], lines

@@ -1,4 +1,6 @@
 """build_interface.py on a tiny model + tiny SAE: every statistic against brute force over all tokens."""
+import ast
+import dataclasses
 import glob
 import itertools
 import json
@@ -13,8 +15,11 @@ import tiktoken
 import torch
 from safetensors.torch import save_file
 
-import build_interface as bi
-from monosemanticity import families as families
+from monosemanticity import feature_stats as fs
+from monosemanticity import logit_effects as le
+from monosemanticity import runs
+from monosemanticity import site as site_build
+
 from monosemanticity.common import read_site_data
 from conftest import REPO, run_script, save_transformer, write_token_data
 from model import GPT, GPTConfig
@@ -406,7 +411,7 @@ def walk_distribution(context_of: list[int], S: int) -> dict[frozenset, float]:
 def sample_stream(context_of: list[int], batches: list[tuple[int, int]], S: int, n_trials: int) -> list[frozenset]:
     """IntervalSamples.offer_ fed batch by batch; the same stream goes to n_trials buckets (independent keys), so
     each bucket is one trial. Returns each trial's sample as the set of token ids (stored as the position)."""
-    samples = bi.IntervalSamples.empty(n_trials, S, 'cpu')
+    samples = fs.IntervalSamples.empty(n_trials, S, 'cpu')
     gen = torch.Generator().manual_seed(0)
     ctx = torch.tensor(context_of)
     for c0, c1 in batches:
@@ -461,10 +466,10 @@ def test_local_ablation_formula_equals_a_rerun_without_the_feature(site_kind):
     feat = torch.tensor([0, 3, 5, 3, 1, 2, 4, 0])
     row = torch.tensor([5, 5, 40, 5, 70, 3, 94, 31])
     act = torch.tensor([1.5, 0.7, 2.0, 0.7, 0.3, 1.1, 0.9, 2.5])
-    head = bi.logit_head(model)
-    directions = bi.feature_logit_directions(head, bi.resid_direction(model, 1, site_kind, W_dec))
+    head = le.logit_head(model)
+    directions = le.feature_logit_directions(head, le.resid_direction(model, 1, site_kind, W_dec))
     buffers = (torch.empty(3, V), torch.empty(3, V))  # chunks of 3 pairs
-    got = bi.local_ablation_effects(head, directions, resid, y.reshape(-1), feat, row, act, buffers)
+    got = le.local_ablation_effects(head, directions, resid, y.reshape(-1), feat, row, act, buffers)
     clean = torch.log_softmax(model.run(x)[0], -1)
     for m in range(len(feat)):
         b, t = divmod(int(row[m]), T)
@@ -525,11 +530,11 @@ def test_sweep_site_has_the_contracts_files(sweep_site):
     sweep = read_js(os.path.join(d, 'data', 'sweep.js'))
     assert [m['name'] for m in sweep['members']] == ['s16', 's8', 'tk8'] and sweep['pareto_png'] is None
     assert sweep['families'] == [{'name': 'standard', 'kind': 'standard', 'members': ['s8', 's16'], 'sizes': [8, 16],
-                                  'link': 'decoder', 'n_tokens': families.family_contexts * T}]  # its default
+                                  'link': 'decoder', 'n_tokens': site_build.SiteSettings().family_contexts * T}]
     for m in sweep['members']:
         member = os.path.join(d, os.path.dirname(m['href']))
         assert os.path.isfile(os.path.join(d, m['href'])) and os.path.isfile(os.path.join(member, 'feature.html'))
-        assert not any(os.path.exists(os.path.join(member, n)) for n in bi.SWEEP_PAGES)
+        assert not any(os.path.exists(os.path.join(member, n)) for n in site_build.SWEEP_PAGES)
         meta = read_js(os.path.join(member, 'data', 'index.js'))['meta']
         assert meta['sweep'] == {'member': m['name'], 'family': None if m['name'] == 'tk8' else 'standard',
                                  'root': '../'}
@@ -568,4 +573,36 @@ def test_sweep_member_is_its_single_site_plus_relatives(sweep_site, site):
         assert not any('relatives' in f for f in read_features(d).values())
         assert 'sweep' not in read_js(os.path.join(d, 'data', 'index.js'))['meta']
         assert 'sweep_dir' not in json.load(open(os.path.join(d, 'meta.json')))['config']
-        assert not any(os.path.exists(os.path.join(d, n)) for n in bi.SWEEP_PAGES)
+        assert not any(os.path.exists(os.path.join(d, n)) for n in site_build.SWEEP_PAGES)
+
+
+def test_build_site_from_another_module_uses_the_settings_it_is_given(site, tmp_path):
+    """build_site takes its settings as an argument: none of build_interface.py's defaults (or this module's ARGS)
+    leak into a site built from a library call with other values."""
+    s = site_build.SiteSettings(n_contexts=9, batch_size=4, top_k=2, window=2, n_intervals=5, interval_samples=1,
+                                n_example_texts=2, example_length=12, coact_tokens=40, ablation='none', seed=7)
+    inputs = runs.load_inputs(runs.load_transformer(site['out'], '', '', T, 'cpu', 'float32'),
+                              os.path.join(site['out'], 'sae'))
+    out = str(tmp_path / 'site')
+    site_build.build_site(inputs, out, s, {'note': 'from a test'}, verbose=False)
+    meta = json.load(open(os.path.join(out, 'meta.json')))
+    assert (meta['n_contexts'], meta['top_k'], meta['window'], meta['n_intervals'], meta['interval_samples'],
+            meta['ablation'], meta['coact_tokens'], meta['example_length']) == (9, 2, 2, 5, 1, 'none', 40, 12)
+    assert meta['config'] == {'note': 'from a test'} and len(meta['example_starts']) == 2
+    assert meta['context_starts'] == sorted(meta['context_starts']) and len(meta['context_starts']) == 9
+    feats = read_features(out)
+    assert all(len(f['top']) <= 2 and len(f['intervals']) == 5 for f in feats.values())
+    assert all(len(x['tokens']) <= 2 * 2 + 2 for f in feats.values() for x in f['top'])
+    assert all(e == 0 for f in feats.values() for x in f['top'] for e in x['effects'])  # ablation='none'
+    other = str(tmp_path / 'other')
+    site_build.build_site(inputs, other, dataclasses.replace(s, seed=8), {}, verbose=False)
+    assert json.load(open(os.path.join(other, 'meta.json')))['context_starts'] != meta['context_starts']
+
+
+def test_site_settings_defaults_are_the_scripts():
+    """SiteSettings' defaults (for callers of build_site) are build_interface.py's config defaults: one set."""
+    tree = ast.parse(open(os.path.join(REPO, 'build_interface.py')).read())
+    script = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
+    for f in dataclasses.fields(site_build.SiteSettings):
+        assert script[f.name] == f.default, f.name

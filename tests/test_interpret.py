@@ -1,4 +1,5 @@
-"""interpret.py: offline explanations and their held-out detection scores, checked against brute force."""
+"""monosemanticity/explanations.py: offline explanations and their held-out detection scores, checked against
+brute force."""
 import itertools
 
 import numpy as np

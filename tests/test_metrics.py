@@ -10,7 +10,7 @@ eval batches differ in mean.
 The brute force reads sae_weights.safetensors + cfg.json (the export), data_mean from ckpt.pt and the transformer
 checkpoint, runs the model over the same contexts as train_sae.py's evaluate() (n spread evenly over val.bin) and
 computes each metric from its definition in float64 (per-token tensors, summed over batches of contexts), with
-none of autoencoder.py's or sae_eval.py's code:
+none of autoencoder.py's or monosemanticity/metrics.py's code:
     l0  = mean over tokens of #{i: f_i ≠ 0}         mse = Σ‖x - x̂‖² / (n·d)     fvu = Σ‖x - x̂‖² / Σ‖x - x̄‖²
     l1  = mean over tokens of Σ_i |f_i|             density_i = #{tokens: f_i ≠ 0} / n
     dead = density 0, ultralow = alive with density < 1e-5, alive_frac = 1 - dead_frac

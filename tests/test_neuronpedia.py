@@ -4,14 +4,18 @@ import glob
 import gzip
 import json
 import os
+import re
 import shutil
 from datetime import datetime
 
 import pytest
 
-import build_interface as bi
+from monosemanticity import feature_stats as fs
+from monosemanticity import logit_effects as le
+from monosemanticity import site as site_build
 from monosemanticity import neuronpedia as npx
 import test_interface as ti
+from conftest import run_script
 
 # Neuronpedia's rows: field -> type, as declared in hijohnnylin/neuronpedia
 # utils/neuronpedia-utils/neuronpedia_utils/db_models/*.py (Optional[X] -> (X, None); datetime -> ISO str).
@@ -132,13 +136,13 @@ def test_feature_rows_equal_the_site(site):
         assert r['neg_str'] == [text_of(site, t) for t, _ in rec['logits']['neg']]
         assert r['pos_values'] == [w for _, w in rec['logits']['pos']] == sorted(r['pos_values'], reverse=True)
         assert r['neg_values'] == [w for _, w in rec['logits']['neg']] == sorted(r['neg_values'])
-        assert len(r['pos_str']) == len(r['neg_str']) == bi.N_LOGITS
+        assert len(r['pos_str']) == len(r['neg_str']) == le.N_LOGITS
         assert r['topkCosSimIndices'] == [j for j, _ in rec['cos']] and r['topkCosSimValues'] == [c for _, c in
                                                                                                   rec['cos']]
         heights, values = r['freq_hist_data_bar_heights'], r['freq_hist_data_bar_values']
-        assert heights == rec['hist'] and len(values) == bi.HIST_BINS and sum(heights) == rec['n_fire']
-        step = rec['max'] / bi.HIST_BINS  # bins of (0, max]: bar values are their centres
-        assert values == pytest.approx([step * (j + 0.5) for j in range(bi.HIST_BINS)], abs=1e-5)
+        assert heights == rec['hist'] and len(values) == fs.HIST_BINS and sum(heights) == rec['n_fire']
+        step = rec['max'] / fs.HIST_BINS  # bins of (0, max]: bar values are their centres
+        assert values == pytest.approx([step * (j + 0.5) for j in range(fs.HIST_BINS)], abs=1e-5)
         lh, lv, lo, hi = r['logits_hist_data_bar_heights'], r['logits_hist_data_bar_values'], rec['logits']['lo'], \
             rec['logits']['hi']
         assert lh == rec['logits']['hist'] and sum(lh) == V and len(lv) == len(lh)
@@ -178,7 +182,7 @@ def reshard(site_dir: str, per_file: int) -> None:
         os.remove(path)
     for f0 in range(0, len(records), per_file):
         with open(os.path.join(site_dir, 'features', f"{f0 // per_file:04d}.js"), 'w', encoding='ascii') as f:
-            f.write(f"loadFeatures({bi.js(records[f0:f0 + per_file])});\n")
+            f.write(f"loadFeatures({site_build.js(records[f0:f0 + per_file])});\n")
     meta = json.load(open(os.path.join(site_dir, 'meta.json')))
     json.dump({**meta, 'features_per_file': per_file}, open(os.path.join(site_dir, 'meta.json'), 'w'))
 
@@ -223,6 +227,7 @@ def test_failed_export_leaves_no_partial_file(site, tmp_path, monkeypatch):
 
 
 def test_off_by_default_and_incomplete_site_refused(tmp_path):
-    assert bi.neuronpedia is False
+    assert site_build.SiteSettings().neuronpedia is False
+    assert re.search(r'--neuronpedia\s+= False', run_script('build_interface.py', '--help').stdout)
     with pytest.raises(npx.UserError, match='not a complete site'):
         npx.export_site(str(tmp_path), 1, 16)

@@ -16,7 +16,7 @@ from autoencoder import (KINDS, RECIPES, SAEConfig, SparseAutoencoder, init_from
 from monosemanticity.store import ActivationStore
 from bench.saelens import Evaluation, parse_config, run_child, saelens_missing, saelens_python
 from conftest import harvested_run, run_script
-from monosemanticity.sweep import write_pareto
+from monosemanticity.sweep import pareto_table, write_pareto
 
 PYTHON = saelens_python()
 MISSING = saelens_missing(PYTHON)
@@ -101,7 +101,8 @@ def test_every_kind_loads_with_saelens_load_from_disk(tmp_path):
 
 def test_pareto_report_takes_saelens_points(tmp_path):
     """SAELens's SAEs (<sweep>/saelens/<name>/metrics.json, source 'saelens') join the report: pareto.json records
-    say their source ('ours' | 'saelens'), the plot draws them, and `python sweep.py DIR` keeps them."""
+    say their source ('ours' | 'saelens'), the plot draws them, and a rewrite (train_sae.py's at a sweep's end)
+    keeps them."""
     def metrics(kind, l0, source=None):
         m = dict(kind=kind, n_features=64, l0=l0, fvu=0.5, loss_recovered=0.9, loss_recovered_mean_abl=0.8,
                  kl_spliced=0.01, alive_frac=1.0, ultralow_frac_of_alive=0.0, tokens_seen=100,
@@ -116,8 +117,7 @@ def test_pareto_report_takes_saelens_points(tmp_path):
     assert [(r['name'], r['source'], r['l0']) for r in records] == [
         ('topk_a', 'ours', 8.0), ('jumprelu_b', 'saelens', 12.0), ('topk_a', 'saelens', 9.0)]
     assert json.loads((tmp_path / 'pareto.json').read_text()) == records
-    p = run_script('sweep.py', str(tmp_path))
-    assert 'SAELens jumprelu' in p.stdout and json.loads((tmp_path / 'pareto.json').read_text()) == records
+    assert write_pareto(str(tmp_path), RECIPES) == records and 'SAELens jumprelu' in pareto_table(records)
     assert write_pareto(str(tmp_path), RECIPES, extra=[])[-1]['source'] == 'ours'
 
 

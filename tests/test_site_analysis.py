@@ -1,4 +1,4 @@
-"""build_interface.py shows analyze.py's report (interface/README.md, /analysis in the contract): a tiny site of run A
+"""build_interface.py shows analyze.py's report (docs/browser.md, /analysis in the contract): a tiny site of run A
 and one of run B, a synthesized report.json naming both SAEs; the data hold exactly the report's numbers of each
 side, the site without a report is the site as before, and the pages (headless Chromium) show and link them."""
 import glob
@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-import build_interface as bi
+from monosemanticity import site_analysis as sa
 from monosemanticity.common import UserError
 from conftest import run_failing, run_script
 from test_interface import ARGS, D_IN, N_FEAT, XSS, build_site, read_features, read_js
@@ -124,7 +124,7 @@ def test_site_holds_the_reports_numbers_of_its_side(runs, side):
     assert index['explain'] == [u['patterns'][:3] for u in units]
     assert index['match'] == best
     for i, u in enumerate(units):
-        assert feats[i]['analysis'] == {**{k: u[k] for k in bi.ANALYSIS_KEYS},
+        assert feats[i]['analysis'] == {**{k: u[k] for k in sa.ANALYSIS_KEYS},
                                         'match': {'feature': best[i][0], 'corr': best[i][1]}}
     key = 'features' if side == 'a' else 'features_b'
     univ = report['universality']
@@ -181,16 +181,16 @@ def test_auto_ignores_a_report_that_does_not_apply(runs, tmp_path, capsys, probl
         t = os.path.getmtime(os.path.join(sae_path, 'sae_weights.safetensors'))
         os.utime(path, (t - 60, t - 60))
     n_features = N_FEAT + 1 if problem == 'other_size' else N_FEAT
-    assert bi.find_analysis('auto', str(tmp_path), sae_path, n_features) is None
+    assert sa.find_analysis('auto', str(tmp_path), sae_path, n_features) is None
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith('note:')]
     assert len(notes) == 1 and path in notes[0] and 'is not shown' in notes[0], notes
-    assert bi.find_analysis('auto', str(tmp_path / 'nothing'), sae_path, N_FEAT) is None  # no report: no note
+    assert sa.find_analysis('auto', str(tmp_path / 'nothing'), sae_path, N_FEAT) is None  # no report: no note
     assert capsys.readouterr().out == ''
     if problem != 'stale':  # an explicit path is used whatever its age, but must be of this SAE
         with pytest.raises(UserError, match="--analysis=''"):
-            bi.find_analysis(path, str(tmp_path), sae_path, n_features)
+            sa.find_analysis(path, str(tmp_path), sae_path, n_features)
     else:
-        assert bi.find_analysis(path, str(tmp_path), sae_path, N_FEAT).meta['side'] == 'a'
+        assert sa.find_analysis(path, str(tmp_path), sae_path, N_FEAT).meta['side'] == 'a'
 
 
 def test_explicit_foreign_report_is_one_line_exit_2(runs, tmp_path):

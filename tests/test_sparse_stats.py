@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import build_interface as bi
+from monosemanticity import feature_stats as fs
+from monosemanticity import logit_effects as le
+from monosemanticity import runs
 from test_interface import build_site, read_js
 
 F, V, N = 300, 37, 900  # features, vocab, tokens
@@ -26,7 +28,7 @@ def firings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def counted(fire: torch.Tensor, tokens: torch.Tensor, dense: bool, batch: int = 64, coact_n: int = N):
     """TokenCounts and CoactCounts fed like pass1_statistics: batch by batch, co-firing over the first coact_n."""
-    tc, cc = bi.TokenCounts(F, V, 'cpu', dense), bi.CoactCounts(F, 'cpu', dense)
+    tc, cc = fs.TokenCounts(F, V, 'cpu', dense), fs.CoactCounts(F, 'cpu', dense)
     tc.merge_at = 50  # merge often
     for b0 in range(0, N, batch):
         f = fire[b0:b0 + batch]
@@ -39,8 +41,8 @@ def counted(fire: torch.Tensor, tokens: torch.Tensor, dense: bool, batch: int = 
 
 @pytest.mark.parametrize('seed', [0, 1])
 def test_sparse_counts_equal_dense_and_brute_force(seed, monkeypatch):
-    monkeypatch.setattr(bi, 'PAIRS_PER_STEP', 97)  # many steps, one token (F² pairs) over the budget
-    monkeypatch.setattr(bi, 'ROWS_PER_CHUNK', 64)
+    monkeypatch.setattr(fs, 'PAIRS_PER_STEP', 97)  # many steps, one token (F² pairs) over the budget
+    monkeypatch.setattr(fs, 'ROWS_PER_CHUNK', 64)
     fire, tokens = firings(seed)
     coact_n = 700  # not a multiple of the batch: the last counted batch is cut
     ref_tokens = np.zeros((F, V), dtype=np.int64)  # brute force
@@ -56,27 +58,27 @@ def test_sparse_counts_equal_dense_and_brute_force(seed, monkeypatch):
                                                                                        ref_coact[sl])
     assert np.array_equal(cc_s.diagonal().numpy(), np.diag(ref_coact))
     assert len(tc_s.keys) == (ref_tokens > 0).sum() < F * V and not tc_s.held  # memory: only the pairs seen
-    top_d, top_s = bi.top_tokens(tc_d), bi.top_tokens(tc_s)
+    top_d, top_s = fs.top_tokens(tc_d), fs.top_tokens(tc_s)
     assert all(torch.equal(a, b) for a, b in zip(top_d, top_s))
     W_dec = torch.randn(F, 8, generator=torch.Generator().manual_seed(seed))
-    nb_d, nb_s = bi.feature_neighbours(W_dec, cc_d), bi.feature_neighbours(W_dec, cc_s)
+    nb_d, nb_s = fs.feature_neighbours(W_dec, cc_d), fs.feature_neighbours(W_dec, cc_s)
     assert all(torch.equal(a, b) for a, b in zip(nb_d, nb_s))  # ids of tied scores included
     # brute force of the neighbour scores and of the top tokens' counts
     n = np.diag(ref_coact).astype(np.float64)
     for i in range(5, F, 7):
-        top = sorted(ref_tokens[i], reverse=True)[:bi.N_TOP_TOKENS]
+        top = sorted(ref_tokens[i], reverse=True)[:fs.N_TOP_TOKENS]
         assert top_s.counts[i].tolist() == top and all(ref_tokens[i, t] == c for t, c in
                                                        zip(top_s.ids[i].tolist(), top))
         score = ref_coact[i] / np.sqrt(n[i] * n).clip(1e-12)
         score[i], score[ref_coact[i] == 0] = -1, -1
-        best = np.sort(score)[::-1][:bi.N_NEIGHBOURS]
+        best = np.sort(score)[::-1][:fs.N_NEIGHBOURS]
         assert nb_s.coact_score[i].numpy() == pytest.approx(best, abs=1e-6)
         assert all(score[j] == pytest.approx(s, abs=1e-6) for j, s in zip(nb_s.coact_ids[i].tolist(),
                                                                            nb_s.coact_score[i].tolist()) if s > 0)
 
 
 def test_no_firings():
-    tc, cc = bi.TokenCounts(F, V, 'cpu', False), bi.CoactCounts(F, 'cpu', False)
+    tc, cc = fs.TokenCounts(F, V, 'cpu', False), fs.CoactCounts(F, 'cpu', False)
     fire = torch.zeros(10, F, dtype=torch.bool)
     t_idx, feat = fire.nonzero().unbind(1)
     tc.add_(feat, t_idx)
@@ -109,12 +111,12 @@ def test_site_from_sparse_counts_is_the_dense_one(sites):
 def test_pass1_is_sparse_past_dense_stats_mb(sites):
     """pass1_statistics itself: dense matrices when they fit in dense_mb, else sparse counts of the pairs seen."""
     out = sites[0]['out']
-    inputs = bi.load_inputs(bi.load_transformer(out, '', '', 32, 'cpu', 'float32'), os.path.join(out, 'sae'))
-    file = bi.TokenFile(inputs.data_dir, 'val', inputs.data_meta['dtype'], 'cpu')
+    inputs = runs.load_inputs(runs.load_transformer(out, '', '', 32, 'cpu', 'float32'), os.path.join(out, 'sae'))
+    file = runs.TokenFile(inputs.data_dir, 'val', inputs.data_meta['dtype'], 'cpu')
     stats = []
     for dense_mb in (1, 0):
-        contexts = bi.pick_contexts(file, 32, 30, 7, np.random.default_rng(3), quiet=True)
-        stats.append(bi.pass1_statistics(inputs, contexts, 4, 500, dense_mb))
+        contexts = runs.pick_contexts(file, 32, 30, 7, np.random.default_rng(3), quiet=True)
+        stats.append(fs.pass1_statistics(inputs, contexts, 4, 500, dense_mb))
     dense, sparse = stats
     assert dense.token_counts.dense and dense.coact.dense and not sparse.token_counts.dense and not sparse.coact.dense
     n_feat, V = sparse.token_counts.shape
@@ -134,15 +136,15 @@ def test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_for
     C, V, F, N = 16, 50, 20, 30
     gamma, W_U, beta = torch.rand(C) + 0.5, torch.randn(V, C), torch.randn(C) * 0.1
     bias = W_U @ beta
-    head = bi.LogitHead(gamma, W_U, bias, bias.max(), (bias - bias.max()).exp(), False)
+    head = le.LogitHead(gamma, W_U, bias, bias.max(), (bias - bias.max()).exp(), False)
     U, resid, y = torch.randn(F, C), torch.randn(N, C), torch.randint(V, (N,))
     feat, row = torch.randint(F, (M,)), torch.randint(N, (M,))
     act = ((feat * 7 + row) % 5 + 1).float() / 4  # a pair's activation (the same wherever the pair repeats)
-    dense = bi.feature_logit_directions(head, U)
-    lazy = bi.feature_logit_directions(head, U, dense_mb=0)._replace(block_rows=3)
+    dense = le.feature_logit_directions(head, U)
+    lazy = le.feature_logit_directions(head, U, dense_mb=0)._replace(block_rows=3)
     assert dense.direct is not None and lazy.direct is None
     buffers = tuple(torch.empty(4, V) for _ in range(2))  # 4 pairs per chunk: many chunks per block
-    got = {name: bi.local_ablation_effects(head, d, resid, y, feat, row, act, buffers)
+    got = {name: le.local_ablation_effects(head, d, resid, y, feat, row, act, buffers)
            for name, d in (('dense', dense), ('blocks', lazy))}
 
     def logp(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

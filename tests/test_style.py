@@ -35,9 +35,9 @@ def test_no_function_is_longer_than_80_lines():
 
 
 @pytest.mark.parametrize('pattern, home, why', [
-    (r'os\.fsync\(', 'common.py', 'temp + fsync + rename lives in common.atomic_file'),
-    (r'\btqdm\(', 'common.py', 'progress bars come from common.progress (plain lines in a log)'),
-    (r'(raise|except) SystemExit\b', 'common.py', 'libraries raise UserError; scripts die()'),
+    (r'os\.fsync\(', 'monosemanticity/common.py', 'temp + fsync + rename lives in common.atomic_file'),
+    (r'\btqdm\(', 'monosemanticity/common.py', 'progress bars come from common.progress (plain lines in a log)'),
+    (r'(raise|except) SystemExit\b', 'monosemanticity/common.py', 'libraries raise UserError; scripts die()'),
 ])
 def test_one_place_for(pattern, home, why):
     found = [f"{path}:{i}" for path in tracked_python_files() if path != home and not path.startswith('tests/')
@@ -47,7 +47,7 @@ def test_one_place_for(pattern, home, why):
 
 def test_progress_off_a_terminal_is_a_few_plain_lines():
     """A log (stderr not a terminal) gets a line every 5% of the bar, no carriage returns; a transient bar none."""
-    code = ("from common import progress\n"
+    code = ("from monosemanticity.common import progress\n"
             "for _ in progress(range(1000), desc='work'): pass\n"
             "for _ in progress(range(1000), desc='eval', leave=False): pass\n")
     p = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -3,19 +3,29 @@ Mutation check of the recipes: break each recipe element, metric definition and 
 copy of the repo, and check that the test named for it fails. A guard whose test still passes is a test that
 cannot fail: the run ends with exit code 1 and names it.
 
-    python -m tools.guards                 # every guard (~10 minutes on 2 idle cores: not part of `make test`)
+    python -m tools.guards                 # every guard (~1 hour on 2 idle cores: not part of `make test`)
+    python -m tools.guards --jobs 2        # two guards at a time, each in its own copy of the repo
     python -m tools.guards resampling L0   # only the guards whose element contains one of these words
-    python -m tools.guards --markdown      # the README table: element -> code -> test (no test is run)
+    python -m tools.guards --check         # no test run: is every snippet where its anchor says (exit 1 if not)
+    python -m tools.guards --markdown      # the table of docs/guards.md: element -> code -> test (no test run)
 
-GUARDS is the one list: `make readme` writes it into the README, tests/test_guards.py checks that every
-`old` snippet is still in its file exactly once (so the list cannot silently go stale).
+A guard's anchor names the def or class holding its snippet, 'autoencoder.py::sae_step_' ('Class.method' for a
+method, the path alone for a script's top level or a .js file), so a function moved to another file is still
+found: the guard runs there, and --check prints one `moved:` line to fix the anchor with. A snippet that is not
+once in its anchor is STALE. GUARDS is the one list: `make readme` writes it into docs/guards.md,
+tests/test_guards.py fails on a moved or stale anchor (so the list cannot silently go stale).
 """
+import ast
 import os
+import queue
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import lru_cache
 from typing import NamedTuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +33,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class Guard(NamedTuple):
     element: str  # what the recipe / metric / check is
-    file: str  # where it is implemented
-    old: str  # a snippet of that file, present exactly once
+    anchor: str  # where it is implemented: 'path.py::qualname' of the def or class holding the snippet
+    # ('path.py::Class.method', 'path.py::outer.inner'); the path alone for code outside every def (a script's top
+    # level) and for a file that is not Python
+    old: str  # a snippet of the anchor, present exactly once in it and in its file
     new: str  # the same snippet with the element broken
     test: str  # the pytest node id (or file / -k expression) that must fail on the broken code
 
@@ -35,229 +47,232 @@ B = 'tests/test_browser.py::test_every_token_on_every_page_is_literal_text'
 STEP = f'{R}::test_train_step_follows_the_published_recipe'
 GUARDS = [
     # ---------------------------------------------------------------- anthropic2023 (Towards Monosemanticity)
-    Guard('pre-encoder bias: x − b_dec enters the encoder (fused step)', 'autoencoder.py',
+    Guard('pre-encoder bias: x − b_dec enters the encoder (fused step)', 'autoencoder.py::FusedL1Loss.forward',
           'torch.addcmul(-b_dec, x, s, out=xa[:, :d])', 'torch.mul(x, s, out=xa[:, :d])', STEP),
-    Guard('pre-encoder bias (autograd path, encode)', 'autoencoder.py',
+    Guard('pre-encoder bias (autograd path, encode)', 'autoencoder.py::SparseAutoencoder.encode_pre_scaled',
           '            xs = xs - self.b_dec\n', '            xs = xs\n', STEP),
-    Guard('decoder columns renormalised to unit norm after every step', 'autoencoder.py',
+    Guard('decoder columns renormalised to unit norm after every step', 'autoencoder.py::sae_step_',
           '    if sae.kind.unit_norm:\n        unit_norm_decoder_(sae)',
           '    if False:\n        unit_norm_decoder_(sae)', STEP),
-    Guard('gradient parallel to each decoder column removed before Adam', 'autoencoder.py',
+    Guard('gradient parallel to each decoder column removed before Adam', 'autoencoder.py::sae_step_',
           '        remove_parallel_grad_(sae, unit=True)', '        pass', STEP),
-    Guard('b_dec initialised at the geometric median of the data', 'autoencoder.py',
+    Guard('b_dec initialised at the geometric median of the data', 'autoencoder.py::Kind.init_from_data_',
           '            init_b_dec_(sae, rows)\n', '            pass\n', f'{T}::test_initialisation_of_a_run'),
-    Guard('the kind\'s initialisation from the data runs in train_sae.py', 'train_sae.py',
+    Guard('the kind\'s initialisation from the data runs in train_sae.py', 'train_sae.py::build',
           '    init_from_data_(sae, init_rows)', '    pass', f'{T}::test_initialisation_of_a_run'),
-    Guard('geometric median by Weiszfeld (not the mean)', 'autoencoder.py',
+    Guard('geometric median by Weiszfeld (not the mean)', 'autoencoder.py::geometric_median',
           '        m = m_new\n', '        m = m\n', f'{T}::test_initialisation_of_a_run'),
-    Guard('L1 term λ·Σ_i f_i per row, MSE averaged over d (fused step)', 'autoencoder.py',
+    Guard('L1 term λ·Σ_i f_i per row, MSE averaged over d (fused step)', 'autoencoder.py::FusedL1Loss.backward',
           "wda[d] = g_l1 / B if dec_norm is None", "wda[d] = g_l1 / B / d if dec_norm is None", STEP),
-    Guard('L1 term (autograd path)', 'autoencoder.py',
+    Guard('L1 term (autograd path)', 'autoencoder.py::L1Kind.loss_terms',
           '            l1 = f.float().sum() / B', '            l1 = f.float().sum() / err.numel()',
           f'{R}::test_autograd_loss_equals_the_reference'),
-    Guard('resampling: dead = not fired over the window', 'autoencoder.py',
+    Guard('resampling: dead = not fired over the window', 'autoencoder.py::silent_latents',
           '    return sae.tokens_since_fired >= window_tokens', '    return sae.tokens_since_fired > 2 * window_tokens',
           f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: the window is half the interval since the last resampling', 'train_sae.py',
+    Guard('resampling: the window is half the interval since the last resampling', 'train_sae.py::resample_windows',
           '(s - prev) // 2 * batch_size', '(s - prev) * batch_size', f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: rows drawn with probability ∝ loss²', 'autoencoder.py',
+    Guard('resampling: rows drawn with probability ∝ loss²', 'autoencoder.py::resample_dead_',
           'p = per_row_loss(sae, rows, chunk).double().pow(2)', 'p = per_row_loss(sae, rows, chunk).double()',
           'tests/test_autoencoder.py::test_resampling_samples_proportional_to_loss_squared'),
-    Guard('resampling: decoder column = the drawn row (encoder row along it)', 'autoencoder.py',
+    Guard('resampling: decoder column = the drawn row (encoder row along it)', 'autoencoder.py::resample_dead_',
           '    sae.W_dec[:, idx] = x.T.to(sae.W_dec.dtype)', '    sae.W_dec[:, idx] = x.flip(0).T.to(sae.W_dec.dtype)',
           f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: the drawn row is normalised to unit norm', 'autoencoder.py',
+    Guard('resampling: the drawn row is normalised to unit norm', 'autoencoder.py::resample_dead_',
           '    x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)\n', '',
           f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: encoder row = 0.2 × the mean alive encoder norm', 'autoencoder.py',
+    Guard('resampling: encoder row = 0.2 × the mean alive encoder norm', 'autoencoder.py::resample_dead_',
           'sae.W_enc[idx] = (x * (0.2 * enc_norm))', 'sae.W_enc[idx] = (x * (0.3 * enc_norm))',
           f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: b_enc of the resampled = 0', 'autoencoder.py', '    sae.b_enc[idx] = 0\n', '',
+    Guard('resampling: b_enc of the resampled = 0', 'autoencoder.py::resample_dead_', '    sae.b_enc[idx] = 0\n', '',
           f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: Adam state of the resampled reset', 'autoencoder.py',
+    Guard('resampling: Adam state of the resampled reset', 'autoencoder.py::resample_dead_',
           "                opt.state[p_][key][sl] = 0", "                pass", f'{T}::test_resampling_in_the_run'),
-    Guard('resampling happens at resample_steps in the run', 'train_sae.py',
+    Guard('resampling happens at resample_steps in the run', 'train_sae.py::resample',
           "        resample_dead_(sae, opt, dead, rows_sample(resample_rows, salt=step), generator=resample_gen)",
           "        pass", f'{T}::test_resampling_in_the_run'),
-    Guard('resampling: anthropic2023 resamples', 'autoencoder.py',
+    Guard('resampling: anthropic2023 resamples', 'autoencoder.py::Anthropic2023',
           "    resamples = True\n", "    resamples = False\n", f'{T}::test_resampling_in_the_run'),
     # ---------------------------------------------------------------- april2024
-    Guard('april2024: inputs scaled so E‖x‖ = √d', 'autoencoder.py',
+    Guard('april2024: inputs scaled so E‖x‖ = √d', 'autoencoder.py::April2024.init_from_data_',
           '            sae.scale.fill_(estimate_scale(rows))', '            pass',
           f'{T}::test_initialisation_of_a_run'),
-    Guard('april2024: no pre-encoder bias', 'autoencoder.py',
+    Guard('april2024: no pre-encoder bias', 'autoencoder.py::April2024',
           "    pre_bias = False  # x enters the encoder", "    pre_bias = True  # x enters the encoder", STEP),
-    Guard('april2024: no unit-norm constraint', 'autoencoder.py',
+    Guard('april2024: no unit-norm constraint', 'autoencoder.py::April2024',
           "    unit_norm = False  # the L1 term", "    unit_norm = True  # the L1 term", STEP),
-    Guard('april2024: L1 weighted by decoder norms (fused forward)', 'autoencoder.py',
+    Guard('april2024: L1 weighted by decoder norms (fused forward)', 'autoencoder.py::FusedL1Loss.backward',
           'wda[d] = g_l1 / B if dec_norm is None else dec_norm * (g_l1 / B)',
           'wda[d] = g_l1 / B if dec_norm is None else (g_l1 / B)', STEP),
-    Guard('april2024: L1 weighted by decoder norms (its W_dec gradient)', 'autoencoder.py',
+    Guard('april2024: L1 weighted by decoder norms (its W_dec gradient)', 'autoencoder.py::FusedL1Loss.backward',
           'gW_dec.addcmul_(W_dec, fsum * (g_l1 / B) / dec_norm.clamp_min(1e-12))', 'pass', STEP),
-    Guard('april2024: L1 weighted by decoder norms (autograd path)', 'autoencoder.py',
+    Guard('april2024: L1 weighted by decoder norms (autograd path)', 'autoencoder.py::L1Kind.loss_terms',
           'l1 = (f.float().sum(0) * col_norms(sae.W_dec)).sum() / B', 'l1 = f.float().sum() / B',
           f'{R}::test_autograd_loss_equals_the_reference'),
-    Guard('april2024: reconstruction summed over d', 'autoencoder.py',
+    Guard('april2024: reconstruction summed over d', 'autoencoder.py::FusedL1Loss.forward',
           'c = 2.0 / B if kind.recon_sum_over_d else 2.0 / (B * d)', 'c = 2.0 / (B * d)', STEP),
-    Guard('april2024: decoder init norm 0.1, W_enc = W_decᵀ', 'autoencoder.py',
+    Guard('april2024: decoder init norm 0.1, W_enc = W_decᵀ', 'autoencoder.py::SparseAutoencoder.reset_parameters',
           '        self.W_enc.copy_(self.W_dec.T)\n', '        self.W_enc.copy_(self.W_dec.T * 0.5)\n',
           f'{T}::test_initialisation_of_a_run'),
-    Guard('april2024: λ warm-up over the first 5%', 'autoencoder.py',
+    Guard('april2024: λ warm-up over the first 5%', 'autoencoder.py::l1_coeff_at',
           'return l1_coeff * min(1.0, step / warm) if warm > 0', 'return l1_coeff * 1.0 if warm > 0', STEP),
-    Guard('april2024: lr decay to 0 over the last 20%', 'autoencoder.py',
+    Guard('april2024: lr decay to 0 over the last 20%', 'autoencoder.py::lr_at',
           'return lr * max(0.0, (total_steps - step) / (total_steps - decay_start))', 'return lr', STEP),
-    Guard('april2024: gradient norm clipped', 'autoencoder.py',
+    Guard('april2024: gradient norm clipped', 'autoencoder.py::sae_step_',
           '        torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)', '        pass', STEP),
-    Guard('april2024: published values (λ 5, 5% warm-up, 20% decay, clip 1, lr 5e-5)', 'autoencoder.py',
+    Guard('april2024: published values (λ 5, 5% warm-up, 20% decay, clip 1, lr 5e-5)', 'autoencoder.py::April2024',
           "recipe = dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.2,",
           "recipe = dict(lr=5e-5, l1_coeff=5.0, warmup_frac=0.0, decay_frac=0.1,",
           f'{R}::test_recipes_hold_the_published_values'),
-    Guard('april2024: kind defaults reach the run (train_sae.py)', 'train_sae.py',
+    Guard('april2024: kind defaults reach the run (train_sae.py)', 'train_sae.py::_config_defaults',
           "    return f\"kind={g['kind']!r} default\", dict(RECIPES.get(g['kind'], RECIPES['anthropic2023']))",
           "    return f\"kind={g['kind']!r} default\", dict(RECIPES['anthropic2023'])",
           f'{T}::test_each_kind_brings_its_published_recipe'),
-    Guard('the recipe (schedules, clipping) is what the run steps with (train_sae.py)', 'train_sae.py',
+    Guard('the recipe (schedules, clipping) is what the run steps with (train_sae.py)', 'train_sae.py::make_recipe',
           "l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip,", "l1_warmup_frac=l1_warmup_frac, grad_clip=0.0,",
           f'{T}::test_each_kind_brings_its_published_recipe'),
     # ---------------------------------------------------------------- topk (Gao et al. 2024)
-    Guard('topk: TopK then ReLU', 'autoencoder.py', "scatter_(-1, idx, vals.relu())\n\n\ndef batch_topk_relu",
-          "scatter_(-1, idx, vals)\n\n\ndef batch_topk_relu", f'{R}::test_topk_is_relu_of_the_k_largest'),
-    Guard('topk: main loss = MSE / the data variance (mse_scale in the loss)', 'autoencoder.py',
+    Guard('topk: TopK then ReLU', 'autoencoder.py::topk_relu',
+          '    return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())',
+          '    return torch.zeros_like(pre).scatter_(-1, idx, vals)', f'{R}::test_topk_is_relu_of_the_k_largest'),
+    Guard('topk: main loss = MSE / the data variance (mse_scale in the loss)', 'autoencoder.py::TopK.loss_terms',
           '        recon = err.pow(2).mean() * sae.mse_scale', '        recon = err.pow(2).mean()', STEP),
-    Guard('topk: mse_scale measured from the data', 'autoencoder.py',
+    Guard('topk: mse_scale measured from the data', 'autoencoder.py::TopK.init_from_data_',
           '        init_mse_scale_(sae, rows)', '        pass', f'{T}::test_initialisation_of_a_run'),
-    Guard('topk AuxK: normalised by the residual\'s variance', 'autoencoder.py',
+    Guard('topk AuxK: normalised by the residual\'s variance', 'autoencoder.py::TopK.auxk_loss',
           "        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)",
           "        return ((e_hat.float() - e).pow(2).mean()).nan_to_num(0.0)",
           f'{R}::test_auxk_term_by_hand'),
-    Guard('topk AuxK: ReLU on the dead latents\' values', 'autoencoder.py',
+    Guard('topk AuxK: ReLU on the dead latents\' values', 'autoencoder.py::TopK.auxk_loss',
           'z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)',
           'z = torch.zeros_like(pre).scatter_(-1, idx, vals)  # (B, F)', f'{R}::test_auxk_term_by_hand'),
-    Guard('topk AuxK: coefficient 1/32', 'autoencoder.py',
+    Guard('topk AuxK: coefficient 1/32', 'autoencoder.py::SAEConfig',
           'aux_coeff: float = 1 / 32', 'aux_coeff: float = 1 / 16', f'{R}::test_auxk_term_by_hand'),
-    Guard('topk AuxK: only the dead latents, counting this batch', 'autoencoder.py',
+    Guard('topk AuxK: only the dead latents, counting this batch', 'autoencoder.py::TopK.auxk_dead',
           'return (sae.tokens_since_fired + n_tokens >= sae.cfg.dead_tokens) & ~fired',
           'return sae.tokens_since_fired >= sae.cfg.dead_tokens', STEP),
-    Guard('topk: Adam eps 6.25e-10 (openai)', 'autoencoder.py',
+    Guard('topk: Adam eps 6.25e-10 (openai)', 'autoencoder.py::TopK',
           "grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=6.25e-10)",
           "grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)", f'{R}::test_recipes_hold_the_published_values'),
-    Guard('layer_norm option: per-token normalisation with unbiased std', 'autoencoder.py',
+    Guard('layer_norm option: per-token normalisation with unbiased std',
+          'autoencoder.py::SparseAutoencoder.preprocess',
           '            std = xc.std(-1, keepdim=True)', '            std = xc.std(-1, keepdim=True, correction=0)',
           f'{R}::test_layer_norm_round_trip_and_scale_free'),
-    Guard('layer_norm option in the fused step', 'autoencoder.py',
+    Guard('layer_norm option in the fused step', 'autoencoder.py::FusedL1Loss.forward',
           "x, stats = sae.preprocess(x) if sae.cfg.normalize == 'layer_norm' else (x.to(W_enc.dtype), None)",
           "x, stats = x.to(W_enc.dtype), None", STEP),
     # ---------------------------------------------------------------- batchtopk (Bussmann, Leask, Nanda 2024)
-    Guard('batchtopk: the k·B largest activations over the whole batch', 'autoencoder.py',
+    Guard('batchtopk: the k·B largest activations over the whole batch', 'autoencoder.py::batch_topk_relu',
           'vals, idx = flat.topk(k * pre.shape[0], sorted=False)',
           'vals, idx = flat.view(pre.shape[0], -1).topk(k, sorted=False)\n    idx = idx + torch.arange(pre.shape[0])'
           '[:, None] * pre.shape[1]\n    vals, idx = vals.flatten(), idx.flatten()',
           f'{K}::test_batchtopk_keeps_the_k_times_B_largest_over_the_batch'),
-    Guard('batchtopk: ReLU before the batch top-k', 'autoencoder.py',
+    Guard('batchtopk: ReLU before the batch top-k', 'autoencoder.py::batch_topk_relu',
           '    flat = pre.relu().flatten()  # (B·F,)', '    flat = pre.flatten()  # (B·F,)',
           f'{K}::test_batchtopk_keeps_the_k_times_B_largest_over_the_batch'),
-    Guard('batchtopk: inference keeps what exceeds the learned threshold', 'autoencoder.py',
+    Guard('batchtopk: inference keeps what exceeds the learned threshold', 'autoencoder.py::BatchTopK.activate',
           '        if sae.training:\n            return batch_topk_relu',
           '        if True:\n            return batch_topk_relu',
           f'{K}::test_batchtopk_inference_uses_the_threshold'),
-    Guard('batchtopk: θ estimated from the smallest kept activation', 'autoencoder.py',
+    Guard('batchtopk: θ estimated from the smallest kept activation', 'autoencoder.py::BatchTopK.after_step_',
           '        smallest = positive.min().to(torch.float64)', '        smallest = positive.mean().to(torch.float64)',
           f'{K}::test_batchtopk_threshold_is_the_running_mean_of_the_smallest_kept_activation'),
-    Guard('batchtopk: θ a running mean (rate 0.01)', 'autoencoder.py',
+    Guard('batchtopk: θ a running mean (rate 0.01)', 'autoencoder.py::BatchTopK.after_step_',
           '        sae.threshold.mul_(1 - lr).add_(lr * smallest)', '        sae.threshold.fill_(smallest)',
           f'{K}::test_batchtopk_threshold_is_the_running_mean_of_the_smallest_kept_activation'),
-    Guard('batchtopk: θ updated after every training step', 'autoencoder.py',
+    Guard('batchtopk: θ updated after every training step', 'autoencoder.py::sae_step_',
           '    sae.kind.after_step_(sae, f.detach())', '    pass',
           f'{K}::test_batchtopk_threshold_is_the_running_mean_of_the_smallest_kept_activation'),
-    Guard('batchtopk: θ exported as SAELens jumprelu thresholds', 'autoencoder.py',
+    Guard('batchtopk: θ exported as SAELens jumprelu thresholds', 'autoencoder.py::BatchTopK.export_tensors',
           "return {'threshold': sae.threshold.float().expand(sae.cfg.n_features).clone()}",
           "return {'threshold': torch.zeros(sae.cfg.n_features)}",
           f'{K}::test_saelens_export_is_jumprelu_and_loads_back'),
-    Guard('batchtopk: the authors\' Adam (lr 3e-4, betas (0.9, 0.99))', 'autoencoder.py',
+    Guard('batchtopk: the authors\' Adam (lr 3e-4, betas (0.9, 0.99))', 'autoencoder.py::BatchTopK',
           'grad_clip=0.0, adam_betas=(0.9, 0.99), adam_eps=1e-8)',
           'grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)',
           f'{K}::test_batchtopk_recipe_and_auxk'),
     # ---------------------------------------------------------------- matryoshka_batchtopk (Bussmann et al. 2025)
-    Guard('matryoshka: every prefix\'s reconstruction loss is added', 'autoencoder.py',
+    Guard('matryoshka: every prefix\'s reconstruction loss is added', 'autoencoder.py::MatryoshkaBatchTopK.loss_terms',
           '            recon = recon + e.pow(2).mean() * sae.mse_scale', '            recon = recon',
           f'{K}::test_matryoshka_loss_is_the_sum_of_the_nested_prefix_losses'),
-    Guard('matryoshka: prefix losses summed (not averaged)', 'autoencoder.py',
+    Guard('matryoshka: prefix losses summed (not averaged)', 'autoencoder.py::MatryoshkaBatchTopK.loss_terms',
           '            recon = recon + e.pow(2).mean() * sae.mse_scale',
           '            recon = recon + e.pow(2).mean() * sae.mse_scale / len(widths)',
           f'{K}::test_matryoshka_loss_is_the_sum_of_the_nested_prefix_losses'),
-    Guard('matryoshka: prefix m reconstructs from latents [0, m) only', 'autoencoder.py',
+    Guard('matryoshka: prefix m reconstructs from latents [0, m) only',
+          'autoencoder.py::MatryoshkaBatchTopK.loss_terms',
           '            e = e - (f[:, lo:hi] @ sae.W_dec[:, lo:hi].T).float()  # (B, d)',
           '            e = e - (f[:, hi:] @ sae.W_dec[:, hi:].T).float()  # (B, d)',
           f'{K}::test_matryoshka_loss_is_the_sum_of_the_nested_prefix_losses'),
-    Guard('matryoshka: default prefixes F/16, F/8, F/4, F/2, F', 'autoencoder.py',
+    Guard('matryoshka: default prefixes F/16, F/8, F/4, F/2, F', 'autoencoder.py::matryoshka_widths',
           'tuple(cfg.n_features >> i for i in (4, 3, 2, 1, 0))', 'tuple(cfg.n_features >> i for i in (3, 2, 1, 0))',
           f'{K}::test_matryoshka_prefixes_are_nested'),
     # ---------------------------------------------------------------- jumprelu (Rajamanoharan et al. 2024)
-    Guard('jumprelu: f = pre above θ, 0 below', 'autoencoder.py',
+    Guard('jumprelu: f = pre above θ, 0 below', 'autoencoder.py::JumpReLUFunction.forward',
           '        return pre * (pre > theta).to(pre.dtype)', '        return pre * (pre > 0).to(pre.dtype)',
           f'{K}::test_jumprelu_is_pre_above_theta_and_zero_below'),
-    Guard('jumprelu: no pre-encoder bias', 'autoencoder.py',
+    Guard('jumprelu: no pre-encoder bias', 'autoencoder.py::JumpReLU',
           "    pre_bias = False\n    saelens_architecture = 'jumprelu'",
           "    pre_bias = True\n    saelens_architecture = 'jumprelu'",
           f'{K}::test_jumprelu_is_pre_above_theta_and_zero_below'),
-    Guard('jumprelu STE: ∂f/∂θ = -(θ/ε)·K((pre - θ)/ε)', 'autoencoder.py',
+    Guard('jumprelu STE: ∂f/∂θ = -(θ/ε)·K((pre - θ)/ε)', 'autoencoder.py::JumpReLUFunction.backward',
           'g_theta = (-(theta / ctx.eps) * rectangle(', 'g_theta = (-(1.0 / ctx.eps) * rectangle(',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu STE: ∂H/∂θ = -(1/ε)·K((pre - θ)/ε) (the L0 term trains θ)', 'autoencoder.py',
+    Guard('jumprelu STE: ∂H/∂θ = -(1/ε)·K((pre - θ)/ε) (the L0 term trains θ)', 'autoencoder.py::StepFunction.backward',
           'g_theta = (-(1.0 / ctx.eps) * rectangle(', 'g_theta = (-(0.0 / ctx.eps) * rectangle(',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu STE: rectangle kernel 1{|u| < 1/2}', 'autoencoder.py',
+    Guard('jumprelu STE: rectangle kernel 1{|u| < 1/2}', 'autoencoder.py::rectangle',
           '    return ((u > -0.5) & (u < 0.5)).to(u.dtype)', '    return ((u > -1.0) & (u < 1.0)).to(u.dtype)',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu: ∂f/∂pre = H(pre - θ)', 'autoencoder.py',
+    Guard('jumprelu: ∂f/∂pre = H(pre - θ)', 'autoencoder.py::JumpReLUFunction.backward',
           '        return (pre > theta).to(g.dtype) * g, g_theta.to(theta.dtype), None',
           '        return (pre > 0).to(g.dtype) * g, g_theta.to(theta.dtype), None',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu: no gradient from the L0 term to pre', 'autoencoder.py',
+    Guard('jumprelu: no gradient from the L0 term to pre', 'autoencoder.py::StepFunction.backward',
           '        return None, g_theta.to(theta.dtype), None',
           '        return -rectangle((pre - theta) / ctx.eps) / ctx.eps * g, g_theta.to(theta.dtype), None',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu: L0 penalty λ·mean_b Σ_i H(pre - θ)', 'autoencoder.py',
+    Guard('jumprelu: L0 penalty λ·mean_b Σ_i H(pre - θ)', 'autoencoder.py::JumpReLU.loss_terms',
           'sae.cfg.jumprelu_bandwidth).float().sum(1).mean()', 'sae.cfg.jumprelu_bandwidth).float().mean()',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu: reconstruction ‖x̂ - x‖² summed over d', 'autoencoder.py',
+    Guard('jumprelu: reconstruction ‖x̂ - x‖² summed over d', 'autoencoder.py::JumpReLU.loss_terms',
           '        recon = err.pow(2).sum(1).mean()\n        l0', '        recon = err.pow(2).mean()\n        l0',
           f'{K}::test_jumprelu_straight_through_gradients_by_hand'),
-    Guard('jumprelu: bandwidth ε = 0.001', 'autoencoder.py',
+    Guard('jumprelu: bandwidth ε = 0.001', 'autoencoder.py::SAEConfig',
           'jumprelu_bandwidth: float = 0.001', 'jumprelu_bandwidth: float = 0.002',
           f'{K}::test_jumprelu_init_and_recipe'),
-    Guard('jumprelu: θ = 0.001 at init', 'autoencoder.py',
+    Guard('jumprelu: θ = 0.001 at init', 'autoencoder.py::SAEConfig',
           'jumprelu_init_threshold: float = 0.001', 'jumprelu_init_threshold: float = 0.01',
           f'{K}::test_jumprelu_init_and_recipe'),
-    Guard('jumprelu: inputs scaled to E‖x‖² = 1', 'autoencoder.py',
+    Guard('jumprelu: inputs scaled to E‖x‖² = 1', 'autoencoder.py::JumpReLU.init_from_data_',
           '            sae.scale.fill_(estimate_rms_scale(rows))  # E‖scale·x‖² = 1', '            pass',
           f'{K}::test_jumprelu_init_and_recipe'),
-    Guard('jumprelu: the paper\'s Adam (β1 = 0)', 'autoencoder.py',
+    Guard('jumprelu: the paper\'s Adam (β1 = 0)', 'autoencoder.py::JumpReLU',
           'grad_clip=0.0, adam_betas=(0.0, 0.999), adam_eps=1e-8)',
           'grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)',
           f'{K}::test_jumprelu_init_and_recipe'),
-    Guard('jumprelu: θ exported as SAELens `threshold`', 'autoencoder.py',
+    Guard('jumprelu: θ exported as SAELens `threshold`', 'autoencoder.py::JumpReLU.export_tensors',
           "return {'threshold': sae.log_threshold.detach().float().exp()}",
           "return {'threshold': sae.log_threshold.detach().float()}",
           f'{K}::test_saelens_export_is_jumprelu_and_loads_back'),
-    Guard('SAELens load: a b_dec applied unlike the kind is folded into b_enc', 'autoencoder.py',
+    Guard('SAELens load: a b_dec applied unlike the kind is folded into b_enc', 'autoencoder.py::load_saelens',
           "            sae.b_enc.add_(sd['b_dec'] @ sd['W_enc'], alpha=-1.0 if applied else 1.0)", '            pass',
           f'{K}::test_saelens_export_is_jumprelu_and_loads_back'),
     # ---------------------------------------------------------------- bad data never trains silently
-    Guard('train_sae.py stops at a non-finite loss / batch', 'train_sae.py',
+    Guard('train_sae.py stops at a non-finite loss / batch', 'train_sae.py::stop_if_not_finite',
           "    if not torch.isfinite(stats['loss']):", "    if False:", f'{T}::test_non_finite_rows_stop_the_run'),
-    Guard('train_sae.py refuses non-finite rows at init', 'train_sae.py',
+    Guard('train_sae.py refuses non-finite rows at init', 'train_sae.py::shared_init_rows',
           '    if not torch.isfinite(init_rows).all():', '    if False:', f'{T}::test_non_finite_rows_stop_the_run'),
-    Guard('harvest refuses rows that overflow float16 (and NaN/inf)', 'activations.py',
+    Guard('harvest refuses rows that overflow float16 (and NaN/inf)', 'monosemanticity/store.py::plan_rows',
           'if not torch.linalg.vector_norm(kept, dim=1).max() <= limit and not (kept.abs() <= limit).all():',
           'if False:', 'tests/test_activations.py::test_float16_overflow_is_refused_then_float32_succeeds'),
-    Guard('harvest: NaN from the transformer is refused', 'activations.py',
+    Guard('harvest: NaN from the transformer is refused', 'monosemanticity/store.py::plan_rows',
           'if not torch.linalg.vector_norm(kept, dim=1).max() <= limit and not (kept.abs() <= limit).all():',
           'if False:', 'tests/test_activations.py::test_nan_in_the_transformer_is_refused'),
-    Guard('harvest: the check is exact (norm bound, then per value)', 'activations.py',
+    Guard('harvest: the check is exact (norm bound, then per value)', 'monosemanticity/store.py::plan_rows',
           'and not (kept.abs() <= limit).all():', 'and not (kept.abs() < limit).all():',
           'tests/test_activations.py::test_fill_rows_keeps_every_finite_row_and_refuses_the_rest'),
-    Guard('harvest: NaN and overflow get their own messages', 'activations.py',
+    Guard('harvest: NaN and overflow get their own messages', 'monosemanticity/store.py::nonfinite_rows',
           'if torch.isfinite(kept).all():', 'if True:',
           'tests/test_activations.py::test_nan_in_the_transformer_is_refused'),
     Guard('train_transformer.py stops at a non-finite loss before the update', 'train_transformer.py',
@@ -266,60 +281,70 @@ GUARDS = [
     Guard('train_transformer.py stops at a non-finite evaluation before saving', 'train_transformer.py',
           'if not math.isfinite(losses[split]):', 'if False:',
           'tests/test_train_transformer.py::test_nan_loss_stops_without_saving[eval]'),
-    Guard('build_interface.py refuses non-finite SAE weights', 'build_interface.py',
+    Guard('build_interface.py refuses non-finite SAE weights', 'monosemanticity/runs.py::load_sae',
           'refuse_nonfinite(sae_params, weights_path,', '(sae_params, weights_path,',
           'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[sae]'),
-    Guard('build_interface.py refuses non-finite transformer weights', 'build_interface.py',
+    Guard('build_interface.py refuses non-finite transformer weights', 'monosemanticity/runs.py::load_transformer',
           "refuse_nonfinite(checkpoint.get('model', {}), ckpt_path,", "(checkpoint.get('model', {}), ckpt_path,",
           'tests/test_interface.py::test_nonfinite_weights_are_refused_and_no_site_written[transformer]'),
-    Guard('build_interface.py refuses a layer_norm SAE (its panels assume x̂ linear in f)', 'build_interface.py',
+    Guard('build_interface.py refuses a layer_norm SAE (its panels assume x̂ linear in f)',
+          'monosemanticity/runs.py::load_inputs',
           "if sae.cfg.normalize != 'none':", 'if False:',
           'tests/test_interface.py::test_layer_norm_sae_is_refused_in_one_line'),
     # ---------------------------------------------------------------- metric definitions (train_sae.py's metrics.json)
-    Guard('FVU = Σ‖x − x̂‖² / Σ‖x − mean‖²', 'sae_eval.py', "'m2': (x - mean).pow(2).sum(),", "'m2': x.pow(2).sum(),",
+    Guard('FVU = Σ‖x − x̂‖² / Σ‖x − mean‖²',
+          'monosemanticity/metrics.py::batch_stats', "'m2': (x - mean).pow(2).sum(),", "'m2': x.pow(2).sum(),",
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('FVU: batches merged exactly (Chan)', 'sae_eval.py',
+    Guard('FVU: batches merged exactly (Chan)', 'monosemanticity/metrics.py::MetricsAccumulator.add',
           "self.m2 += float(s['m2']) + float(delta.pow(2).sum()) * self.n * nb / tot", "self.m2 += float(s['m2'])",
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('MSE per element', 'sae_eval.py', "return {'mse': self.sse / (n * d),", "return {'mse': self.sse / n,",
+    Guard('MSE per element',
+          'monosemanticity/metrics.py::MetricsAccumulator.compute',
+          "return {'mse': self.sse / (n * d),", "return {'mse': self.sse / n,",
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('L0 = mean count of non-zero features per token', 'sae_eval.py',
+    Guard('L0 = mean count of non-zero features per token', 'monosemanticity/metrics.py::batch_stats',
           'fire = (f != 0).sum(0)  # (F,) int64', 'fire = (f >= 0).sum(0)  # (F,) int64',
           f'{M}::test_density_l0_and_the_crafted_counts'),
-    Guard('L1 = mean Σ_i |f_i| per token', 'sae_eval.py', "'l1': self.l1 / n,",
+    Guard('L1 = mean Σ_i |f_i| per token',
+          'monosemanticity/metrics.py::MetricsAccumulator.compute', "'l1': self.l1 / n,",
           "'l1': self.l1 / (n * self.fire.numel()),", f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('density = fraction of tokens a feature fires on', 'sae_eval.py',
+    Guard('density = fraction of tokens a feature fires on', 'monosemanticity/metrics.py::MetricsAccumulator.compute',
           'density = self.fire.double() / n', 'density = self.fire.double() / (n + 1)',
           f'{M}::test_density_l0_and_the_crafted_counts'),
-    Guard('dead = never fired in the evaluation window', 'sae_eval.py', 'dead = self.fire == 0',
+    Guard('dead = never fired in the evaluation window',
+          'monosemanticity/metrics.py::MetricsAccumulator.compute', 'dead = self.fire == 0',
           'dead = density < 1e-6', f'{M}::test_dead_and_ultralow'),
-    Guard('ultralow = alive with density < 1e-5', 'sae_eval.py', 'ultralow = ~dead & (density < 1e-5)',
+    Guard('ultralow = alive with density < 1e-5',
+          'monosemanticity/metrics.py::MetricsAccumulator.compute', 'ultralow = ~dead & (density < 1e-5)',
           'ultralow = ~dead & (density < 1e-4)', f'{M}::test_dead_and_ultralow'),
-    Guard('ultralow excludes the dead', 'sae_eval.py', 'ultralow = ~dead & (density < 1e-5)',
+    Guard('ultralow excludes the dead',
+          'monosemanticity/metrics.py::MetricsAccumulator.compute', 'ultralow = ~dead & (density < 1e-5)',
           'ultralow = density < 1e-5', f'{M}::test_dead_and_ultralow'),
-    Guard('loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean)', 'sae_eval.py',
+    Guard('loss recovered = (CE_zero − CE_spliced) / (CE_zero − CE_clean)', 'monosemanticity/metrics.py::evaluate_sae',
           "loss_recovered=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),",
           "loss_recovered=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),",
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('loss recovered, mean ablation', 'sae_eval.py',
+    Guard('loss recovered, mean ablation', 'monosemanticity/metrics.py::evaluate_sae',
           "loss_recovered_mean_abl=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),",
           "loss_recovered_mean_abl=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),",
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('KL(clean ‖ spliced) per token', 'sae_eval.py', 'kl += (logp.exp() * (logp - logp_s)).sum().item()',
+    Guard('KL(clean ‖ spliced) per token',
+          'monosemanticity/metrics.py::evaluate_sae', 'kl += (logp.exp() * (logp - logp_s)).sum().item()',
           'kl += (logp_s.exp() * (logp_s - logp)).sum().item()', f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('CE spliced: the site replaced by the reconstruction', 'sae_eval.py',
+    Guard('CE spliced: the site replaced by the reconstruction', 'monosemanticity/metrics.py::evaluate_sae.spliced',
           'return x_hat.view_as(h).to(h.dtype)', 'return h', f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('CE zero ablation', 'sae_eval.py', 'replace={site: torch.zeros_like}',
+    Guard('CE zero ablation', 'monosemanticity/metrics.py::evaluate_sae', 'replace={site: torch.zeros_like}',
           'replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)}',
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('evaluation: zero/mean-ablation CEs computed once per cache (same numbers)', 'sae_eval.py',
+    Guard('evaluation: zero/mean-ablation CEs computed once per cache (same numbers)',
+          'monosemanticity/metrics.py::evaluate_sae',
           '        if i not in ablation_ce:\n', '        if True:\n',
           f'{M}::test_ablation_ces_computed_once_per_cache'),
-    Guard('CE mean ablation: the dataset mean', 'sae_eval.py',
+    Guard('CE mean ablation: the dataset mean', 'monosemanticity/metrics.py::evaluate_sae',
           'replace={site: lambda h: data_mean.to(h.dtype).expand_as(h)}',
           'replace={site: lambda h: h.mean((0, 1), keepdim=True).expand_as(h)}',
           f'{M}::test_reconstruction_and_splice_metrics'),
-    Guard('metrics measured on val contexts spread over val.bin', 'train_sae.py',
+    Guard('metrics measured on val contexts spread over val.bin', 'train_sae.py::evaluate',
           "val = token_memmap(data_dir, 'val', data_meta['dtype'])",
           "val = token_memmap(data_dir, 'train', data_meta['dtype'])", f'{M}::test_eval_window'),
     # ---------------------------------------------------------------- the browser shows tokens as text, never markup
@@ -341,23 +366,27 @@ GUARDS = [
           'decoder.decode(Uint8Array.from(v), {stream: true})', 'decoder.decode(Uint8Array.from(v), {stream: false})',
           'tests/test_browser.py::test_tokens_are_text_never_markup'),
     Guard('interval samples: at most one per context (each context offers its smallest-key token)',
-          'build_interface.py',
+          'monosemanticity/feature_stats.py::IntervalSamples.offer_',
           'one, _ = smallest_per_group(bucket * (c1 - c0) + (ctx - c0), key, 1)',
           'one = torch.arange(len(key), device=key.device)',
           'tests/test_interface.py::test_interval_samples_are_uniform_one_per_context'),
-    Guard('interval samples: uniform without replacement (i.i.d. uniform keys)', 'build_interface.py',
+    Guard('interval samples: uniform without replacement (i.i.d. uniform keys)',
+          'monosemanticity/feature_stats.py::IntervalSamples.offer_',
           'key = torch.rand(len(act), generator=gen, dtype=torch.float64, device=act.device)',
           'key = torch.rand(len(act), generator=gen, dtype=torch.float64, device=act.device) / (1 + pos)',
           'tests/test_interface.py::test_interval_samples_are_uniform_one_per_context'),
-    Guard("local ablation: the ablated residual's own LayerNorm scale", 'build_interface.py',
+    Guard("local ablation: the ablated residual's own LayerNorm scale",
+          'monosemanticity/logit_effects.py::local_ablation_effects',
           'lp_abl = head.logprob_rows_(z_abl, (r_abl.pow(2).mean(1) + 1e-5).rsqrt(),',
           'lp_abl = head.logprob_rows_(z_abl, (r_c[inv].pow(2).mean(1) + 1e-5).rsqrt(),',
           'tests/test_interface.py::test_local_ablation_formula_equals_a_rerun_without_the_feature'),
-    Guard('local ablation: LayerNorm removes the mean of the removed direction', 'build_interface.py',
+    Guard('local ablation: LayerNorm removes the mean of the removed direction',
+          'monosemanticity/logit_effects.py::feature_logit_directions',
           'centred = U - U.mean(1, keepdim=True)  # LayerNorm removes the mean',
           'centred = U  # LayerNorm removes the mean',
           'tests/test_interface.py::test_local_ablation_formula_equals_a_rerun_without_the_feature'),
-    Guard('on-the-fly rows: each row in its shuffled place (plan.dest)', 'activations.py',
+    Guard('on-the-fly rows: each row in its shuffled place (plan.dest)',
+          'monosemanticity/store.py::_OnTheFlyWindows.load',
           'out[torch.from_numpy(dest).to(s.device)] = rows',
           'out[torch.from_numpy(np.sort(dest)).to(s.device)] = rows',
           'tests/test_activations.py::test_on_the_fly_rows_are_the_models_rows_in_the_plans_order'),
@@ -367,48 +396,53 @@ GUARDS = [
 FAM = 'tests/test_families.py'
 SW = 'tests/test_interface.py'
 FAM_GUARDS = [
-    Guard('families: SAEs alike in every training key but n_features (a family differs only in size)', 'families.py',
+    Guard('families: SAEs alike in every training key but n_features (a family differs only in size)',
+          'monosemanticity/families.py::sae_identity',
           'ident.update({k: v for k, v in m.config.items() if k not in skip and k not in RUN_KEYS})',
           'ident.update({})',
           f'{FAM}::test_families_are_the_saes_alike_but_for_their_size'),
-    Guard('activation correlation: the covariance subtracts the means (n·Σxy − Σx·Σy)', 'families.py',
+    Guard('activation correlation: the covariance subtracts the means (n·Σxy − Σx·Σy)',
+          'monosemanticity/families.py::CorrelationSums.corr',
           'cov = n * self.sum_xy[i, j] - self.sum[i][:, None] * self.sum[j][None, :]',
           'cov = n * self.sum_xy[i, j]',
           f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
-    Guard('activation correlation: sums over every batch of the stream', 'families.py',
+    Guard('activation correlation: sums over every batch of the stream',
+          'monosemanticity/families.py::CorrelationSums.add_',
           'self.n += len(acts[0])', 'self.n = len(acts[0])',
           f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
-    Guard('activation correlation: 0 for a feature that never fires', 'families.py',
+    Guard('activation correlation: 0 for a feature that never fires',
+          'monosemanticity/families.py::CorrelationSums.corr',
           'return torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.zeros_like(cov))',
           'return cov / denom',
           f'{FAM}::test_streaming_correlation_equals_numpy_corrcoef'),
-    Guard('decoder cosine: unit decoder directions', 'families.py',
+    Guard('decoder cosine: unit decoder directions', 'monosemanticity/families.py::unit_decoder',
           'return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)', 'return W',
-          f'{FAM}::test_script_cosines_and_correlations_equal_a_direct_computation'),
-    Guard("parent: the best match in the next smaller SAE", 'families.py',
+          f'{FAM}::test_link_sweep_cosines_and_correlations_equal_a_direct_computation'),
+    Guard("parent: the best match in the next smaller SAE", 'monosemanticity/families.py::link_family',
           'parent = score.argmax(0)', 'parent = score.argmin(0)',
           f'{FAM}::test_parent_links_recover_a_planted_split'),
-    Guard("family_link='activation' links by activation correlation", 'families.py',
+    Guard("family_link='activation' links by activation correlation", 'monosemanticity/families.py::link_family',
           "score = cos if link == 'decoder' else corr", 'score = cos',
           f'{FAM}::test_parent_links_recover_a_planted_split[activation]'),
-    Guard('relatives: the 3 best by the link score', 'families.py',
+    Guard('relatives: the 3 best by the link score', 'monosemanticity/families.py::add_relatives_',
           'top = score.topk(min(N_RELATIVES, n_other), dim=1).indices  # (F, r)',
           'top = score.topk(min(N_RELATIVES, n_other), dim=1, largest=False).indices  # (F, r)',
           f'{FAM}::test_parent_links_recover_a_planted_split'),
-    Guard('sweep site: each feature record carries its relatives', 'build_interface.py',
+    Guard('sweep site: each feature record carries its relatives', 'monosemanticity/site.py::build_site',
           "features = ({**record, 'relatives': relatives[record['id']]} for record in features)",
           'pass', f'{SW}::test_sweep_relatives_point_at_existing_features_and_recover_the_split'),
-    Guard('sweep site: family nodes list their children (inverse of the parents)', 'build_interface.py',
+    Guard('sweep site: family nodes list their children (inverse of the parents)',
+          'monosemanticity/sweep_site.py::family_nodes',
           "children[f['parent']].append(j)", 'pass',
           f'{SW}::test_sweep_relatives_point_at_existing_features_and_recover_the_split'),
-    Guard("sweep site: members' sites without the sweep pages", 'build_interface.py',
+    Guard("sweep site: members' sites without the sweep pages", 'monosemanticity/site.py::write_site',
           "ignore=shutil.ignore_patterns('*.md', '__pycache__', *SWEEP_PAGES)",
           "ignore=shutil.ignore_patterns('*.md', '__pycache__')",
           f'{SW}::test_sweep_site_has_the_contracts_files'),
 ]
 FAM_GUARDS.append(
     Guard('a single build records its config without the sweep key (its output as before the sweep mode)',
-          'build_interface.py', "{k: v for k, v in config.items() if k != 'sweep_dir'}", 'config',
+          'build_interface.py::main', "without(config, 'analysis', *SWEEP_ONLY)", "without(config, 'analysis')",
           f'{SW}::test_sweep_member_is_its_single_site_plus_relatives'))
 
 # the sweep site's pages
@@ -447,7 +481,8 @@ GUARDS += FAM_GUARDS + WEB_GUARDS
 
 # the SAELens points of the Pareto report (bench/saelens.py); the bench's other guards need SAELens installed
 # (their test skips without it), so they are not listed here
-GUARDS.append(Guard("Pareto report: SAELens's SAEs (<sweep>/saelens/) are source saelens", 'sweep.py',
+GUARDS.append(Guard("Pareto report: SAELens's SAEs (<sweep>/saelens/) are source saelens",
+                    'monosemanticity/sweep.py::saelens_records',
                     "return pareto_records(root, recipes, names, source='saelens')",
                     'return pareto_records(root, recipes, names)',
                     'tests/test_saelens.py::test_pareto_report_takes_saelens_points'))
@@ -456,27 +491,30 @@ GUARDS.append(Guard("Pareto report: SAELens's SAEs (<sweep>/saelens/) are source
 # offline automated interpretability (interpret.py): explanations from the EXPLAIN tokens, scores on the SCORE tokens
 INTERP = 'tests/test_interpret.py'
 GUARDS += [
-    Guard('explanations: n-grams do not reach across a context start', 'interpret.py',
+    Guard('explanations: n-grams do not reach across a context start', 'monosemanticity/explanations.py::ngram_keys',
           'keys[o, :, o:] = keys[o - 1, :, o - 1:-1] * vocab_size + t[:, o:]',
           'keys[o] = np.roll(keys[o - 1], 1, axis=None).reshape(n, T) * vocab_size + t',
           f'{INTERP}::test_ngram_keys_stop_at_the_context_start'),
-    Guard('explanations: a pattern needs precision >= min_precision on the EXPLAIN tokens', 'interpret.py',
+    Guard('explanations: a pattern needs precision >= min_precision on the EXPLAIN tokens',
+          'monosemanticity/explanations.py::candidate_patterns',
           'keep = (fires >= min_pattern_fires) & (fires >= min_precision * matches)',
           'keep = (fires >= min_pattern_fires)', f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
     Guard('explanations: longer contexts only for the firings a shorter pattern left (disjoint patterns)',
-          'interpret.py', "left &= ~np.isin(fire_keys[order - 1], uniq[keep])", "left &= True",
+          'monosemanticity/explanations.py::candidate_patterns',
+          "left &= ~np.isin(fire_keys[order - 1], uniq[keep])", "left &= True",
           f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
-    Guard('explanations: the <= max_patterns patterns of highest F1 (Dinkelbach)', 'interpret.py',
+    Guard('explanations: the <= max_patterns patterns of highest F1 (Dinkelbach)',
+          'monosemanticity/explanations.py::best_subset',
           'gain = 2 * fires - lam * matches', 'gain = 2 * fires - 0 * matches',
           f'{INTERP}::test_the_chosen_patterns_have_the_best_f1_of_any_subset'),
-    Guard('detection score: matches counted on the SCORE tokens', 'interpret.py',
+    Guard('detection score: matches counted on the SCORE tokens', 'monosemanticity/explanations.py::explain_and_score',
           'predicted = sum(int(counts_score.count(', 'predicted = sum(int(counts_explain.count(',
           f'{INTERP}::test_scores_come_from_the_score_tokens_only'),
-    Guard('detection score: F1 = 2PR/(P+R)', 'interpret.py',
+    Guard('detection score: F1 = 2PR/(P+R)', 'monosemanticity/explanations.py::f1_score',
           'return precision, recall, (2 * precision * recall / (precision + recall)',
           'return precision, recall, (precision * recall / (precision + recall)',
           f'{INTERP}::test_patterns_and_scores_equal_brute_force'),
-    Guard('score summary: share of units with F1 > 0.5', 'interpret.py',
+    Guard('score summary: share of units with F1 > 0.5', 'monosemanticity/explanations.py::summarize',
           "'share_f1_above_0.5': stat(np.mean, f1 > 0.5)", "'share_f1_above_0.5': stat(np.mean, f1 >= 0.5)",
           f'{INTERP}::test_summary_equals_numpy'),
 ]
@@ -484,54 +522,64 @@ GUARDS += [
 # analyze.py: the firing rule, the split, the scores and universality on real runs
 AN = 'tests/test_analyze.py'
 ANALYZE_GUARDS = [
-    Guard('analysis: a unit\'s max (its firing threshold) over the EXPLAIN tokens only', 'analyze.py',
+    Guard('analysis: a unit\'s max (its firing threshold) over the EXPLAIN tokens only',
+          'monosemanticity/findings.py::pass1_maxima_and_correlations',
           "m = context_max[explain].amax(0) if explain.any()", "m = context_max.amax(0) if explain.any()",
           f'{AN}::test_thresholds_and_firings_from_the_explain_tokens'),
-    Guard('analysis: firing threshold = fire_frac x the max over the EXPLAIN tokens', 'analyze.py',
+    Guard('analysis: firing threshold = fire_frac x the max over the EXPLAIN tokens',
+          'monosemanticity/findings.py::firing_thresholds',
           'explain_max * frac, torch.full_like', 'explain_max * frac * frac, torch.full_like',
           f'{AN}::test_thresholds_and_firings_from_the_explain_tokens'),
-    Guard('analysis: a unit whose max is <= 0 has no threshold (not scored)', 'analyze.py',
+    Guard('analysis: a unit whose max is <= 0 has no threshold (not scored)',
+          'monosemanticity/findings.py::firing_thresholds',
           'torch.where(explain_max > 0,', 'torch.where(explain_max >= 0,',
           f'{AN}::test_thresholds_and_firings_from_the_explain_tokens'),
-    Guard('analysis: EXPLAIN and SCORE contexts are disjoint', 'analyze.py',
+    Guard('analysis: EXPLAIN and SCORE contexts are disjoint', 'monosemanticity/findings.py::pick_split',
           'np.sort(perm[:n_explain]), np.sort(perm[n_explain:])',
           'np.sort(perm[:n_explain]), np.sort(perm[n_explain - 1:])',
           f'{AN}::test_report_is_complete_and_the_split_partitions_the_contexts'),
-    Guard('analysis: a context\'s firings at its row of its split\'s tokens (flat position row·T + t)', 'analyze.py',
+    Guard('analysis: a context\'s firings at its row of its split\'s tokens (flat position row·T + t)',
+          'monosemanticity/findings.py::pass2_firings',
           'pos = halves.row[ctx] * T + token % T', 'pos = halves.row[ctx] * T + (token + 1) % T',
           f'{AN}::test_scores_are_the_patterns_on_the_score_tokens'),
-    Guard('analysis: rows of tokens_explain in the sorted order of the EXPLAIN contexts', 'analyze.py',
+    Guard('analysis: rows of tokens_explain in the sorted order of the EXPLAIN contexts',
+          'monosemanticity/findings.py::pick_split',
           'row[explain], row[score] = np.arange(len(explain)), np.arange(len(score))',
           'row[explain], row[score] = np.arange(len(explain))[::-1], np.arange(len(score))',
           f'{AN}::test_patterns_are_counted_on_the_explain_tokens'),
-    Guard('analysis: explanations scored on the held-out SCORE tokens', 'analyze.py',
-          'interpret.explain_and_score(firings[name].explain, firings[name].score, tokens_explain,\n'
-          '                                              tokens_score,',
-          'interpret.explain_and_score(firings[name].explain, firings[name].explain, tokens_explain,\n'
-          '                                              tokens_explain,',
+    Guard('analysis: explanations scored on the held-out SCORE tokens', 'monosemanticity/findings.py::explain_all',
+          'explanations.explain_and_score(firings[name].explain, firings[name].score, tokens_explain,\n'
+          '                                                 tokens_score,',
+          'explanations.explain_and_score(firings[name].explain, firings[name].explain, tokens_explain,\n'
+          '                                                 tokens_explain,',
           f'{AN}::test_scored_on_held_out_tokens_not_the_explain_ones'),
-    Guard('universality: correlations over all the contexts\' tokens', 'analyze.py',
+    Guard('universality: correlations over all the contexts\' tokens',
+          'monosemanticity/findings.py::pass1_maxima_and_correlations',
           "feature_sums.add_([units['features'], units['features_b']])",
           "feature_sums.add_([units['features'][:T], units['features_b'][:T]])",
           f'{AN}::test_universality_is_the_max_correlation_over_all_tokens'),
-    Guard('universality: per unit of run A its max correlation with any unit of run B', 'analyze.py',
+    Guard('universality: per unit of run A its max correlation with any unit of run B',
+          'monosemanticity/findings.py::best_matches',
           'r, j = corr.double().cpu().max(1)', 'r, j = corr.double().cpu().mean(1), corr.double().cpu().argmax(1)',
           f'{AN}::test_universality_is_the_max_correlation_over_all_tokens'),
-    Guard('universality: features_b is run B -> run A', 'analyze.py',
+    Guard('universality: features_b is run B -> run A', 'analyze.py::main',
           "best_matches(stats.feature_sums.corr(0, 1).T,", "best_matches(stats.feature_sums.corr(0, 1),",
           f'{AN}::test_universality_is_the_max_correlation_over_all_tokens'),
-    Guard('activation correlation, dense path (neurons): Σxy of the two sets', 'families.py',
+    Guard('activation correlation, dense path (neurons): Σxy of the two sets',
+          'monosemanticity/families.py::CorrelationSums.add_',
           's += acts[i].T.double() @ acts[j].double() if self.dense',
           's += acts[i].T.double() @ acts[i].double() if self.dense',
           f'{AN}::test_universality_is_the_max_correlation_over_all_tokens'),
-    Guard("analysis: a neuron's output tokens from its c_proj column (the unit vector of the site)", 'analyze.py',
+    Guard("analysis: a neuron's output tokens from its c_proj column (the unit vector of the site)",
+          'monosemanticity/findings.py::output_tokens',
           'else torch.eye(sae.cfg.d_in, device=sae.W_dec.device))',
           'else torch.eye(sae.cfg.d_in, device=sae.W_dec.device).roll(1, 0))',
           f'{AN}::test_output_tokens_are_the_logit_lens_of_each_direction'),
-    Guard('analysis: non-finite activations refused in one line naming the run and site', 'analyze.py',
+    Guard('analysis: non-finite activations refused in one line naming the run and site',
+          'monosemanticity/findings.py::refuse_nonfinite_units',
           'if not bool(torch.isfinite(sums.sum[i]).all()):', 'if False:',
           f'{AN}::test_nonfinite_activations_are_refused_naming_the_run_and_site'),
-    Guard('analysis: both runs read the same site', 'analyze.py',
+    Guard('analysis: both runs read the same site', 'monosemanticity/findings.py::check_comparable',
           'if a.sae.site != b.sae.site:', 'if False:',
           f'{AN}::test_bad_input_is_one_line_and_leaves_the_old_analysis'),
 ]
@@ -543,35 +591,42 @@ SAF = f'{SA}::test_feature_page_shows_explanation_score_and_links_the_best_match
 SAI = f'{SA}::test_index_sorts_by_f1_and_match_and_searches_explanations'
 SITE_GUARDS = [
     Guard("a build without a report records the config as before the analysis key (meta.json unchanged)",
-          'build_interface.py', "    del config['analysis']", '    pass',
+          'build_interface.py::main', "without(config, 'analysis', *SWEEP_ONLY)", 'without(config, *SWEEP_ONLY)',
           f'{SA}::test_without_a_report_the_site_is_as_before'),
-    Guard("site analysis: run B's site shows features_b (side b), run A's features", 'build_interface.py',
+    Guard("site analysis: run B's site shows features_b (side b), run A's features",
+          'monosemanticity/site_analysis.py::site_analysis',
           "key, other = ('features', 'b') if side == 'a' else ('features_b', 'a')",
           "key, other = ('features', 'b') if side else ('features_b', 'a')",
           f'{SA}::test_site_holds_the_reports_numbers_of_its_side[b]'),
-    Guard("site analysis: the best match links into the OTHER run's site", 'build_interface.py',
+    Guard("site analysis: the best match links into the OTHER run's site",
+          'monosemanticity/site_analysis.py::site_analysis',
           "os.path.abspath(report['runs'][other]['out_dir'])", "os.path.abspath(report['runs'][side]['out_dir'])",
           f'{SA}::test_site_holds_the_reports_numbers_of_its_side'),
-    Guard('site analysis: INDEX.match is [best feature, r] of each feature', 'build_interface.py',
+    Guard('site analysis: INDEX.match is [best feature, r] of each feature',
+          'monosemanticity/site_analysis.py::site_analysis',
           "'match': [[j, r] for j, r in best]}", "'match': [[r, j] for j, r in best]}",
           f'{SA}::test_site_holds_the_reports_numbers_of_its_side'),
-    Guard("site analysis: a record's match is its best feature and r", 'build_interface.py',
+    Guard("site analysis: a record's match is its best feature and r",
+          'monosemanticity/site_analysis.py::site_analysis',
           "'match': {'feature': j, 'corr': r}}", "'match': {'feature': 0, 'corr': r}}",
           f'{SA}::test_site_holds_the_reports_numbers_of_its_side'),
-    Guard('site analysis: INDEX.explain holds the first 3 patterns', 'build_interface.py',
+    Guard('site analysis: INDEX.explain holds the first 3 patterns', 'monosemanticity/site_analysis.py::site_analysis',
           "[u['patterns'][:N_EXPLAIN] for u in units]", "[u['patterns'][:1] for u in units]",
           f'{SA}::test_site_holds_the_reports_numbers_of_its_side'),
     Guard('site analysis: a report must name this SAE (auto: ignored with a note; a path: one-line error)',
-          'build_interface.py', '        if side is None:\n', '        if side is None and False:\n',
+          'monosemanticity/site_analysis.py::check_report',
+          '        if side is None:\n', '        if side is None and False:\n',
           f'{SA}::test_explicit_foreign_report_is_one_line_exit_2'),
-    Guard("site analysis: auto ignores a report older than the SAE's weights", 'build_interface.py',
+    Guard("site analysis: auto ignores a report older than the SAE's weights",
+          'monosemanticity/site_analysis.py::check_report',
           'if check_age and os.path.getmtime(path) < os.path.getmtime(weights):', 'if False:',
           f'{SA}::test_auto_ignores_a_report_that_does_not_apply[stale]'),
-    Guard('site analysis: a report that is not complete is not shown', 'build_interface.py',
+    Guard('site analysis: a report that is not complete is not shown', 'monosemanticity/site_analysis.py::check_report',
           "if report.get('complete') is not True:", 'if False:',
           f'{SA}::test_auto_ignores_a_report_that_does_not_apply[incomplete]'),
     Guard("site analysis: the report's units are this SAE's features, one per feature in id order",
-          'build_interface.py', "if [u['id'] for u in units] != list(range(n_features)) or len(best) != n_features:",
+          'monosemanticity/site_analysis.py::check_report',
+          "if [u['id'] for u in units] != list(range(n_features)) or len(best) != n_features:",
           'if False:', f'{SA}::test_auto_ignores_a_report_that_does_not_apply[other_size]'),
 ]
 SITE_WEB_GUARDS = [
@@ -603,35 +658,44 @@ GUARDS += SITE_GUARDS + SITE_WEB_GUARDS
 # the Neuronpedia export (neuronpedia.py, build_interface.py --neuronpedia=True)
 NP = 'tests/test_neuronpedia.py'
 NEURONPEDIA_GUARDS = [
-    Guard('neuronpedia: build_interface.py --neuronpedia=True writes the export', 'build_interface.py',
-          '    if neuronpedia:  # the same data in Neuronpedia', '    if False:  # the same data in Neuronpedia',
+    Guard('neuronpedia: build_interface.py --neuronpedia=True writes the export', 'monosemanticity/site.py::build_site',
+          '    if s.neuronpedia:  # the same data in Neuronpedia', '    if False:  # the same data in Neuronpedia',
           f'{NP}::test_layout_and_header_rows'),
-    Guard("neuronpedia: pos_str are the tokens a feature's logits raise most", 'neuronpedia.py',
+    Guard("neuronpedia: pos_str are the tokens a feature's logits raise most",
+          'monosemanticity/neuronpedia.py::feature_row',
           "pos_str=[token_text(vocab[t]) for t, _ in logits['pos']]",
           "pos_str=[token_text(vocab[t]) for t, _ in logits['neg']]", f'{NP}::test_feature_rows_equal_the_site'),
-    Guard('neuronpedia: frac_nonzero is the density (share of tokens fired on)', 'neuronpedia.py',
+    Guard('neuronpedia: frac_nonzero is the density (share of tokens fired on)',
+          'monosemanticity/neuronpedia.py::feature_row',
           "frac_nonzero=record['density'],", "frac_nonzero=record['n_fire'],",
           f'{NP}::test_feature_rows_equal_the_site'),
-    Guard("neuronpedia: histogram bar values are the bins' centres (SAEDashboard HistogramData)", 'neuronpedia.py',
+    Guard("neuronpedia: histogram bar values are the bins' centres (SAEDashboard HistogramData)",
+          'monosemanticity/neuronpedia.py::bin_centres',
           'round(lo + (hi - lo) * (j + 0.5) / n, 5)', 'round(lo + (hi - lo) * j / n, 5)',
           f'{NP}::test_feature_rows_equal_the_site'),
-    Guard('neuronpedia: feature index is a string (Neuronpedia\'s text column)', 'neuronpedia.py',
+    Guard('neuronpedia: feature index is a string (Neuronpedia\'s text column)',
+          'monosemanticity/neuronpedia.py::feature_row',
           "layer=names.source_id, index=str(record['id']), creatorId=CREATOR_ID,",
           "layer=names.source_id, index=record['id'], creatorId=CREATOR_ID,",
           f'{NP}::test_feature_rows_equal_the_site'),
     Guard("neuronpedia: an activation row's tokens are its window's positions (not the next-token target)",
-          'neuronpedia.py', "tokens=[token_text(vocab[t]) for t in w['tokens'][:len(values)]]",
+          'monosemanticity/neuronpedia.py::activation_rows',
+          "tokens=[token_text(vocab[t]) for t in w['tokens'][:len(values)]]",
           "tokens=[token_text(vocab[t]) for t in w['tokens']]", f'{NP}::test_activation_rows_equal_the_site_windows'),
-    Guard("neuronpedia: qualifyingTokenIndex is the example's position in the window", 'neuronpedia.py',
+    Guard("neuronpedia: qualifyingTokenIndex is the example's position in the window",
+          'monosemanticity/neuronpedia.py::activation_rows',
           "qualifyingTokenIndex=w['pos'] - w['start'])", "qualifyingTokenIndex=w['pos'])",
           f'{NP}::test_activation_rows_equal_the_site_windows'),
-    Guard("neuronpedia: an interval's rows carry its share as binContains", 'neuronpedia.py',
+    Guard("neuronpedia: an interval's rows carry its share as binContains",
+          'monosemanticity/neuronpedia.py::activation_rows',
           "(iv['lo'], iv['hi'], iv['share'], iv['samples'])", "(iv['lo'], iv['hi'], iv['n'], iv['samples'])",
           f'{NP}::test_activation_rows_equal_the_site_windows'),
-    Guard('neuronpedia: batch-N files are written atomically (temp + rename)', 'neuronpedia.py',
+    Guard('neuronpedia: batch-N files are written atomically (temp + rename)',
+          'monosemanticity/neuronpedia.py::jsonl_gz',
           "    with atomic_file(path, 'wb') as raw, gzip.GzipFile(", "    with open(path, 'wb') as raw, gzip.GzipFile(",
           f'{NP}::test_failed_export_leaves_no_partial_file'),
-    Guard('neuronpedia: FEATURES_PER_BATCH features per batch-N file, read a feature file at a time', 'neuronpedia.py',
+    Guard('neuronpedia: FEATURES_PER_BATCH features per batch-N file, read a feature file at a time',
+          'monosemanticity/neuronpedia.py::site_records',
           "for file in range(f0 // per_file, -(-f1 // per_file)):", "for file in range(0, -(-f1 // per_file)):",
           f'{NP}::test_batches_stream_and_concatenate'),
 ]
@@ -644,73 +708,77 @@ TRAIN = f'{SP}::test_train_steps_take_the_sparse_path_and_equal_the_dense_steps'
 
 GUARDS_SPARSE = [
     # ---------------------------------------------------------------- sparse TopK / BatchTopK step
-    Guard('sparse step: topk / batchtopk train through sparse_topk_loss', 'autoencoder.py',
+    Guard('sparse step: topk / batchtopk train through sparse_topk_loss', 'autoencoder.py::TopK',
           "    saelens_architecture = 'topk'\n    sparse = True\n",
           "    saelens_architecture = 'topk'\n    sparse = False\n", TRAIN),
-    Guard('sparse step: pre-encoder bias x̄ = x - b_dec', 'autoencoder.py',
+    Guard('sparse step: pre-encoder bias x̄ = x - b_dec', 'autoencoder.py::sparse_topk_loss',
           'xbar = xs - sae.b_dec if kind.pre_bias else xs  # (B, d)', 'xbar = xs  # (B, d)', EQ),
-    Guard('sparse step: encoder GEMM x̄ W_encᵀ + b_enc', 'autoencoder.py',
+    Guard('sparse step: encoder GEMM x̄ W_encᵀ + b_enc', 'autoencoder.py::encoder_gemm',
           'torch.addmm(sae.b_enc, xbar, sae.W_enc.T, out=out)',
           'torch.addmm(0 * sae.b_enc, xbar, sae.W_enc.T, out=out)', EQ),
-    Guard('sparse step, bf16: b_enc rides in the GEMM as the last column of [W_enc, b_enc]', 'autoencoder.py',
+    Guard('sparse step, bf16: b_enc rides in the GEMM as the last column of [W_enc, b_enc]',
+          'autoencoder.py::encoder_gemm',
           'wea[:, d].copy_(sae.b_enc)', 'wea[:, d].zero_()', EQ),
-    Guard('sparse step, bf16: ... times the ones column of [x̄, 1]', 'autoencoder.py',
+    Guard('sparse step, bf16: ... times the ones column of [x̄, 1]', 'autoencoder.py::encoder_gemm',
           'xa[:, d].fill_(1)', 'xa[:, d].fill_(0.5)', EQ),
-    Guard('sparse step, bf16: W_enc cast into [W_enc, b_enc]', 'autoencoder.py',
+    Guard('sparse step, bf16: W_enc cast into [W_enc, b_enc]', 'autoencoder.py::encoder_gemm',
           'wea[:, :d].copy_(sae.W_enc)', 'wea[:, :d].copy_(sae.W_enc.roll(1, 0))', EQ),
-    Guard('sparse step: x̂ = Σ_j f_j W_dec[:, j] + b_dec from the kept codes', 'autoencoder.py',
+    Guard('sparse step: x̂ = Σ_j f_j W_dec[:, j] + b_dec from the kept codes', 'autoencoder.py::sparse_topk_loss',
           "x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)",
           "x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec')  # (B, d)", EQ),
-    Guard('sparse step: the main loss is MSE × mse_scale', 'autoencoder.py',
+    Guard('sparse step: the main loss is MSE × mse_scale', 'autoencoder.py::sparse_topk_loss',
           '    recon = err.pow(2).mean() * sae.mse_scale\n    dead = kind.auxk_dead',
           '    recon = err.pow(2).mean()\n    dead = kind.auxk_dead', EQ),
-    Guard('sparse step: batchtopk keeps the k·B largest over the batch', 'autoencoder.py',
+    Guard('sparse step: batchtopk keeps the k·B largest over the batch', 'autoencoder.py::topk_code',
           'if isinstance(sae.kind, BatchTopK) and sae.training:',
           'if False:', EQ),
     # (no guard for "ReLU before the batch top-k" in topk_code: without it the kept set differs only in entries
     #  whose activation is 0 either way (ReLU'd negatives), so loss, gradients, fired and l0 are unchanged: an
     #  equivalent mutant; the dense batch_topk_relu's guard stays)
-    Guard('sparse step: ReLU of the kept pre-activations', 'autoencoder.py',
+    Guard('sparse step: ReLU of the kept pre-activations', 'autoencoder.py::sparse_topk_loss',
           'f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (N,)',
           'f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code)  # (N,)', EQ),
-    Guard('sparse step: fired mask from the kept codes (fire counters, AuxK dead set)', 'autoencoder.py',
+    Guard('sparse step: fired mask from the kept codes (fire counters, AuxK dead set)',
+          'autoencoder.py::sparse_topk_loss',
           'index_add_(0, code.cols, (f.detach() > kind.fire_threshold)',
           'index_add_(0, code.rows, (f.detach() > kind.fire_threshold)', EQ),
-    Guard('sparse step: the kept values follow their columns (sorted within a row)', 'autoencoder.py',
+    Guard('sparse step: the kept values follow their columns (sorted within a row)', 'autoencoder.py::row_topk_code',
           'vals.gather(1, order).flatten()', 'vals.flatten()', EQ),
-    Guard('sparse step: dW_enc = (dpre sparse)ᵀ x̄', 'autoencoder.py',
+    Guard('sparse step: dW_enc = (dpre sparse)ᵀ x̄', 'autoencoder.py::SparseEncode.backward',
           'g_W_enc = _by_col_sum(code, g, xbar)  # (F, d)',
           'g_W_enc = _by_col_sum(code, g, xbar + 1)  # (F, d)', EQ),
-    Guard('sparse step: db_enc = Σ dpre per column', 'autoencoder.py',
+    Guard('sparse step: db_enc = Σ dpre per column', 'autoencoder.py::SparseEncode.backward',
           'g_b_enc = torch.zeros_like(W_enc[:, 0]).index_add_(0, code.cols, g)',
           'g_b_enc = torch.zeros_like(W_enc[:, 0]).index_add_(0, code.rows % W_enc.shape[0], g)', EQ),
-    Guard('sparse step: the pre-encoder bias gets the encoder gradient (x̄ = x - b_dec)', 'autoencoder.py',
+    Guard('sparse step: the pre-encoder bias gets the encoder gradient (x̄ = x - b_dec)',
+          'autoencoder.py::SparseEncode.backward',
           '        if ctx.needs_input_grad[0]:  # (B, d)',
           '        if False:  # (B, d)', EQ),
-    Guard('sparse step: dW_dec from the kept codes (weighted by f)', 'autoencoder.py',
+    Guard('sparse step: dW_dec from the kept codes (weighted by f)', 'autoencoder.py::SparseDecode.backward',
           'ctx.grad_buf.copy_(_by_col_sum(code, values, g).T)',
           'ctx.grad_buf.copy_(_by_col_sum(code, torch.ones_like(values), g).T)', EQ),
-    Guard('sparse step: df = g · W_dec[:, j] reaches the encoder', 'autoencoder.py',
+    Guard('sparse step: df = g · W_dec[:, j] reaches the encoder', 'autoencoder.py::SparseDecode.backward',
           '        return g_values, g_W_dec, None',
           '        return None, g_W_dec, None', EQ),
-    Guard('sparse step: entries ordered by column for the (F, d) gradients', 'autoencoder.py',
+    Guard('sparse step: entries ordered by column for the (F, d) gradients', 'autoencoder.py::sparse_code',
           'by_col = cols.view(1, -1).argsort(dim=1, stable=True).view(-1)',
           'by_col = torch.arange(cols.shape[0], device=cols.device)', EQ),
-    Guard("sparse AuxK: only the dead latents' pre-activations", 'autoencoder.py',
+    Guard("sparse AuxK: only the dead latents' pre-activations", 'autoencoder.py::sparse_auxk_loss',
           'row_topk_code(pre.masked_fill(~dead, -math.inf), k)',
           'row_topk_code(pre, k)', EQ),
-    Guard("sparse AuxK: ReLU on the dead latents' values", 'autoencoder.py',
+    Guard("sparse AuxK: ReLU on the dead latents' values", 'autoencoder.py::sparse_auxk_loss',
           'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)',
           'z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code)  # (B·k,)', EQ),
-    Guard("sparse AuxK: normalised by the residual's variance", 'autoencoder.py',
+    Guard("sparse AuxK: normalised by the residual's variance", 'autoencoder.py::sparse_auxk_loss',
           "        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)\n    e = -err\n"
           "    var = (e - e.mean(0)).pow(2).mean()",
           "        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)\n    e = -err\n"
           "    var = e.pow(2).mean()", EQ),
-    Guard('sparse step: a gradient left in a scratch buffer is copied out before the next loss', 'autoencoder.py',
+    Guard('sparse step: a gradient left in a scratch buffer is copied out before the next loss',
+          'autoencoder.py::sparse_topk_loss',
           '    B, kind = x.shape[0], sae.kind\n    _unalias_grads_(sae)\n',
           '    B, kind = x.shape[0], sae.kind\n', f'{SP}::test_gradients_accumulate_over_two_backwards'),
-    Guard('sparse step: train_sae.py --sparse_topk=True reaches the step', 'train_sae.py',
+    Guard('sparse step: train_sae.py --sparse_topk=True reaches the step', 'train_sae.py::train_member_step',
           '                        sparse=sparse_topk)', '                        sparse=False)',
           'tests/test_train_sae.py::test_sparse_topk_flag_reaches_the_step'),
 ]
@@ -719,60 +787,277 @@ GUARDS += GUARDS_SPARSE
 # the browser's token and co-activation counts, exact and sparse past dense_stats_mb
 SST = 'tests/test_sparse_stats.py'
 GUARDS_SPARSE_STATS = [
-    Guard('browser sparse token counts: merged batches sum their counts', 'build_interface.py',
+    Guard('browser sparse token counts: merged batches sum their counts',
+          'monosemanticity/feature_stats.py::TokenCounts.merge_',
           '.index_add_(0, inverse, counts)', '.index_put_((inverse,), counts)', SST),
-    Guard("browser sparse token counts: a block of rows is its features' keys", 'build_interface.py',
+    Guard("browser sparse token counts: a block of rows is its features' keys",
+          'monosemanticity/feature_stats.py::TokenCounts.rows',
           'block[self.keys[lo:hi] - sl.start * V]', 'block[self.keys[lo:hi] - sl.start]', SST),
-    Guard('browser sparse co-activation: only the first coact_tokens tokens', 'build_interface.py',
+    Guard('browser sparse co-activation: only the first coact_tokens tokens',
+          'monosemanticity/feature_stats.py::CoactCounts.add_',
           'e = int(torch.searchsorted(t_idx, len(fire)))', 'e = len(t_idx)', SST),
-    Guard('browser sparse co-activation: firings keep their token across batches', 'build_interface.py',
+    Guard('browser sparse co-activation: firings keep their token across batches',
+          'monosemanticity/feature_stats.py::CoactCounts.add_',
           'self.firings.append(((t_idx[:e] + t0).int()', 'self.firings.append(((t_idx[:e]).int()', SST),
-    Guard('browser sparse co-activation: each firing pairs with every firing of its token', 'build_interface.py',
+    Guard('browser sparse co-activation: each firing pairs with every firing of its token',
+          'monosemanticity/feature_stats.py::CoactCounts.rows',
           '- torch.repeat_interleave(w.cumsum(0) - w, w)', '- torch.repeat_interleave(w.cumsum(0) - w, w) * 0', SST),
-    Guard('browser sparse co-activation: pair steps cover every firing once', 'build_interface.py',
+    Guard('browser sparse co-activation: pair steps cover every firing once',
+          'monosemanticity/feature_stats.py::pair_steps',
           'b = max(int(torch.searchsorted(ends, done + budget, right=True)), a + 1)',
           'b = max(int(torch.searchsorted(ends, done + budget, right=True)), a + 1) + 1', SST),
-    Guard('browser sparse co-activation: n(this) is each feature\'s firings', 'build_interface.py',
+    Guard('browser sparse co-activation: n(this) is each feature\'s firings',
+          'monosemanticity/feature_stats.py::CoactCounts.diagonal',
           'return torch.bincount(self.index()[1], minlength=self.n_feat).int()',
           'return torch.bincount(self.index()[1], minlength=self.n_feat).int() + 1', SST),
-    Guard('browser: (F, V) token counts sparse past dense_stats_mb', 'build_interface.py',
+    Guard('browser: (F, V) token counts sparse past dense_stats_mb',
+          'monosemanticity/feature_stats.py::pass1_statistics',
           'token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)',
           'token_counts = TokenCounts(n_feat, V, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
-    Guard('browser: (F, F) co-activation counts sparse past dense_stats_mb', 'build_interface.py',
+    Guard('browser: (F, F) co-activation counts sparse past dense_stats_mb',
+          'monosemanticity/feature_stats.py::pass1_statistics',
           'coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)',
           'coact = CoactCounts(n_feat, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
-    Guard('browser ablation past the budget: each pair reads its own row of its feature block', 'build_interface.py',
+    Guard('browser ablation past the budget: each pair reads its own row of its feature block',
+          'monosemanticity/logit_effects.py::feature_blocks',
           'directions.rows(ids[b0:b1]), row - b0', 'directions.rows(ids[b0:b1]), row',
           f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
-    Guard('browser ablation past the budget: a block holds only its features\' pairs', 'build_interface.py',
+    Guard('browser ablation past the budget: a block holds only its features\' pairs',
+          'monosemanticity/logit_effects.py::feature_blocks',
           '((row >= b0) & (row < b1))', '((row >= 0) & (row < b1))',
           f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
-    Guard('browser ablation past the budget: rare features get their row with their pair', 'build_interface.py',
+    Guard('browser ablation past the budget: rare features get their row with their pair',
+          'monosemanticity/logit_effects.py::local_ablation_effects',
           'z_u = (directions.rows(f_o, out=buffers[1][:m]) if Z_u is None',
           'z_u = (directions.rows(f_o.flip(0), out=buffers[1][:m]) if Z_u is None',
           f'{SST}::test_ablation_effects_by_feature_blocks_equal_the_dense_logits_and_brute_force'),
 ]
 GUARDS += GUARDS_SPARSE_STATS
-GUARDS.append(Guard('browser: logit weights by rows past dense_stats_mb, Z_u = W_U(γ⊙u_c)', 'build_interface.py',
+GUARDS.append(Guard('browser: logit weights by rows past dense_stats_mb, Z_u = W_U(γ⊙u_c)',
+                    'monosemanticity/logit_effects.py::FeatureLogits.rows',
                     'return torch.matmul(self.centred[idx] * self.gamma, self.W_U.T, out=out)',
                     'return torch.matmul(self.centred[idx], self.W_U.T, out=out)',
                     f'{SST}::test_site_from_sparse_counts_is_the_dense_one'))
 
+# ---------------------------------------------------------------------------- where each guard's snippet is now
+class Stale(Exception):
+    """A guard's snippet is not once in its anchor, nor in a def of the anchor's name elsewhere (one-line reason)."""
+
+
+@lru_cache(maxsize=None)
+def source_files(root: str = REPO) -> tuple[str, ...]:
+    """The files a moved def is looked for in: tracked and untracked (not ignored), but the tests and this list."""
+    files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    return tuple(f for f in files if not f.startswith('tests/') and f != 'tools/guards.py')
+
+
+@lru_cache(maxsize=None)
+def read(path: str) -> str | None:
+    """The text of a file, None if there is none (read once per process)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+@lru_cache(maxsize=None)
+def def_spans(path: str) -> tuple[tuple[str, int, int], ...] | None:
+    """(qualname, start, end) of every def and class of a Python file as character offsets, from the line of its first
+    decorator to the end of its last line; nested ones are 'Class.method', 'outer.inner'. None if it does not parse."""
+    src = read(path)
+    try:
+        tree = ast.parse(src, path)
+    except (SyntaxError, TypeError):  # TypeError: no file
+        return None
+    line_start = [0] + [m.end() for m in re.finditer('\n', src)] + [len(src)]
+    spans = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                spans.append((prefix + child.name, line_start[first - 1], line_start[child.end_lineno]))
+                visit(child, f'{prefix}{child.name}.')
+            else:
+                visit(child, prefix)
+
+    visit(tree, '')
+    return tuple(spans)
+
+
+def holder(path: str, old: str) -> str | None:
+    """The qualname of the innermost def/class holding the snippet, '' if it is outside every def (or the file is not
+    Python); None if the snippet is not once in the file, straddles a def's boundary or the file does not parse."""
+    src = read(path)
+    if src is None or src.count(old) != 1:
+        return None
+    if not path.endswith('.py'):
+        return ''
+    spans = def_spans(path)
+    if spans is None:
+        return None
+    a = src.index(old)
+    b = a + len(old)
+    inside = [(s, name) for name, s, e in spans if s <= a and b <= e]
+    if inside:
+        return max(inside)[1]
+    return None if any(s < b and a < e for _, s, e in spans) else ''
+
+
+def holds(path: str, qualname: str, old: str) -> bool:
+    """Whether the file holds the snippet exactly once, inside a def or class named qualname ('' = outside any def)."""
+    src, spans = read(path), def_spans(path) if path.endswith('.py') else ()
+    if src is None or spans is None or src.count(old) != 1:
+        return False
+    if not qualname:
+        return holder(path, old) == ''
+    a = src.index(old)
+    return any(name == qualname and s <= a and a + len(old) <= e for name, s, e in spans)
+
+
+def has_def(path: str, qualname: str) -> bool:
+    """Whether the file is there and has a def or class named qualname (any file has the top level '')."""
+    if read(path) is None:
+        return False
+    spans = def_spans(path) if path.endswith('.py') else ()
+    return not qualname or any(name == qualname for name, _, _ in spans or ())
+
+
+def where_now(root: str, old: str) -> str:
+    """Where the snippet is in the repo, as anchors: a hint for a stale guard."""
+    at = [f if not (q := holder(os.path.join(root, f), old)) else f'{f}::{q}' for f in source_files(root)
+          if old in (read(os.path.join(root, f)) or '')]
+    return f"it is in {', '.join(at[:3])}{' ...' if len(at) > 3 else ''}" if at else 'it is nowhere in the repo'
+
+
+def locate(g: Guard, root: str = REPO) -> str:
+    """The file that holds g's snippet now: the anchor's file; or, when the anchor's def (or file) is gone from it, the
+    one other file with a def of that qualname holding the snippet once (the def moved). Else raises Stale."""
+    path, _, qualname = g.anchor.partition('::')
+    if holds(os.path.join(root, path), qualname, g.old):
+        return path
+    if not has_def(os.path.join(root, path), qualname):
+        ext = os.path.splitext(path)[1]
+        found = [f for f in source_files(root) if f.endswith(ext) and f != path
+                 and holds(os.path.join(root, f), qualname, g.old)]
+        if len(found) == 1:
+            return found[0]
+    raise Stale(f"the snippet is not once in {g.anchor}; {where_now(root, g.old)}")
+
+
+def moved_line(g: Guard, now: str) -> str:
+    path, _, qualname = g.anchor.partition('::')
+    return f"moved: {g.element}: {qualname or 'its top-level code'} is now in {now} (was {path})"
+
+
+def problems(g: Guard, root: str = REPO) -> list[str]:
+    """One line per thing to fix in g: its anchor moved or stale, its test gone, a mutation that changes nothing."""
+    out = []
+    try:
+        now = locate(g, root)
+        if now != g.anchor.partition('::')[0]:
+            out.append(moved_line(g, now))
+    except Stale as e:
+        out.append(f"STALE: {g.element}: {e}")
+    path, _, name = g.test.partition('::')
+    test_src = read(os.path.join(root, path))
+    if test_src is None or name and not re.search(rf"def {re.escape(name.split('[')[0])}\(", test_src):
+        out.append(f"STALE: {g.element}: no test {g.test}")
+    if g.old == g.new:
+        out.append(f"STALE: {g.element}: the mutation changes nothing")
+    return out
+
+
+def check(guards: list[Guard]) -> int:
+    """Print what to fix in the list (no test is run): exit code 1 if anything."""
+    found = [problems(g) for g in guards]
+    lines = [line for p in found for line in p]
+    n_moved = sum(line.startswith('moved:') for line in lines)
+    for line in lines:
+        print(line)
+    print(f"{sum(not p for p in found)}/{len(guards)} guards in place; {n_moved} moved, {len(lines) - n_moved} stale")
+    return 1 if lines else 0
+
+
+# ---------------------------------------------------------------------------- the mutation run
 def copy_repo(dst: str) -> None:
     """The tracked and untracked (not ignored) files of the checkout, as they are now."""
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split()
+                           capture_output=True, text=True).stdout.splitlines()
     for f in files:
         if os.path.isfile(os.path.join(REPO, f)):
             os.makedirs(os.path.dirname(os.path.join(dst, f)) or dst, exist_ok=True)
             shutil.copy2(os.path.join(REPO, f), os.path.join(dst, f))
 
 
+def mutant_survives(copy: str, g: Guard, path: str) -> bool | None:
+    """Break g in the copy (<copy>/repo), run its test, restore the file: True if the test still passes, None if the
+    snippet is not once in the copy's file."""
+    file = os.path.join(copy, 'repo', path)
+    src = open(file, encoding='utf-8').read()
+    if src.count(g.old) != 1:
+        return None
+    with open(file, 'w', encoding='utf-8') as f:
+        f.write(src.replace(g.old, g.new))
+    try:
+        p = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
+                            f"--basetemp={os.path.join(copy, 'tmp')}", g.test],
+                           cwd=os.path.join(copy, 'repo'), capture_output=True, text=True,
+                           env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
+    finally:
+        with open(file, 'w', encoding='utf-8') as f:
+            f.write(src)
+    return p.returncode in (0, 5)  # 5: no test collected, which guards nothing
+
+
+def run(chosen: list[Guard], jobs: int) -> int:
+    """Each guard's mutation and test, `jobs` at a time, each in its own copy of the repo: exit code 1 if a broken
+    element is not caught (or its snippet is stale)."""
+    t0, n, done, missed, places = time.time(), len(chosen), 0, set(), {}
+    for i, g in enumerate(chosen):
+        try:
+            places[i] = locate(g)
+            if places[i] != g.anchor.partition('::')[0]:
+                print(moved_line(g, places[i]), flush=True)
+        except Stale as e:
+            done += 1
+            missed.add(i)
+            print(f"[{done}/{n}] STALE   {g.element}: {e}", flush=True)
+    with tempfile.TemporaryDirectory(prefix='guards-') as tmp:
+        copies, n_copies = queue.Queue(), max(1, min(jobs, len(places)))
+        for j in range(n_copies):
+            copy_repo(os.path.join(tmp, str(j), 'repo'))
+            copies.put(os.path.join(tmp, str(j)))
+
+        def mutate(i: int) -> tuple[bool | None, float]:
+            copy, t = copies.get(), time.time()
+            try:
+                return mutant_survives(copy, chosen[i], places[i]), time.time() - t
+            finally:
+                copies.put(copy)
+
+        with ThreadPoolExecutor(n_copies) as pool:
+            futures = {pool.submit(mutate, i): i for i in places}
+            for future in as_completed(futures):
+                i, (survives, seconds) = futures[future], future.result()
+                done += 1
+                if survives is not False:
+                    missed.add(i)
+                verdict = 'caught ' if survives is False else 'MISSED ' if survives else 'STALE  '
+                print(f"[{done}/{n}] {verdict} {chosen[i].element} ({seconds:.0f}s)", flush=True)
+    print(f"{n - len(missed)}/{n} broken elements caught by their tests in {time.time() - t0:.0f}s")
+    for i in sorted(missed):
+        print(f"not caught: {chosen[i].element} ({chosen[i].anchor}; {chosen[i].test})")
+    return 1 if missed else 0
+
+
 def markdown() -> str:
     lines = ['| element | code | test that fails when it is broken |', '| --- | --- | --- |']
     for g in GUARDS:
         test = g.test.replace('tests/', '')
-        lines.append(f"| {g.element} | `{g.file}` | `{test}` |")
+        lines.append(f"| {g.element} | `{g.anchor}` | `{test}` |")
     return '\n'.join(lines)
 
 
@@ -780,35 +1065,21 @@ def main(argv: list[str]) -> int:
     if '--markdown' in argv:
         print(markdown())
         return 0
-    words = [a for a in argv if not a.startswith('-')]
+    jobs, words = 1, []
+    for i, a in enumerate(argv):
+        if a.startswith('--jobs'):
+            value = a.partition('=')[2] or (argv[i + 1] if i + 1 < len(argv) else '')
+            if not value.isdigit() or int(value) < 1:
+                print(f"--jobs takes a number of guards run at once (>= 1), not {value!r}", file=sys.stderr)
+                return 2
+            jobs = int(value)
+        elif a.startswith('-') and a not in ('--check', '--markdown'):
+            print(f"unknown option {a} (options: --check, --markdown, --jobs N)", file=sys.stderr)
+            return 2
+        elif not a.startswith('-') and not (i > 0 and argv[i - 1] == '--jobs'):
+            words.append(a)
     chosen = [g for g in GUARDS if not words or any(w.lower() in g.element.lower() for w in words)]
-    missed, t0 = [], time.time()
-    with tempfile.TemporaryDirectory(prefix='guards-') as tmp:
-        copy_repo(tmp)
-        for i, g in enumerate(chosen, 1):
-            path = os.path.join(tmp, g.file)
-            src = open(path).read()
-            if src.count(g.old) != 1:
-                print(f"[{i}/{len(chosen)}] STALE   {g.element}: the snippet is in {g.file} "
-                      f"{src.count(g.old)} times", flush=True)
-                missed.append(g)
-                continue
-            open(path, 'w').write(src.replace(g.old, g.new))
-            t = time.time()
-            p = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', g.test],
-                               cwd=tmp, capture_output=True, text=True,
-                               env={**os.environ, 'OMP_NUM_THREADS': '1', 'WANDB_MODE': 'disabled'})
-            open(path, 'w').write(src)
-            caught = p.returncode not in (0, 5)  # 5: no test collected, which guards nothing
-            if not caught:
-                missed.append(g)
-            print(f"[{i}/{len(chosen)}] {'caught ' if caught else 'MISSED '} {g.element} ({time.time() - t:.0f}s)",
-                  flush=True)
-    print(f"{len(chosen) - len(missed)}/{len(chosen)} broken elements caught by their tests "
-          f"in {time.time() - t0:.0f}s")
-    for g in missed:
-        print(f"not caught: {g.element} ({g.file}; {g.test})")
-    return 1 if missed else 0
+    return check(chosen) if '--check' in argv else run(chosen, jobs)
 
 
 if __name__ == '__main__':

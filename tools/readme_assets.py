@@ -1,15 +1,15 @@
 """
-Regenerate the README's results from a finished demo run (`make demo`), so that they are never hand-edited:
-the results table between the `<!-- results:start -->` / `<!-- results:end -->` markers of README.md, the
-table of tools/guards.py between `<!-- guards:start -->` / `<!-- guards:end -->`, and
+Regenerate the results in the README and docs/ from a finished demo run (`make demo`), so that they are never
+hand-edited. Each block lies between `<!-- NAME:start -->` / `<!-- NAME:end -->` markers in the file BLOCK_FILES
+names: the results table (`results`, README.md), the table of tools/guards.py (`guards`, docs/guards.md), and
 screenshots of the feature browser (assets/index.png, assets/feature.png) taken with headless Chromium.
-After `make sweep` also the sweep's block between `<!-- sweep:start -->` / `<!-- sweep:end -->`: its Pareto table
-(out/demo/sweep/pareto.json), assets/pareto.png, two feature families chosen by split_score below, and screenshots
-of the sweep site (assets/sweep.png, assets/family.png).
-After `make analysis` also the analysis block between `<!-- analysis:start -->` / `<!-- analysis:end -->`: the
-features-vs-neurons and universality tables of out/demo/analysis/report.json, its plots (assets/interpretability.png,
+After `make sweep` also the sweep's block (`sweep`, docs/sweeps.md): its Pareto table (out/demo/sweep/pareto.json),
+assets/pareto.png, two feature families chosen by split_score below, and screenshots of the sweep site
+(assets/sweep.png, assets/family.png).
+After `make analysis` also the analysis block (`analysis`, docs/findings.md): the features-vs-neurons and
+universality tables of out/demo/analysis/report.json, its plots (assets/interpretability.png,
 assets/universality.png), the explanations at a few quantiles of F1, and a feature page showing its explanation
-(assets/analysis_feature.png).
+(assets/analysis_feature.png). Links in a block are relative to the file that holds it.
 
     python tools/readme_assets.py [--out_dir=out/demo] [--feature=ID]      (or: make readme)
 """
@@ -53,14 +53,27 @@ screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'a
 
 
 
-def replace_block(text: str, name: str, body: str) -> str:
-    """text with what lies between <!-- name:start --> and <!-- name:end --> replaced by body."""
+BLOCK_FILES = {'results': 'README.md', 'sweep': 'docs/sweeps.md', 'analysis': 'docs/findings.md',
+               'guards': 'docs/guards.md'}  # each generated block and the file (in the repo) that holds it
+
+
+def link(path: str, name: str) -> str:
+    """path (absolute, or relative to the current folder) as a link from the file that holds block name."""
+    return os.path.relpath(os.path.abspath(path), os.path.dirname(os.path.join(REPO_ROOT, BLOCK_FILES[name])))
+
+
+def replace_block(name: str, body: str) -> None:
+    """Replace what lies between <!-- name:start --> and <!-- name:end --> in BLOCK_FILES[name] by body."""
+    path = os.path.join(REPO_ROOT, BLOCK_FILES[name])
+    with open(path) as f:
+        text = f.read()
     start, end = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
     if start not in text or end not in text:
-        die(f"README.md has no {start} ... {end} markers")
+        die(f"{BLOCK_FILES[name]} has no {start} ... {end} markers")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{body}\n{end}{tail}"
+    atomic_write_bytes(path, f"{head}{start}\n{body}\n{end}{tail}".encode())
+    print(f"updated {path} ({name})")
 
 
 def pareto_markdown(records: list[dict]) -> str:
@@ -76,7 +89,7 @@ def pareto_markdown(records: list[dict]) -> str:
 
 
 MIN_COS = 0.5  # a split counts only through parent links of at least this decoder cosine
-MAX_DENSITY = 0.01  # the README shows families of features firing on < 1% of tokens (broad ones split into noise)
+MAX_DENSITY = 0.01  # docs/sweeps.md shows families of features firing on < 1% of tokens (broad ones split into noise)
 
 
 def split_score(family: dict, root: int) -> tuple[int, int]:
@@ -113,7 +126,7 @@ def family_markdown(family: dict, root: int, site_rel: str) -> str:
 
 
 def sweep_block(sweep_dir: str) -> str | None:
-    """The README's sweep block (None if the sweep or its site is not there), its PNGs copied / shot into assets/."""
+    """The sweep block (None if the sweep or its site is not there), its PNGs copied / shot into assets/."""
     site_dir = os.path.join(sweep_dir, 'interface')
     if not (os.path.isfile(os.path.join(sweep_dir, 'pareto.json')) and os.path.isfile(os.path.join(site_dir,
                                                                                                    'index.html'))):
@@ -124,7 +137,8 @@ def sweep_block(sweep_dir: str) -> str | None:
     site = os.path.abspath(site_dir)
     screenshot(f"file://{site}/index.html", os.path.join(REPO_ROOT, 'assets', 'sweep.png'), 1200, 700)
     parts = [f"<!-- written by tools/readme_assets.py from {sweep_dir}: do not edit by hand -->",
-             pareto_markdown(records), '', '![the Pareto plot of the demo sweep](assets/pareto.png)']
+             pareto_markdown(records), '',
+             f"![the Pareto plot of the demo sweep]({link(os.path.join(REPO_ROOT, 'assets', 'pareto.png'), 'sweep')})"]
     sweep = read_site_data(os.path.join(site_dir, 'data', 'sweep.js'))
     for fam in sweep['families']:
         family = read_site_data(os.path.join(site_dir, 'data', f"family_{fam['name']}.js"))
@@ -135,7 +149,7 @@ def sweep_block(sweep_dir: str) -> str | None:
                      f"{family['link']} cosine, correlation on {family['n_tokens']:,} val tokens): the two features of "
                      f"{family['members'][0]} that split most (descendants in {family['members'][-1]} through links "
                      f"of cos >= {MIN_COS}; scores {', '.join(str(split_score(family, r)[0]) for r in roots)}):\n")
-        parts += [family_markdown(family, r, os.path.relpath(site_dir, REPO_ROOT)) for r in roots]
+        parts += [family_markdown(family, r, link(site_dir, 'sweep')) for r in roots]
         screenshot(f"file://{site}/family.html?family={family['name']}&root={roots[0]}",
                    os.path.join(REPO_ROOT, 'assets', 'family.png'), 1400, 900)
     return '\n'.join(parts)
@@ -157,7 +171,7 @@ def quantile_units(units: list[dict]) -> list[tuple[float, dict]]:
 
 
 def analysis_block(out_dir: str) -> str | None:
-    """The README's analysis block (None if there is no complete report), its PNGs copied / shot into assets/."""
+    """The analysis block (None if there is no complete report), its PNGs copied / shot into assets/."""
     path = os.path.join(out_dir, 'analysis', 'report.json')
     if not os.path.isfile(path):
         return None
@@ -180,14 +194,14 @@ def analysis_block(out_dir: str) -> str | None:
                 f"{s['mean_f1']:.3f} | {s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | "
                 f"{s['median_recall']:.3f} | {univ['features_b']['median_max_corr']:.3f} (with run A) | "
                 f"{univ['features_b']['mean_max_corr']:.3f} |")
-    rule = report['rule']
+    rule, assets = report['rule'], link(os.path.join(REPO_ROOT, 'assets'), 'analysis')
     parts = [f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
              f"Explanations from {tok['n_explain_tokens']:,} val tokens, scored on {tok['n_score_tokens']:,} other "
              f"val tokens; correlations over all {tok['n_tokens']:,}. A unit fires above {rule['fire_frac']} x its "
              f"max activation on the explanation tokens; at most {rule['max_patterns']} patterns, each of precision "
              f">= {rule['min_precision']} covering >= {rule['min_pattern_fires']} firings.\n", '\n'.join(rows), '',
-             '![F1 of the offline explanations: features vs neurons](assets/interpretability.png)',
-             '![max correlation with the other run: features vs neurons](assets/universality.png)', '',
+             f"![F1 of the offline explanations: features vs neurons]({assets}/interpretability.png)",
+             f"![max correlation with the other run: features vs neurons]({assets}/universality.png)", '',
              '| unit | F1 quantile | F1 (P / R) | explanation (the first 4 patterns) |', '| --- | ---: | --- | --- |']
     for key, name in (('features', 'feature'), ('neurons', 'neuron')):
         for q, u in quantile_units(interp[key]['units']):
@@ -204,25 +218,22 @@ def analysis_block(out_dir: str) -> str | None:
         parts.append(f"\nThe feature of highest F1 + match r among those firing on >= {MIN_SHOWN_FIRES} SCORE tokens, "
                      f"#{shown['id']} (F1 {shown['f1']:.2f}, r = {best[shown['id']][1]:.2f} with run B's "
                      f"#{best[shown['id']][0]}):\n\n![feature #{shown['id']}'s page with its explanation, score and "
-                     f"best match in run B](assets/analysis_feature.png)")
+                     f"best match in run B]({assets}/analysis_feature.png)")
     return '\n'.join(parts)
 
 
-readme = os.path.join(REPO_ROOT, 'README.md')
-text = open(readme).read()
 note = f"<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->"
-text = replace_block(text, 'results', f"{note}\n{results_table(out_dir)}\n\nThe feature shown below is #{feature}.")
-text = replace_block(text, 'guards', '<!-- written from tools/guards.py by make readme: do not edit by hand -->\n'
-                                     f'{markdown()}')  # the mutation-check table of tools/guards.py
+replace_block('results', f"{note}\n{results_table(out_dir)}\n\nThe feature shown below is #{feature}.")
+replace_block('guards', '<!-- written from tools/guards.py by make readme: do not edit by hand -->\n'
+                        f'{markdown()}')  # the mutation-check table of tools/guards.py
 block = sweep_block(os.path.join(out_dir, 'sweep'))
 if block is None:
-    print(f"no finished sweep site in {out_dir}/sweep (make sweep): the README's sweep block is left as it is")
+    print(f"no finished sweep site in {out_dir}/sweep (make sweep): {BLOCK_FILES['sweep']}'s block is left as it is")
 else:
-    text = replace_block(text, 'sweep', block)
+    replace_block('sweep', block)
 block = analysis_block(out_dir)
 if block is None:
-    print(f"no complete {out_dir}/analysis/report.json (make analysis): the README's analysis block is left as it is")
+    print(f"no complete {out_dir}/analysis/report.json (make analysis): {BLOCK_FILES['analysis']}'s block is left "
+          f"as it is")
 else:
-    text = replace_block(text, 'analysis', block)
-atomic_write_bytes(readme, text.encode())
-print(f"updated {readme}")
+    replace_block('analysis', block)

@@ -1,8 +1,8 @@
 # CPU demo: an SAE on the demo transformer's MLP activations (blocks.0.mlp_hidden, d=512) from the store of
 # python generate_activations.py config/demo/activations.py, in a few minutes on 2 cores.
 # The best recipe we found for this budget is TopK (k=20): at the same L0 it recovers more of the loss than
-# the paper's L1 recipe (README, "SAE recipes tried"). Keys not set here (λ, schedules, clipping, Adam) take
-# the kind's published values (autoencoder.RECIPES; --help shows them). The paper's recipe on the demo:
+# the paper's L1 recipe (docs/recipes.md, "Recipes tried on the demo"). Keys not set here (λ, schedules, clipping,
+# Adam) take the kind's published values (autoencoder.RECIPES; --help shows them). The paper's recipe on the demo:
 #   python train_sae.py config/demo/sae.py --kind=anthropic2023 --l1_coeff=3e-3
 # Anthropic's April 2024 update (λ 5 warmed up over 5%, lr decay over the last 20%, clip 1):
 #   python train_sae.py config/demo/sae.py --kind=april2024

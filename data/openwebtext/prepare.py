@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-# run as a script, python puts data/openwebtext (not the repo root) on sys.path: add the root for tokenizer.py
+# run as a script, python puts data/openwebtext (not the repo root) on sys.path: add the root for monosemanticity/
 _repo = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 sys.path.insert(0, _repo)
 from monosemanticity import tokenizer as tk  # noqa: E402
