@@ -25,8 +25,9 @@ in KINDS by name, selected by `SAEConfig.kind`):
     jumprelu       Rajamanoharan et al. (2024): f = pre·H(pre - θ), θ = exp(log_threshold) per feature, no pre-bias,
                    loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i H(pre_i - θ_i), θ trained by straight-through estimators
                    (rectangle kernel, ε = 0.001), unit-norm decoder, inputs scaled to E‖x‖² = 1.
-A new kind is one more `@register` class in the kinds block below: its recipe, init, activation, loss terms and
-SAELens fields; train_sae.py, the export and load_saelens take it from there.
+A new kind is one more `@register` class in the kinds block below: its recipe, its own hyperparameters (Params: each
+an SAEConfig field and a train_sae.py key), init, activation, loss terms and SAELens fields; train_sae.py, its sweeps,
+the export and load_saelens take it from there.
 Any kind can instead work on per-token normalised inputs (`normalize='layer_norm'`, OpenAI's `LN` preprocessing:
 x' = (x - mean_d x) / (std_d x + 1e-5), undone after decoding; SAELens' normalize_activations='layer_norm').
 RECIPES holds each kind's published optimisation hyperparameters (lr, λ, schedules, clipping, Adam).
@@ -51,7 +52,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -60,6 +61,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from configurator import closest_key_hint
 from monosemanticity.common import UserError, atomic_write_bytes, atomic_write_json
 
 NORMALIZE = ('none', 'layer_norm')
@@ -86,34 +88,50 @@ class Recipe:
     adam_eps: float = 1e-8
 
 
-@dataclass
+@dataclass(init=False, eq=False, repr=False)
 class SAEConfig:
-    """Shape and kind of a sparse autoencoder (saved next to its weights)."""
+    """Shape and kind of a sparse autoencoder (saved next to its weights): the fields below, and every kind's own
+    hyperparameters (each kind's Params: k, auxk_dead_tokens, jumprelu_bandwidth, ...), each its default unless
+    given. SAEConfig(**config_dict(sae)) == sae.cfg."""
 
     d_in: int  # width d of the activation rows
     n_features: int  # dictionary size F
     kind: str = 'anthropic2023'  # one of KINDS
-    k: int = 32  # topk: latents kept per row
     k_aux: int = 0  # topk: dead latents used by the AuxK loss; 0 means d_in // 2
     aux_coeff: float = 1 / 32  # topk: weight of the AuxK loss
-    dead_tokens: int = 10_000_000  # topk: a latent that has not fired for this many tokens is dead for AuxK
     dec_init_norm: float = 0.1  # april2024: norm of the decoder columns at init
     normalize: str = 'none'  # 'layer_norm': per-token normalised inputs (OpenAI's LN preprocessing); see module doc
     dtype: str = 'float32'  # parameter dtype (matmuls may run in bf16 via autocast_dtype)
-    # the names below are SAELens' training cfg keys; config_dict leaves them out at their defaults (KIND_FIELDS)
-    jumprelu_bandwidth: float = 0.001  # jumprelu: ε of the rectangle-kernel pseudo-derivatives of θ
-    jumprelu_init_threshold: float = 0.001  # jumprelu: every θ_i at init
-    topk_threshold_lr: float = 0.01  # batchtopk: rate of the running mean that estimates the inference threshold
-    matryoshka_widths: tuple[int, ...] = ()  # matryoshka_batchtopk: nested prefix widths, the last n_features;
-    #                                          () = Bussmann et al.'s F/16, F/8, F/4, F/2, F
 
-    def __post_init__(self):
-        self.matryoshka_widths = tuple(int(w) for w in self.matryoshka_widths)
+    def __init__(self, d_in: int, n_features: int, **given):
+        defaults = {**{f.name: f.default for f in fields(SAEConfig) if f.default is not MISSING}, **kind_params()}
+        given = {RENAMED.get(key, key): v for key, v in given.items()}
+        for key in given:
+            if key not in defaults:
+                raise ConfigError(f"SAEConfig has no field '{key}'{closest_key_hint(key, list(defaults))}")
+        self.d_in, self.n_features = d_in, n_features
+        for key, default in defaults.items():
+            value = given.get(key, default)
+            setattr(self, key, tuple(value) if isinstance(default, tuple) else value)  # a list from JSON
         if self.kind not in KINDS:
             raise ConfigError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.normalize not in NORMALIZE:
             raise ConfigError(f"normalize '{self.normalize}' is not one of {', '.join(NORMALIZE)}")
         KINDS[self.kind].check(self)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SAEConfig) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"SAEConfig({', '.join(f'{key}={v!r}' for key, v in vars(self).items())})"
+
+    def __getattr__(self, name: str):
+        if name in RENAMED:  # the old name of a renamed field reads the field
+            return getattr(self, RENAMED[name])
+        raise AttributeError(f"'SAEConfig' object has no attribute '{name}'")
+
+
+RENAMED = {'dead_tokens': 'auxk_dead_tokens'}  # old SAEConfig field names (in older checkpoints) -> their name now
 
 
 # ----------------------------------------------------------------------------- the kinds
@@ -131,6 +149,12 @@ class Kind:
     fused = False  # the training step may use FusedL1Loss (a hand-written backward) instead of autograd
     sparse = False  # the training step may use sparse_topk_loss (decoding and gradients from the k kept codes)
     saelens_architecture = 'standard'
+
+    @dataclass
+    class Params:
+        """The kind's own hyperparameters, each a field with its default and a comment: an SAEConfig field
+        (sae.cfg.<name>) and a train_sae.py key (--<name>=..., a config file, a sweep entry). A kind's Params extends
+        its parent's. One namespace for every kind (kind_params): a new name starts with its kind's."""
 
     def check(self, cfg: SAEConfig) -> None:
         """Raise ConfigError if cfg's kind-specific fields are out of range."""
@@ -180,12 +204,25 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {}
+RECIPES: dict[str, dict] = {}  # name -> the kind's published recipe: train_sae.py takes every key it is not given here
 
 
 def register(cls: type[Kind]) -> type[Kind]:
-    """Class decorator: make a Kind selectable by its name (SAEConfig(kind=...), train_sae.py --kind=...)."""
+    """Class decorator: make a Kind selectable by its name (SAEConfig(kind=...), train_sae.py --kind=...), its
+    recipe RECIPES[name] and its Params SAEConfig fields and train_sae.py keys."""
+    known = {f.name for f in fields(SAEConfig)}
+    clash = [f.name for f in fields(cls.Params) if f.name in known or kind_params().get(f.name, f.default) != f.default]
+    if clash:
+        raise ConfigError(f"kind {cls.name}: Params field '{clash[0]}' is an SAEConfig field or another kind's")
     KINDS[cls.name] = cls()
+    RECIPES[cls.name] = cls.recipe
     return cls
+
+
+def kind_params() -> dict:
+    """Every registered kind's own hyperparameters (Kind.Params) with their defaults, kind by kind: the SAEConfig
+    fields and train_sae.py keys the kinds add (k, auxk_dead_tokens, topk_threshold_lr, ...)."""
+    return {f.name: f.default for kind in KINDS.values() for f in fields(kind.Params)}
 
 
 class L1Kind(Kind):
@@ -252,6 +289,11 @@ class TopK(Kind):
     saelens_architecture = 'topk'
     sparse = True
 
+    @dataclass
+    class Params(Kind.Params):
+        k: int = 32  # latents kept per row
+        auxk_dead_tokens: int = 10_000_000  # a latent that has not fired for this many tokens is dead for AuxK
+
     def check(self, cfg):
         if not 0 < cfg.k <= cfg.n_features:
             raise ConfigError(f"topk SAE needs 0 < k <= n_features, got k={cfg.k}")
@@ -268,10 +310,10 @@ class TopK(Kind):
     @torch.no_grad()
     def auxk_dead(self, sae: 'SparseAutoencoder', fired: Tensor, batch_rows: int) -> Tensor:
         """(F,) bool: the latents dead after a batch of batch_rows rows in which `fired` (F,) fired: silent for
-        cfg.dead_tokens tokens counting this batch (as openai: the fire statistics are updated with the batch
+        cfg.auxk_dead_tokens tokens counting this batch (as openai: the fire statistics are updated with the batch
         before the AuxK mask is taken)."""
         n_tokens = batch_rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
-        return (sae.tokens_since_fired + n_tokens >= sae.cfg.dead_tokens) & ~fired
+        return (sae.tokens_since_fired + n_tokens >= sae.cfg.auxk_dead_tokens) & ~fired
 
     def auxk_loss(self, sae: 'SparseAutoencoder', pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
         """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
@@ -316,6 +358,10 @@ class BatchTopK(TopK):
                   grad_clip=0.0, adam_betas=(0.9, 0.99), adam_eps=1e-8)
     fire_threshold = 0.0  # the references count a latent as fired when its activation is > 0
     saelens_architecture = 'jumprelu'  # SAELens saves batchtopk for inference as jumprelu (its inference classes)
+
+    @dataclass
+    class Params(TopK.Params):
+        topk_threshold_lr: float = 0.01  # rate of the running mean that estimates the inference threshold (SAELens')
 
     def add_state_(self, sae):
         # θ, float64 as SAELens (its running mean of many small updates); -> `threshold` (F,) at export
@@ -369,6 +415,11 @@ class MatryoshkaBatchTopK(BatchTopK):
     name = 'matryoshka_batchtopk'
     sparse = False  # its prefix losses decode the dense code (the sparse step does not do them)
 
+    @dataclass
+    class Params(BatchTopK.Params):
+        matryoshka_widths: tuple[int, ...] = ()  # nested prefix widths, the last n_features (SAELens' name);
+        #                                          () = Bussmann et al.'s F/16, F/8, F/4, F/2, F
+
     def check(self, cfg):
         super().check(cfg)
         widths = matryoshka_widths(cfg)
@@ -413,6 +464,11 @@ class JumpReLU(Kind):
     pre_bias = False
     saelens_architecture = 'jumprelu'
 
+    @dataclass
+    class Params(Kind.Params):  # SAELens' names
+        jumprelu_bandwidth: float = 0.001  # ε of the rectangle-kernel pseudo-derivatives of θ
+        jumprelu_init_threshold: float = 0.001  # every θ_i at init
+
     def check(self, cfg):
         if not (cfg.jumprelu_bandwidth > 0 and cfg.jumprelu_init_threshold > 0):
             raise ConfigError(f"jumprelu needs jumprelu_bandwidth > 0 and jumprelu_init_threshold > 0, got "
@@ -454,12 +510,6 @@ class JumpReLU(Kind):
 def matryoshka_widths(cfg: SAEConfig) -> tuple[int, ...]:
     """The nested prefix widths of a matryoshka_batchtopk SAE: cfg.matryoshka_widths, else F/16, F/8, F/4, F/2, F."""
     return cfg.matryoshka_widths or tuple(cfg.n_features >> i for i in (4, 3, 2, 1, 0))
-
-
-KIND_FIELDS = {'jumprelu_bandwidth': 0.001, 'jumprelu_init_threshold': 0.001, 'topk_threshold_lr': 0.01,
-               'matryoshka_widths': ()}  # SAEConfig fields of the later kinds, with their defaults
-
-RECIPES = {name: kind.recipe for name, kind in KINDS.items()}  # train_sae.py takes every key it is not given here
 
 
 # ----------------------------------------------------------------------------- the SAE
@@ -1292,6 +1342,7 @@ def _kind_of_saelens(cfg: dict, path: str) -> Kind:
 
 
 def config_dict(sae: SparseAutoencoder) -> dict:
-    """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d))); the later kinds' fields
-    (KIND_FIELDS) only where they differ from their defaults, so that older checkpoints compare equal on resume."""
-    return {key: v for key, v in asdict(sae.cfg).items() if key not in KIND_FIELDS or v != KIND_FIELDS[key]}
+    """The SAEConfig as a plain dict (for checkpoints: SparseAutoencoder(SAEConfig(**d))); the kinds' Params only
+    where they differ from their defaults (a checkpoint holds what was set, not every kind's knobs)."""
+    params = kind_params()
+    return {key: v for key, v in vars(sae.cfg).items() if key not in params or v != params[key]}

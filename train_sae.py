@@ -8,7 +8,8 @@ The seed's run (4096 features, batch 8192, lr 3e-4, λ 1e-3, resampling 4x), one
     python train_sae.py config/sae.py
     torchrun --standalone --nproc_per_node=8 train_sae.py config/sae.py
 No activation store on disk: --source=onthefly computes activations with the transformer as training goes.
-Resume after a crash: --init_from=resume. --help lists every key.
+Resume after a crash: --init_from=resume. --help lists every key; each SAE kind's own keys (k, auxk_dead_tokens,
+jumprelu_bandwidth, ...) are declared, with their meaning, by the kind in autoencoder.py (its Params).
 Many SAEs on the same batches (each batch read once and fed to every SAE: kinds, sizes, k, λ, lr), e.g. the demo's
 families of sizes and sparsities (sweep.py describes the `sweep` key):
     python train_sae.py config/demo/sweep.py
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from monosemanticity.store import ActivationStore, NonFiniteRows, OnTheFlySource
-from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, make_adam,
-                         resample_dead_, saelens_cfg, save_saelens, silent_latents, train_step_)
+from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, kind_params,
+                         make_adam, resample_dead_, saelens_cfg, save_saelens, silent_latents, train_step_)
 from monosemanticity.common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die,
                                     exit_on_user_error, get_device, load_checkpoint, load_data_meta,
                                     max_rank_divergence, next_command, print0, progress, rng_state, save_checkpoint,
@@ -46,15 +47,12 @@ source = 'store'  # 'store' (a harvested activation store) or 'onthefly' (run th
 transformer_ckpt = ''  # '' = <out_dir>/transformer/ckpt.pt (needed for evaluation and for source='onthefly')
 init_from = 'scratch'  # 'scratch' or 'resume' (from <out_dir>/sae/ckpt.pt)
 # the autoencoder
-kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 'topk'
+kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 'topk', ... (autoencoder.KINDS)
 n_features = 4096  # dictionary size
-k = 32  # topk: latents kept per token
-auxk_dead_tokens = 10_000_000  # topk: a latent silent for this many tokens is dead and trained by the AuxK loss
 normalize = 'none'  # 'layer_norm': per-token normalised inputs (openai/sparse_autoencoder's LN), any kind
-topk_threshold_lr = 0.01  # batchtopk, matryoshka_batchtopk: rate of the running mean giving the inference threshold
-matryoshka_widths = ()  # matryoshka_batchtopk: nested prefix widths ending at n_features; () = F/16, F/8, F/4, F/2, F
-jumprelu_bandwidth = 0.001  # jumprelu: ε of the rectangle-kernel straight-through estimators of the thresholds
-jumprelu_init_threshold = 0.001  # jumprelu: every threshold θ_i at init
+# each kind's own keys (topk: k, auxk_dead_tokens; batchtopk: topk_threshold_lr; jumprelu: jumprelu_bandwidth, ...):
+# declared with their kind in autoencoder.py, its Params (default and meaning of each); --help lists them
+globals().update(kind_params())
 # optimisation: None = the kind's published value (autoencoder.RECIPES; --help shows the values in effect)
 l1_coeff = None  # λ of the sparsity penalty; anthropic2023: λ_paper / d (its MSE is averaged over d), seed 1e-3
 lr = None  # Adam learning rate (anthropic2023 3e-4, april2024 5e-5, topk 1e-4)
@@ -199,12 +197,8 @@ def build(m: Member) -> torch.Tensor | None:
     or initialised from the data. Returns the data mean its checkpoint holds (None for a new SAE)."""
     c = m.conf
     torch.set_rng_state(init_rng)
-    m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'], k=c['k'],
-                                              dead_tokens=c['auxk_dead_tokens'], normalize=c['normalize'],
-                                              topk_threshold_lr=c['topk_threshold_lr'],
-                                              matryoshka_widths=c['matryoshka_widths'],
-                                              jumprelu_bandwidth=c['jumprelu_bandwidth'],
-                                              jumprelu_init_threshold=c['jumprelu_init_threshold']),
+    m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'],
+                                              normalize=c['normalize'], **{key: c[key] for key in kind_params()}),
                                     device=device)
     m.recipe = make_recipe(**c)
     m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)
@@ -213,7 +207,7 @@ def build(m: Member) -> torch.Tensor | None:
     path = os.path.join(m.dir, 'ckpt.pt')
     if init_from == 'resume' and (not sweep or os.path.isfile(path)):
         ck = load_checkpoint(path, device, hint='nothing to resume: use --init_from=scratch')
-        if ck['sae_config'] != config_dict(m.sae):
+        if SAEConfig(**ck['sae_config']) != m.sae.cfg:
             die(f"{path} holds a {ck['sae_config']} SAE, not the configured one: "
                 f"use the same kind/n_features/k or another out_dir")
         m.sae.load_state_dict(ck['sae'])
@@ -466,7 +460,7 @@ for m in members:
         m.run.finish()
 if sweep and master and (members or not os.path.isfile(os.path.join(sweep_dir, 'pareto.json'))):
     print(pareto_table(write_pareto(sweep_dir, RECIPES, [c['name'] for c in plans])))
-    print(f"wrote {sweep_dir}/pareto.json and pareto.png (python sweep.py {sweep_dir} redraws them)")
+    print(f"wrote {sweep_dir}/pareto.json and pareto.png (delete pareto.json and run again to redraw them)")
     print(f"next: {next_command('build_interface.py', 'interface', out_dir)} --sweep_dir={sweep_dir} (one site)")
 elif sweep and master:
     print(f"every SAE of the sweep is done: {sweep_dir}/pareto.json is unchanged")

@@ -68,7 +68,7 @@ def alone_steps(sae: dict, batches: list[torch.Tensor], init_rows: torch.Tensor)
     """Seconds of one SAE's training steps alone, on batches already in memory (as train_sae.py steps it)."""
     kind = sae.get('kind', 'anthropic2023')
     model = SparseAutoencoder(SAEConfig(d_in=init_rows.shape[1], n_features=sae.get('n_features', 4096), kind=kind,
-                                        k=sae.get('k', 32), dead_tokens=100_000))
+                                        k=sae.get('k', 32), auxk_dead_tokens=100_000))
     init_from_data_(model, init_rows)
     recipe = Recipe(**{**RECIPES[kind], 'lr': 1e-3}, max_steps=max_steps)
     opt = make_adam(model, recipe.lr, recipe.adam_betas, recipe.adam_eps)

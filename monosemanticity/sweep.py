@@ -8,9 +8,10 @@ differs from the run's takes its own kind's published recipe for every recipe ke
 train_sae.py reads each batch once and steps every SAE on it; each writes <out_dir>/sweep/<name>/ exactly as a
 single run writes <out_dir>/sae/ (ckpt.pt, metrics.json, sae_weights.safetensors + cfg.json).
 
-The report, written at the end of a sweep (again by `python train_sae.py config/demo/sweep.py --init_from=resume`
-once every SAE is done: nothing is trained then), from the metrics.json files: <sweep_dir>/pareto.json (one record
-per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered and against FVU, one line per kind, log-x).
+The report, written at the end of a sweep from the metrics.json files (when every SAE is done, delete pareto.json and
+run `python train_sae.py config/demo/sweep.py --init_from=resume` to write it again: nothing is trained then):
+<sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered and against
+FVU, one line per kind, log-x).
 SAEs trained by SAELens for bench/saelens.py (<sweep_dir>/saelens/) are in it too: source 'saelens', drawn dashed.
 """
 import json
@@ -23,7 +24,8 @@ import torch
 from monosemanticity.common import UserError, atomic_file, atomic_write_json
 from configurator import closest_key_hint, coerce
 
-# keys of the stream every SAE of a sweep shares (the others may differ per SAE)
+# keys of the stream every SAE of a sweep shares; every other train_sae.py key may differ per SAE: its kind, shape,
+# recipe, resampling and each kind's own keys (autoencoder.kind_params: a new kind's come with it)
 RUN_KEYS = ('out_dir', 'activations_dir', 'source', 'transformer_ckpt', 'init_from', 'batch_size', 'max_steps',
             'autocast_dtype', 'geometric_median_rows', 'shuffle_buffer', 'site', 'onthefly_contexts',
             'onthefly_tokens_per_context', 'eval_interval', 'eval_contexts', 'final_eval_contexts',

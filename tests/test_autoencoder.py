@@ -6,9 +6,10 @@ import math
 import pytest
 import torch
 
-from autoencoder import (KINDS, SAEConfig, SparseAutoencoder, col_norms, estimate_scale, fold_scale_, geometric_median,
-                         init_b_dec_, l1_coeff_at, load_saelens, lr_at, make_adam, remove_parallel_grad_,
-                         resample_dead_, sae_step_, save_saelens, saelens_cfg, silent_latents, state_for_export)
+from autoencoder import (KINDS, RECIPES, SAEConfig, SparseAutoencoder, col_norms, estimate_scale, fold_scale_,
+                         geometric_median, init_b_dec_, l1_coeff_at, load_saelens, lr_at, make_adam,
+                         remove_parallel_grad_, resample_dead_, sae_step_, save_saelens, saelens_cfg, silent_latents,
+                         state_for_export)
 from conftest import planted
 from monosemanticity.metrics import MetricsAccumulator, batch_stats, evaluate_sae
 
@@ -251,7 +252,7 @@ def test_anthropic2023_recovers_planted_dictionary():
 def test_topk_and_april2024_reach_low_fvu():
     torch.manual_seed(0)
     _, batch = planted()
-    sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind='topk', k=4, dead_tokens=256 * 50))
+    sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind='topk', k=4, auxk_dead_tokens=256 * 50))
     init_b_dec_(sae, batch(1024))
     opt = make_adam(sae, 1e-3)
     for _ in range(1500):
@@ -271,7 +272,7 @@ def test_topk_and_april2024_reach_low_fvu():
 
 def test_auxk_revives_dead_latents():
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=8, n_features=32, kind='topk', k=2, dead_tokens=1))
+    sae = SparseAutoencoder(SAEConfig(d_in=8, n_features=32, kind='topk', k=2, auxk_dead_tokens=1))
     sae.tokens_since_fired.fill_(5)  # all dead for AuxK
     out = sae.loss(torch.randn(16, 8))
     assert out['aux'] > 0
@@ -415,4 +416,4 @@ def test_a_new_kind_is_one_class(tmp_path):
         back = load_saelens(str(tmp_path / 'sae'))
         assert back.cfg.kind == 'batchtopk_toy' and torch.equal(back.encode(rows), sae.encode(rows))
     finally:
-        del KINDS['batchtopk_toy']
+        del KINDS['batchtopk_toy'], RECIPES['batchtopk_toy']

@@ -7,12 +7,14 @@ import copy
 import json
 import math
 import os
+import sys
 
 import pytest
 import torch
 
-from autoencoder import (RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, init_from_data_, load_saelens,
-                         make_adam, matryoshka_widths, save_saelens, saelens_cfg, state_for_export, train_step_)
+from autoencoder import (KINDS, RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, config_dict,
+                         init_from_data_, kind_params, load_saelens, make_adam, matryoshka_widths, save_saelens,
+                         saelens_cfg, state_for_export, train_step_)
 from conftest import harvested_run, planted, run_script
 from monosemanticity.metrics import MetricsAccumulator
 
@@ -97,7 +99,7 @@ def test_batchtopk_recipe_and_auxk():
     r = RECIPES['batchtopk']
     assert (r['lr'], r['adam_betas'], r['adam_eps'], r['grad_clip'], r['l1_coeff']) == (3e-4, (0.9, 0.99), 1e-8, 0, 0)
     assert RECIPES['matryoshka_batchtopk'] == r
-    sae = make('batchtopk', dead_tokens=1)
+    sae = make('batchtopk', auxk_dead_tokens=1)
     sae.tokens_since_fired.fill_(5)
     out = sae.loss(data(B, 3))
     assert out['aux'] > 0
@@ -266,7 +268,7 @@ def test_short_training_reaches_a_low_fvu(kind):
     """Its own recipe (a larger lr for a short run) on planted sparse data: FVU at inference well below 1."""
     torch.manual_seed(0)
     _, batch = planted()
-    sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind=kind, k=4, dead_tokens=256 * 50))
+    sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind=kind, k=4, auxk_dead_tokens=256 * 50))
     init_from_data_(sae, batch(2048))
     steps = 600
     over = {'lr': 1e-2, 'l1_coeff': 1e-2} if kind == 'jumprelu' else {'lr': 1e-3}  # θ moves ~lr per step
@@ -320,3 +322,72 @@ def test_train_sae_runs_each_kind(kind, harvested, tmp_path):
         assert sae.threshold.item() > 0  # estimated during the run
     assert ck['sae_config'].get('matryoshka_widths', ()) == ((16, 64) if kind == 'matryoshka_batchtopk' else ())
     assert ck['sae_config'].get('jumprelu_bandwidth', 0.001) == (0.002 if kind == 'jumprelu' else 0.001)
+
+
+# ----------------------------------------------------------------------------- a new kind with a key of its own
+
+NEW_KIND = '''
+from dataclasses import dataclass
+
+import autoencoder as ae
+
+
+@ae.register
+class ScaledTopK(ae.TopK):
+    """TopK whose kept activations are multiplied by a hyperparameter of its own."""
+
+    name = 'scaled_topk'
+
+    @dataclass
+    class Params(ae.TopK.Params):
+        scaled_topk_factor: float = 1.0  # the kept activations times this
+
+    def activate(self, sae, pre):
+        return super().activate(sae, pre) * sae.cfg.scaled_topk_factor
+'''
+
+
+def test_a_new_kind_with_its_own_key_is_one_class(harvested, tmp_path):
+    """A kind with a hyperparameter of its own, one class and nothing else (as tests/test_autoencoder.py's
+    test_a_new_kind_is_one_class, which trains, exports and loads one back): SAEConfig takes the key, config_dict
+    round-trips it; train_sae.py (the class registered first, as autoencoder.py's kinds are) lists it in --help, takes
+    it on the command line and in sweep entries, builds each SAE with it and resumes from its checkpoints."""
+    exec(NEW_KIND, {})
+    try:
+        assert kind_params()['scaled_topk_factor'] == 1.0 and RECIPES['scaled_topk'] == RECIPES['topk']
+        cfg = SAEConfig(d_in=D, n_features=F, kind='scaled_topk', k=4, scaled_topk_factor=2.5)
+        assert SAEConfig(**config_dict(SparseAutoencoder(cfg))) == cfg and cfg.scaled_topk_factor == 2.5
+        assert 'scaled_topk_factor' not in config_dict(make('topk'))  # another kind's key, at its default
+        x = data(B, 0)
+        torch.testing.assert_close(make('scaled_topk', scaled_topk_factor=2.5).encode(x), 2.5 * make('topk').encode(x),
+                                   rtol=0, atol=0)
+    finally:
+        del KINDS['scaled_topk'], RECIPES['scaled_topk']
+    import shutil
+    out = str(tmp_path / 'run')
+    shutil.copytree(harvested, out)
+    (tmp_path / 'sweep.py').write_text("sweep = [dict(name='x2', kind='scaled_topk', scaled_topk_factor=2),\n"
+                                       "         dict(name='x_half', kind='scaled_topk')]\n")
+
+    def train_sae(*args: str, check: bool = True):
+        """train_sae.py in a process where the new kind was registered first."""
+        runner = NEW_KIND + "import runpy, sys\nsys.argv[0] = 'train_sae.py'\nrunpy.run_path('train_sae.py')\n"
+        return run_script(sys.executable, '-c', runner, *args, check=check)
+
+    assert '--scaled_topk_factor' in train_sae('--help').stdout
+    args = [str(tmp_path / 'sweep.py'), f'--out_dir={out}', '--scaled_topk_factor=0.5', '--k=4', '--n_features=64',
+            '--batch_size=128', '--max_steps=20', '--lr=1e-3', '--geometric_median_rows=500', '--eval_interval=1000',
+            '--eval_contexts=4', '--final_eval_contexts=8', '--log_interval=10', '--device=cpu',
+            '--shuffle_buffer=1024', '--ckpt_interval=1000']
+    train_sae(*args)
+    for name, factor in (('x2', 2.0), ('x_half', 0.5)):
+        ck = torch.load(os.path.join(out, 'sweep', name, 'ckpt.pt'), weights_only=True)
+        assert ck['sae_config']['scaled_topk_factor'] == factor and ck['config']['scaled_topk_factor'] == factor
+        m = json.load(open(os.path.join(out, 'sweep', name, 'metrics.json')))
+        assert m['kind'] == 'scaled_topk' and m['config']['scaled_topk_factor'] == factor
+    os.remove(os.path.join(out, 'sweep', 'x2', 'metrics.json'))  # x2 resumes from its complete checkpoint
+    assert 'resuming from' in train_sae(*args, '--init_from=resume').stdout
+    os.remove(os.path.join(out, 'sweep', 'x_half', 'metrics.json'))
+    p = train_sae(*args, '--init_from=resume', '--scaled_topk_factor=0.25', check=False)  # x_half's key changed
+    assert p.returncode == 2 and 'not the configured one' in p.stderr
+

@@ -111,7 +111,7 @@ CASES = {  # name: (kind, normalize, recipe overrides)
 def case_sae(kind: str, normalize: str, seed: int) -> SparseAutoencoder:
     """An SAE of a case in a non-trivial state: biases, a dataset scale (april2024), an MSE normaliser (topk)."""
     torch.manual_seed(seed)
-    cfg = SAEConfig(d_in=D, n_features=F, kind=kind, k=5, k_aux=6, dead_tokens=2 * B, normalize=normalize)
+    cfg = SAEConfig(d_in=D, n_features=F, kind=kind, k=5, k_aux=6, auxk_dead_tokens=2 * B, normalize=normalize)
     sae = SparseAutoencoder(cfg)
     with torch.no_grad():
         sae.b_dec.copy_(data(1, 9)[0] * 0.5)
@@ -138,10 +138,10 @@ def test_train_step_follows_the_published_recipe(case):
     aux_seen = False
     for step in range(steps):
         x = data(B, step)
-        with torch.no_grad():  # the reference's dead set: silent for dead_tokens counting this batch
+        with torch.no_grad():  # the reference's dead set: silent for auxk_dead_tokens counting this batch
             f = sae.encode(x)
         fired = (f > (1e-3 if kind == 'topk' else 0.0)).any(0)
-        dead = (since + B >= cfg.dead_tokens) & ~fired
+        dead = (since + B >= cfg.auxk_dead_tokens) & ~fired
         ref_step(p, ref_opt, x, step, recipe, cfg, sae.scale.item(), sae.mse_scale.item(), dead)
         stats = train_step_(sae, opt, x, step, recipe)
         since = torch.where(fired, 0, since + B)
@@ -190,7 +190,7 @@ def test_topk_is_relu_of_the_k_largest():
 
 def test_auxk_term_by_hand():
     """The AuxK term on a tiny batch, computed by hand from its definition (Gao et al. 2024, openai train.py)."""
-    sae = SparseAutoencoder(SAEConfig(d_in=2, n_features=4, kind='topk', k=1, k_aux=2, dead_tokens=1))
+    sae = SparseAutoencoder(SAEConfig(d_in=2, n_features=4, kind='topk', k=1, k_aux=2, auxk_dead_tokens=1))
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor([[1., 0.], [0., 1.], [1., 1.], [-1., 1.]]))
         sae.W_dec.copy_(torch.tensor([[1., 0., 0.6, -0.6], [0., 1., 0.8, 0.8]]))

@@ -21,7 +21,7 @@ def make(kind: str, normalize: str = 'none', b_enc_shift: float = 0.0, seed: int
     """An SAE in a non-trivial state: biases (b_enc_shift < 0: many kept pre-activations negative), an MSE
     normaliser, half the latents dead (AuxK on)."""
     torch.manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, k=K, k_aux=6, dead_tokens=2 * B,
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, k=K, k_aux=6, auxk_dead_tokens=2 * B,
                                       normalize=normalize))
     with torch.no_grad():
         sae.b_dec.copy_(data(1, 9)[0] * 0.5)

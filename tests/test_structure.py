@@ -112,17 +112,30 @@ def test_no_project_import_inside_a_function():
     assert not bad, bad
 
 
+def globals_writes(tree: ast.AST) -> list[tuple[int, str, bool]]:
+    """(line, what, inside a function?) for each `global x` and `globals().update(...)` of a module."""
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Global):
+                found.append((child.lineno, f"global {', '.join(child.names)}", True))
+            if (isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr == 'update'
+                    and isinstance(child.func.value, ast.Call)
+                    and getattr(child.func.value.func, 'id', '') == 'globals'):
+                found.append((child.lineno, 'globals().update(...)', in_function))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(tree, False)
+    return found
+
+
 def test_no_settings_as_module_globals():
-    """No module rewrites its globals from a config (`globals().update`, `global x` in a function): a library
-    function called from elsewhere would silently read another script's defaults."""
-    bad = []
-    for path in python_files():
-        for node in ast.walk(ast.parse(read(path))):
-            if isinstance(node, ast.Global):
-                bad.append(f"{path}:{node.lineno} global {', '.join(node.names)}")
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == 'update'
-                    and isinstance(node.func.value, ast.Call) and getattr(node.func.value.func, 'id', '') == 'globals'):
-                bad.append(f"{path}:{node.lineno} globals().update(...)")
+    """No function rewrites its module's globals from a config (`globals().update` in main(), `global x`): a library
+    function called from elsewhere would silently read another script's defaults. The package and the core modules
+    write no globals at all; a script's config block may declare keys (train_sae.py: the kinds' own keys)."""
+    bad = [f"{path}:{line} {what}" for path in python_files() for line, what, in_function in
+           globals_writes(ast.parse(read(path))) if in_function or path.startswith(f'{PACKAGE}/') or path in TOP_CORE]
     assert not bad, bad
 
 
@@ -145,3 +158,6 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     assert cycles(graph) == [['a', 'b', 'a']]
     assert ('a', 2, True) in graph['b'] and ('build_interface', 1, False) in graph['d']
     assert is_script(paths['build_interface'])
+    writes = globals_writes(ast.parse("globals().update(a=1)\ndef main():\n    globals().update(b)\n"
+                                      "def f():\n    global x\n"))
+    assert writes == [(1, 'globals().update(...)', False), (3, 'globals().update(...)', True), (5, 'global x', True)]

@@ -15,7 +15,7 @@ from monosemanticity.common import UserError, token_windows
 from conftest import REPO, harvested_run, run_script
 from model import load_gpt
 from monosemanticity.metrics import evaluate_sae
-from monosemanticity.sweep import RUN_KEYS, plan_sweep, write_pareto
+from monosemanticity.sweep import RUN_KEYS, pareto_table, plan_sweep, write_pareto
 
 ARGS = ['--n_features=128', '--batch_size=256', '--resample_steps=(15, 30)', '--resample_rows=2000',
         '--geometric_median_rows=1000', '--eval_interval=20', '--eval_contexts=8', '--final_eval_contexts=32',
@@ -78,8 +78,9 @@ def test_each_sae_of_a_sweep_equals_it_trained_alone(run):
 
 
 def test_pareto_report_and_exports(run):
-    """pareto.json has one record per SAE and pareto.png is a PNG; `python sweep.py` rewrites the same records; each
-    export loads with load_saelens and an evaluation of it gives its metrics.json; a rerun skips what is done."""
+    """pareto.json has one record per SAE and pareto.png is a PNG; a rewrite from the metrics.json files gives the same
+    records; each export loads with load_saelens and an evaluation of it gives its metrics.json; a rerun skips what is
+    done."""
     out = str(run['root'] / 'sweep_run')
     if not os.path.isdir(out):
         run_script(*sweep_cmd(run, out))
@@ -92,8 +93,8 @@ def test_pareto_report_and_exports(run):
     assert all(r['tokens_seen'] == 40 * 256 for r in records)
     with open(os.path.join(sweep_dir, 'pareto.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    p = run_script('sweep.py', sweep_dir)
-    assert json.load(open(os.path.join(sweep_dir, 'pareto.json'))) == records and '| topk_k8 | topk |' in p.stdout
+    assert write_pareto(sweep_dir, RECIPES) == records and '| topk_k8 | topk |' in pareto_table(records)
+    assert json.load(open(os.path.join(sweep_dir, 'pareto.json'))) == records
     gpt = load_gpt(load(os.path.join(run['out'], 'transformer', 'ckpt.pt')))
     val = np.fromfile(os.path.join(run['root'], 'data', 'val.bin'), dtype=np.uint16)
     starts = np.arange(32) * ((len(val) - 1 - 32) // 31)  # train_sae.py's evaluate: 32 contexts of 32 tokens
@@ -159,7 +160,7 @@ def test_a_sweep_entry_is_checked():
 
 
 def test_write_pareto_from_metrics_files(tmp_path):
-    """The report is a function of the metrics.json files (what `python sweep.py DIR` runs)."""
+    """The report is a function of the metrics.json files (what train_sae.py writes at a sweep's end)."""
     for name, kind, l0, k in (('a', 'topk', 8.0, 8), ('b', 'topk', 16.0, 16), ('c', 'april2024', 30.0, 32)):
         os.makedirs(tmp_path / name)
         m = dict(kind=kind, n_features=64, l0=l0, fvu=0.5, loss_recovered=0.9, loss_recovered_mean_abl=0.8,
