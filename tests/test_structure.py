@@ -75,7 +75,7 @@ def cycles(graph: dict[str, list[tuple[str, int, bool]]]) -> list[list[str]]:
 
     def dfs(m: str, stack: list[str]) -> None:
         state[m] = 'open'
-        for target, _, _ in graph.get(m, []):
+        for target in dict.fromkeys(t for t, _, _ in graph.get(m, [])):  # each imported module once, in order
             if state.get(target) == 'open':
                 found.append(stack[stack.index(target):] + [target])
             elif target not in state:
