@@ -3,8 +3,8 @@ Mutation check of the recipes: break each recipe element, metric definition and 
 copy of the repo, and check that the test named for it fails. A guard whose test still passes is a test that
 cannot fail: the run ends with exit code 1 and names it.
 
-    python -m tools.guards                 # every guard (~1 hour on 2 idle cores: not part of `make test`)
-    python -m tools.guards --jobs 2        # two guards at a time, each in its own copy of the repo
+    python -m tools.guards                 # every guard, one at a time (not part of `make test`)
+    python -m tools.guards --jobs 2        # two at a time, each in its own copy of the repo (218: 14 min, 2 cores)
     python -m tools.guards resampling L0   # only the guards whose element contains one of these words
     python -m tools.guards --check         # no test run: is every snippet where its anchor says (exit 1 if not)
     python -m tools.guards --markdown      # the table of docs/guards.md: element -> code -> test (no test run)
