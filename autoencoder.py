@@ -125,13 +125,8 @@ class SAEConfig:
     def __repr__(self) -> str:
         return f"SAEConfig({', '.join(f'{key}={v!r}' for key, v in vars(self).items())})"
 
-    def __getattr__(self, name: str):
-        if name in RENAMED:  # the old name of a renamed field reads the field
-            return getattr(self, RENAMED[name])
-        raise AttributeError(f"'SAEConfig' object has no attribute '{name}'")
 
-
-RENAMED = {'dead_tokens': 'auxk_dead_tokens'}  # old SAEConfig field names (in older checkpoints) -> their name now
+RENAMED = {'dead_tokens': 'auxk_dead_tokens'}  # old SAEConfig field names (older checkpoints' sae_config) -> now
 
 
 # ----------------------------------------------------------------------------- the kinds

@@ -391,3 +391,9 @@ def test_a_new_kind_with_its_own_key_is_one_class(harvested, tmp_path):
     p = train_sae(*args, '--init_from=resume', '--scaled_topk_factor=0.25', check=False)  # x_half's key changed
     assert p.returncode == 2 and 'not the configured one' in p.stderr
 
+
+
+def test_an_old_checkpoints_dead_tokens_is_read_as_auxk_dead_tokens():
+    """Checkpoints written before the rename hold sae_config['dead_tokens']: they still load (and resume)."""
+    cfg = SAEConfig(d_in=8, n_features=16, kind='topk', k=2, dead_tokens=5)
+    assert cfg.auxk_dead_tokens == 5 and cfg == SAEConfig(d_in=8, n_features=16, kind='topk', k=2, auxk_dead_tokens=5)
