@@ -816,12 +816,14 @@ def _buf(sae: SparseAutoencoder, name: str, shape: tuple[int, int], dtype: torch
     """A scratch (rows, cols) tensor kept on the module between steps (fresh 64 MB allocations cost page faults).
 
     With pad, rows are padded to a multiple of 64 bytes: GEMMs on rows of odd length (d+1) run up to 1.5x slower.
+    Made with zeros, not torch.empty: the bf16 GEMMs on CPU read the padding of a strided operand, so garbage there
+    (NaN or inf bit patterns) made a step's loss NaN now and then; the padding is never written after this.
     """
     rows, cols = shape
     ld = -(-cols * dtype.itemsize // 64) * 64 // dtype.itemsize if pad else cols
     t = sae._ws.get(name)
     if t is None or t.shape != (rows, ld) or t.dtype != dtype or t.device != sae.W_enc.device:
-        t = sae._ws[name] = torch.empty((rows, ld), dtype=dtype, device=sae.W_enc.device)
+        t = sae._ws[name] = torch.zeros((rows, ld), dtype=dtype, device=sae.W_enc.device)
     return t[:, :cols]
 
 

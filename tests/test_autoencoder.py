@@ -417,3 +417,21 @@ def test_a_new_kind_is_one_class(tmp_path):
         assert back.cfg.kind == 'batchtopk_toy' and torch.equal(back.encode(rows), sae.encode(rows))
     finally:
         del KINDS['batchtopk_toy'], RECIPES['batchtopk_toy']
+
+
+def test_bf16_step_never_reads_garbage_from_its_scratch_buffers(monkeypatch):
+    """The fused step's scratch buffers are padded; bf16 GEMMs read a strided operand's padding. Fresh memory that
+    happens to hold NaN bit patterns (here: every torch.empty) must not reach the loss or the weights."""
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, 'empty', lambda *a, **kw: real_empty(*a, **kw).fill_(float('nan'))
+                        if (kw.get('dtype') or torch.get_default_dtype()).is_floating_point else real_empty(*a, **kw))
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=16, n_features=48))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape) * 0.1)
+    opt = make_adam(sae, 1e-3)
+    for _ in range(3):
+        stats = sae_step_(sae, opt, torch.randn(64, 16), 1e-2, autocast_dtype=torch.bfloat16)
+        assert torch.isfinite(stats['loss'])
+    assert all(torch.isfinite(p).all() for p in sae.parameters())

@@ -838,6 +838,9 @@ GUARDS.append(Guard('browser: logit weights by rows past dense_stats_mb, Z_u = W
                     'return torch.matmul(self.centred[idx] * self.gamma, self.W_U.T, out=out)',
                     'return torch.matmul(self.centred[idx], self.W_U.T, out=out)',
                     f'{SST}::test_site_from_sparse_counts_is_the_dense_one'))
+GUARDS.append(Guard('fused step: scratch buffers made zeroed (bf16 GEMMs read their padding)', 'autoencoder.py::_buf',
+                    't = sae._ws[name] = torch.zeros((rows, ld)', 't = sae._ws[name] = torch.empty((rows, ld)',
+                    'tests/test_autoencoder.py::test_bf16_step_never_reads_garbage_from_its_scratch_buffers'))
 
 # ---------------------------------------------------------------------------- where each guard's snippet is now
 class Stale(Exception):
