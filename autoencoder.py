@@ -6,25 +6,30 @@ in KINDS by name, selected by `SAEConfig.kind`):
     anthropic2023  "Towards Monosemanticity" (2023): x̄ = x - b_dec, f = ReLU(W_enc x̄ + b_enc),
                    x̂ = W_dec f + b_dec, loss = mean((x̂ - x)^2) + λ·mean_b Σ_i f_i, decoder columns unit norm
                    (renormalised after every step, the gradient component parallel to each column removed
-                   before the Adam step), b_dec initialised at the geometric median, dead neurons resampled.
+                   before the Adam step), init the seed's nn.Linear default (untied), b_dec at the geometric median,
+                   dead neurons resampled.
     april2024      Anthropic's April 2024 update: no b_dec subtraction, loss = mean_b ‖x̂ - x‖² (summed over d)
                    + λ·mean_b Σ_i f_i ‖W_dec[:, i]‖, no norm constraint, decoder init norm 0.1, W_enc = W_decᵀ,
                    inputs scaled by one dataset constant `scale` (E‖scale·x‖ = √d), λ warm-up, linear lr decay,
                    grad-norm clip 1 (its recipe).
     topk           Gao et al. (2024), as openai/sparse_autoencoder's train.py: f = ReLU(TopK(W_enc x̄ + b_enc, k)),
-                   loss = mse(x̂, x) / mse(data mean, x) + 1/32 · normalized_mse(ê, e) (AuxK: e = x - x̂ detached, ê =
-                   W_dec · ReLU(top-k_aux pre-activations of the dead latents), normalised by e's variance in the
-                   batch), unit-norm decoder as anthropic2023, Adam eps 6.25e-10. Its training step (and batchtopk's)
-                   decodes from the k kept codes: sparse_topk_loss, whose only dense (B, d)·(d, F) product is the
-                   encoder GEMM.
-    batchtopk      Bussmann et al. (2024): topk's loss and AuxK, but the k·B largest ReLU'd activations over the
-                   batch in training; at inference f = ReLU(pre)·H(pre - θ) with one threshold θ, the running mean of
-                   each training batch's smallest kept activation.
+                   loss = mse(x̂, x) / mse(data mean, x) + 1/32 · AuxK (auxk_term: ê decoded with b_dec, e = x - x̂
+                   detached, normalised by e's variance in the batch), its init (encoder scaled to unit
+                   reconstructions), unit-norm decoder renormalised before the step, Adam eps 6.25e-10. Its training
+                   step (and batchtopk's) may decode from the k kept codes: sparse_topk_loss, whose only dense
+                   (B, d)·(d, F) product is the encoder GEMM.
+    batchtopk      Bussmann et al. (2024): the k·B largest ReLU'd activations over the batch in training; at
+                   inference f = ReLU(pre)·H(pre - θ) with one threshold θ, the running mean of each training batch's
+                   smallest kept activation; the authors' loss (plain MSE, AuxK on the non-detached residual) and init.
     matryoshka_batchtopk  Bussmann et al. (2025): batchtopk where every prefix [0, m) of the dictionary (m in
-                   matryoshka_widths) reconstructs x too: loss = Σ_m mse(x̂_m, x)·mse_scale + 1/32 AuxK.
-    jumprelu       Rajamanoharan et al. (2024): f = pre·H(pre - θ), θ = exp(log_threshold) per feature, no pre-bias,
-                   loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i H(pre_i - θ_i), θ trained by straight-through estimators
-                   (rectangle kernel, ε = 0.001), unit-norm decoder, inputs scaled to E‖x‖² = 1.
+                   matryoshka_widths) reconstructs x too: loss = the mean of the prefixes' MSEs and the b_dec-only
+                   one + 1/32 AuxK (the authors' code).
+    jumprelu       Rajamanoharan et al. (2024) trained as Gemma Scope: f = pre·H(pre - θ), θ = exp(log_threshold)
+                   per feature, a pre-encoder bias folded into b_enc at export, loss = ‖x̂ - x‖² (summed over d) +
+                   λ·Σ_i H(pre_i - θ_i), θ trained by straight-through estimators (rectangle kernel, ε = 0.001),
+                   unit-norm decoder, inputs scaled to E‖x‖² = 1, cosine lr warm-up and λ warm-up in steps.
+weight_init='tied' starts any kind from the tied start instead of its paper's (tied_init_); topk_loss picks the TopK
+family's loss form ('openai' or 'bussmann') instead of the kind's authors'.
 A new kind is one more `@register` class in the kinds block below: its recipe, its own hyperparameters (Params: each
 an SAEConfig field and a train_sae.py key), init, activation, loss terms and SAELens fields; train_sae.py, its sweeps,
 the export and load_saelens take it from there.
@@ -65,6 +70,7 @@ from configurator import closest_key_hint
 from monosemanticity.common import UserError, atomic_write_bytes, atomic_write_json
 
 NORMALIZE = ('none', 'layer_norm')
+WEIGHT_INITS = ('paper', 'tied')
 Tensor = torch.Tensor
 
 
@@ -79,13 +85,28 @@ class Recipe:
     lr: float  # peak Adam learning rate
     l1_coeff: float  # λ of the sparsity penalty (anthropic2023: on mean_b Σ_i f_i with the MSE averaged over d;
     #                  jumprelu: on the L0 term mean_b Σ_i H(pre_i - θ_i))
-    max_steps: int  # length of the run: the schedules are fractions of it
-    warmup_frac: float = 0.0  # lr linear warm-up over this first fraction of the run
+    max_steps: int  # length of the run (the *_frac schedules are fractions of it)
+    warmup_frac: float = 0.0  # lr warm-up over this first fraction of the run
     decay_frac: float = 0.0  # lr linear decay to 0 over this last fraction of the run
     l1_warmup_frac: float = 0.0  # λ linear warm-up from 0 over this first fraction of the run
     grad_clip: float = 0.0  # clip the global gradient norm at this value; 0 = off
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    warmup_steps: int = 0  # lr warm-up over this many first steps (instead of warmup_frac: give one of the two)
+    warmup_shape: str = 'linear'  # 'linear' (from lr/warm-up length at step 0) or 'cosine' (from warmup_start·lr)
+    warmup_start: float = 0.0  # warmup_shape='cosine': the lr at step 0 as a fraction of lr
+    l1_warmup_steps: int = 0  # λ linear warm-up from 0 over this many first steps (instead of l1_warmup_frac)
+
+    def __post_init__(self):
+        if self.warmup_shape not in WARMUP_SHAPES:
+            raise ConfigError(f"warmup_shape '{self.warmup_shape}' is not one of {', '.join(WARMUP_SHAPES)}")
+        for steps, frac in (('warmup_steps', 'warmup_frac'), ('l1_warmup_steps', 'l1_warmup_frac')):
+            if getattr(self, steps) > 0 and getattr(self, frac) > 0:
+                raise ConfigError(f"{steps}={getattr(self, steps)} and {frac}={getattr(self, frac)}: give one "
+                                  f"(the other 0)")
+
+
+WARMUP_SHAPES = ('linear', 'cosine')
 
 
 @dataclass(init=False, eq=False, repr=False)
@@ -101,6 +122,8 @@ class SAEConfig:
     aux_coeff: float = 1 / 32  # topk: weight of the AuxK loss
     dec_init_norm: float = 0.1  # april2024: norm of the decoder columns at init
     normalize: str = 'none'  # 'layer_norm': per-token normalised inputs (OpenAI's LN preprocessing); see module doc
+    weight_init: str = 'paper'  # 'paper': the kind's published initialisation (Kind.init_weights_); 'tied': the
+    #                             2024 tied start for any kind (tied_init_: Gaussian directions, W_enc = W_decᵀ)
     dtype: str = 'float32'  # parameter dtype (matmuls may run in bf16 via autocast_dtype)
 
     def __init__(self, d_in: int, n_features: int, **given):
@@ -117,6 +140,8 @@ class SAEConfig:
             raise ConfigError(f"SAE kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.normalize not in NORMALIZE:
             raise ConfigError(f"normalize '{self.normalize}' is not one of {', '.join(NORMALIZE)}")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ConfigError(f"weight_init '{self.weight_init}' is not one of {', '.join(WEIGHT_INITS)}")
         KINDS[self.kind].check(self)
 
     def __eq__(self, other) -> bool:
@@ -137,7 +162,11 @@ class Kind:
 
     name = ''
     recipe: dict = {}  # published optimisation hyperparameters (the keys of Recipe but max_steps): RECIPES[name]
-    pre_bias = True  # x̄ = x - b_dec enters the encoder (SAELens apply_b_dec_to_input); b_dec starts at the median
+    pre_bias = True  # x̄ = x - b_dec enters the encoder in training
+    fold_pre_bias = False  # pre_bias: the export folds it into b_enc (else SAELens apply_b_dec_to_input = True)
+    b_dec_init = 'median'  # b_dec before training (kinds with pre_bias): the data's geometric median, or 'zero'
+    renorm_before_step = False  # unit_norm: renormalise the columns after backward, before the step (else after it)
+    clip_first = False  # grad_clip: clip before the renormalisation and parallel-gradient removal (else after them)
     unit_norm = True  # decoder columns kept at unit norm: parallel gradient removed before Adam, renormalised after
     resamples = False  # dead neurons resampled at train_sae.py's resample_steps
     fire_threshold = 0.0  # a latent has fired when its activation exceeds this
@@ -157,6 +186,12 @@ class Kind:
     def dec_init_norm(self, cfg: SAEConfig) -> float:
         """Norm of the decoder columns at init."""
         return 1.0
+
+    @torch.no_grad()
+    def init_weights_(self, sae: 'SparseAutoencoder') -> None:
+        """The kind's published initialisation of W_enc, b_enc and W_dec (b_dec is set by init_from_data_); the
+        default is the tied start."""
+        tied_init_(sae, self.dec_init_norm(sae.cfg))
 
     def add_state_(self, sae: 'SparseAutoencoder') -> None:
         """Register the kind's own parameters / buffers on sae (after W_enc, b_enc, W_dec, b_dec and the buffers)."""
@@ -178,7 +213,7 @@ class Kind:
     @torch.no_grad()
     def init_from_data_(self, sae: 'SparseAutoencoder', rows: Tensor) -> None:
         """What the kind measures from activation rows (N, d) before training."""
-        if self.pre_bias:
+        if self.pre_bias and self.b_dec_init == 'median':
             init_b_dec_(sae, rows)
 
     def export_tensors(self, sae: 'SparseAutoencoder') -> dict[str, Tensor]:
@@ -210,7 +245,7 @@ def register(cls: type[Kind]) -> type[Kind]:
     if clash:
         raise ConfigError(f"kind {cls.name}: Params field '{clash[0]}' is an SAEConfig field or another kind's")
     KINDS[cls.name] = cls()
-    RECIPES[cls.name] = cls.recipe
+    RECIPES[cls.name] = {f.name: cls.recipe.get(f.name, f.default) for f in fields(Recipe) if f.name != 'max_steps'}
     return cls
 
 
@@ -246,6 +281,10 @@ class Anthropic2023(L1Kind):
     recipe = dict(lr=3e-4, l1_coeff=1e-3, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
                   grad_clip=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8)
     resamples = True
+
+    @torch.no_grad()
+    def init_weights_(self, sae):
+        linear_init_(sae)  # the seed's nn.Linear encoder and decoder: PyTorch's default init, untied
 
 
 @register
@@ -283,51 +322,64 @@ class TopK(Kind):
     fire_threshold = 1e-3  # openai: a latent fires when its activation exceeds 1e-3
     saelens_architecture = 'topk'
     sparse = True
+    renorm_before_step = True  # openai train.py: unit_norm_decoder_, then the gradient adjustment, then opt.step
+    loss_form = 'openai'  # the authors' loss: 'openai' (Gao et al.) or 'bussmann' (BatchTopK / Matryoshka code)
+    auxk_needs_positive = False  # 'bussmann' AuxK with dead latents but ê = 0: kept (BatchTopKSAE) or 0 (matryoshka)
 
     @dataclass
     class Params(Kind.Params):
         k: int = 32  # latents kept per row
-        auxk_dead_tokens: int = 10_000_000  # a latent that has not fired for this many tokens is dead for AuxK
+        auxk_dead_tokens: int = 10_000_000  # topk_loss 'openai': a latent silent for this many tokens is dead for AuxK
+        topk_loss: str = ''  # '' = the kind's authors' loss (topk: 'openai'; batchtopk, matryoshka: 'bussmann')
+        auxk_dead_batches: int = 0  # topk_loss 'bussmann': dead for AuxK after this many silent batches; 0 = the
+        #                             authors' (BatchTopK's config.py 5, matryoshka_sae's 20)
 
     def check(self, cfg):
         if not 0 < cfg.k <= cfg.n_features:
-            raise ConfigError(f"topk SAE needs 0 < k <= n_features, got k={cfg.k}")
+            raise ConfigError(f"{self.name} SAE needs 0 < k <= n_features, got k={cfg.k}")
+        if cfg.topk_loss not in ('', *TOPK_LOSSES):
+            raise ConfigError(f"topk_loss '{cfg.topk_loss}' is not one of {', '.join(TOPK_LOSSES)} ('' = the kind's)")
 
     def activate(self, sae, pre):
         return topk_relu(pre, sae.cfg.k)
 
     def loss_terms(self, sae, pre, f, err, fired, dead):
         zero = err.new_zeros(())
-        recon = err.pow(2).mean() * sae.mse_scale  # the MSE normalised by the data's variance
-        aux = self.auxk_loss(sae, pre, err.detach(), self.auxk_dead(sae, fired, pre.shape[0]) if dead is None else dead)
-        return recon, zero, aux
+        dead = self.auxk_dead(sae, fired, pre.shape[0]) if dead is None else dead
+        e_hat = None
+        if dead.any():  # ê: the reconstruction of the error by the ReLU'd top-k_aux pre-activations of the dead latents
+            vals, idx = pre.masked_fill(~dead, -math.inf).topk(min(k_aux(sae.cfg), int(dead.sum())), dim=-1,
+                                                               sorted=False)  # (B, k_aux)
+            e_hat = torch.zeros_like(pre).scatter_(-1, idx, vals.relu()) @ sae.W_dec.T  # (B, d)
+        return recon_term(sae, err), zero, auxk_term(sae, e_hat, err)
 
     @torch.no_grad()
     def auxk_dead(self, sae: 'SparseAutoencoder', fired: Tensor, batch_rows: int) -> Tensor:
-        """(F,) bool: the latents dead after a batch of batch_rows rows in which `fired` (F,) fired: silent for
-        cfg.auxk_dead_tokens tokens counting this batch (as openai: the fire statistics are updated with the batch
-        before the AuxK mask is taken)."""
+        """(F,) bool: the latents dead for AuxK after a batch of batch_rows rows in which `fired` (F,) fired: silent
+        for cfg.auxk_dead_tokens tokens (topk_loss 'bussmann': auxk_dead_batches batches) counting this batch (as
+        both references: the fire statistics are updated with the batch before the AuxK mask is taken)."""
         n_tokens = batch_rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
-        return (sae.tokens_since_fired + n_tokens >= sae.cfg.auxk_dead_tokens) & ~fired
+        window = sae.cfg.auxk_dead_tokens if topk_loss(sae.cfg) == 'openai' else auxk_dead_batches(sae.cfg) * n_tokens
+        return (sae.tokens_since_fired + n_tokens >= window) & ~fired
 
-    def auxk_loss(self, sae: 'SparseAutoencoder', pre: Tensor, err: Tensor, dead: Tensor) -> Tensor:
-        """AuxK (Gao et al. 2024): normalized_mse(ê, e) with e = x - x̂ = -err (B, d) and ê the reconstruction of e
-        by the ReLU'd top-k_aux pre-activations (B, F) of the dead latents (openai/sparse_autoencoder train.py)."""
-        n_dead = int(dead.sum())
-        if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
-            return err.new_zeros(())
-        k = min(sae.cfg.k_aux or sae.cfg.d_in // 2, n_dead)
-        masked = pre.masked_fill(~dead, -math.inf)  # (B, F)
-        vals, idx = masked.topk(k, dim=-1, sorted=False)  # (B, k)
-        z = torch.zeros_like(pre).scatter_(-1, idx, vals.relu())  # (B, F)
-        e_hat = z @ sae.W_dec.T  # (B, d)
-        e = -err
-        var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
-        return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
+    @torch.no_grad()
+    def init_weights_(self, sae):
+        # openai/sparse_autoencoder train.py (Gao et al. 2024, A.1): the encoder nn.Linear's default init, the decoder
+        # its transpose with unit-norm columns, then the encoder scaled so that random unit inputs are reconstructed
+        # with norm 1 on average
+        nn.init.kaiming_uniform_(sae.W_enc, a=math.sqrt(5))
+        sae.W_dec.copy_(sae.W_enc.T)
+        unit_norm_decoder_(sae)
+        sae.b_enc.zero_()
+        x = torch.randn(256, sae.cfg.d_in, dtype=sae.W_enc.dtype, device=sae.W_enc.device)
+        x /= torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        recon = topk_relu(x @ sae.W_enc.T, sae.cfg.k) @ sae.W_dec.T  # (256, d)
+        sae.W_enc /= torch.linalg.vector_norm(recon, dim=1).mean()
 
     @torch.no_grad()
     def init_from_data_(self, sae, rows):
-        init_mse_scale_(sae, rows)  # the main loss is the MSE / the data's variance (openai)
+        if topk_loss(sae.cfg) == 'openai':
+            init_mse_scale_(sae, rows)  # the main loss is the MSE / the data's variance (openai)
         super().init_from_data_(sae, rows)
 
     def saelens_fields(self, cfg):
@@ -342,17 +394,32 @@ class BatchTopK(TopK):
     """Bussmann, Leask, Nanda 2024, "BatchTopK Sparse Autoencoders": TopK's SAE, AuxK and loss, but the k·B
     largest ReLU'd activations are kept over the whole batch (B rows) in training; at inference a feature is kept
     where its pre-activation exceeds one global threshold θ, estimated in training as the running mean of the
-    smallest kept activation of each batch. The paper states θ as that mean; we update it as the authors' code
-    (bartbussmann/BatchTopK and matryoshka_sae `update_threshold`, = SAELens batchtopk_sae.py): θ ← (1 - 0.01)·θ +
-    0.01·min{f > 0}, from θ = 0 (dictionary_learning uses β = 0.999 from step 1000). Exported as SAELens does: a
+    smallest kept activation of each batch. The paper (Bussmann, Leask, Nanda 2024, arXiv 2412.06410) defines θ as
+    that mean; we update it as the code that has it, bartbussmann/matryoshka_sae sae.py
+    `BatchTopKSAE.update_threshold` and SAELens saes/batchtopk_sae.py `update_topk_threshold` (bartbussmann/BatchTopK's
+    sae.py keeps no threshold): θ ← (1 - 0.01)·θ + 0.01·min{f > 0}, from θ = 0 (dictionary_learning uses β = 0.999
+    from step 1000). Loss and init as the authors' code (topk_loss 'bussmann': recon_term, auxk_term; 'openai' is
+    topk's). Exported as SAELens does: a
     jumprelu SAE whose every threshold is θ."""
 
     name = 'batchtopk'
-    # the authors' config.py: Adam lr 3e-4, betas (0.9, 0.99), no clipping (max_grad_norm 1e5), no schedule, no λ
+    # the authors' config.py (bartbussmann/matryoshka_sae, which trains both): Adam lr 3e-4, betas (0.9, 0.99), no
+    # clipping (max_grad_norm 1e5), no schedule, no λ
     recipe = dict(lr=3e-4, l1_coeff=0.0, warmup_frac=0.0, decay_frac=0.0, l1_warmup_frac=0.0,
                   grad_clip=0.0, adam_betas=(0.9, 0.99), adam_eps=1e-8)
     fire_threshold = 0.0  # the references count a latent as fired when its activation is > 0
     saelens_architecture = 'jumprelu'  # SAELens saves batchtopk for inference as jumprelu (its inference classes)
+    loss_form = 'bussmann'  # the authors' sae.py: plain MSE; AuxK on the residual, not normalised nor detached
+    b_dec_init = 'zero'  # the authors' sae.py starts b_dec at 0
+    clip_first = True  # the authors' training.py: clip_grad_norm_, then make_decoder_weights_and_grad_unit_norm
+
+    @torch.no_grad()
+    def init_weights_(self, sae):
+        # the authors' sae.py: W_enc (d, F) kaiming_uniform_ (fan_in F), W_dec = W_encᵀ with unit-norm rows, b_enc 0
+        nn.init.kaiming_uniform_(sae.W_dec)  # (d, F): the same fan_in F and bound √(6/F) as their (d, F) W_enc
+        sae.W_enc.copy_(sae.W_dec.T)
+        unit_norm_decoder_(sae)
+        sae.b_enc.zero_()
 
     @dataclass
     class Params(TopK.Params):
@@ -402,12 +469,14 @@ class BatchTopK(TopK):
 class MatryoshkaBatchTopK(BatchTopK):
     """Bussmann et al. 2025, "Learning Multi-Level Features with Matryoshka Sparse Autoencoders" (also Nabeshima
     2024): BatchTopK (activation, threshold, AuxK on the full reconstruction's error), and every nested prefix of the
-    dictionary, latents [0, m) for m in matryoshka_widths, reconstructs x on its own: loss = Σ_m recon_m + AuxK. The
-    paper sums the prefix losses, as SAELens does (matryoshka_batchtopk_sae.py); the authors' code and
-    dictionary_learning take their mean (a constant factor). Default prefixes: the authors' main.py groups
+    dictionary, latents [0, m) for m in matryoshka_widths, reconstructs x on its own. The loss is the authors' code's
+    (bartbussmann/matryoshka_sae sae.py, topk_loss 'bussmann'): the mean of the plain MSEs of the b_dec-only
+    reconstruction and of every prefix, + 1/32 · their AuxK; topk_loss='openai' sums the prefixes' normalised MSEs
+    as SAELens does (matryoshka_batchtopk_sae.py). Default prefixes: the authors' main.py groups
     F/16, F/16, F/8, F/4, F/2."""
 
     name = 'matryoshka_batchtopk'
+    auxk_needs_positive = True  # GlobalBatchTopKMatryoshkaSAE.get_auxiliary_loss: 0 unless ê has a non-zero entry
     sparse = False  # its prefix losses decode the dense code (the sparse step does not do them)
 
     @dataclass
@@ -424,12 +493,15 @@ class MatryoshkaBatchTopK(BatchTopK):
 
     def loss_terms(self, sae, pre, f, err, fired, dead):
         recon, zero, aux = super().loss_terms(sae, pre, f, err, fired, dead)  # the full dictionary's, AuxK
-        widths = matryoshka_widths(sae.cfg)
+        widths = (0, *matryoshka_widths(sae.cfg))
         e = err  # (B, d) x̂_m - x for the prefix m, from the widest down: drop the next group's contribution
         for lo, hi in zip(reversed(widths[:-1]), reversed(widths[1:])):
             e = e - (f[:, lo:hi] @ sae.W_dec[:, lo:hi].T).float()  # (B, d)
-            recon = recon + e.pow(2).mean() * sae.mse_scale
-        return recon, zero, aux
+            if lo > 0 or topk_loss(sae.cfg) == 'bussmann':  # prefix 0 (x̂ = b_dec): the authors' code only
+                recon = recon + recon_term(sae, e)
+        # 'bussmann' (matryoshka_sae get_loss_dict): the mean over the prefixes and the b_dec-only term; 'openai':
+        # their sum, each normalised as topk's (SAELens matryoshka_batchtopk_sae.py sums them)
+        return (recon / len(widths) if topk_loss(sae.cfg) == 'bussmann' else recon), zero, aux
 
     def saelens_fields(self, cfg):
         return {**super().saelens_fields(cfg), 'matryoshka_widths': list(matryoshka_widths(cfg))}
@@ -443,21 +515,27 @@ class MatryoshkaBatchTopK(BatchTopK):
 class JumpReLU(Kind):
     """Rajamanoharan et al. 2024, "Jumping Ahead: Improving Reconstruction Fidelity with JumpReLU SAEs", as its
     appendix pseudo-code (and SAELens jumprelu_sae.py, step mode): f = pre·H(pre - θ) with per-feature θ =
-    exp(log_threshold), pre = W_enc x + b_enc (no pre-encoder bias), loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i
+    exp(log_threshold), pre = W_enc (x - b_dec) + b_enc (see below), loss = ‖x̂ - x‖² (summed over d) + λ·Σ_i
     H(pre_i - θ_i), mean over the batch; θ learns through straight-through estimators with the rectangle kernel
     K(u) = 1{|u| < 1/2}, bandwidth ε = 0.001: ∂f/∂θ = -(θ/ε)·K((pre - θ)/ε), ∂H/∂θ = -(1/ε)·K((pre - θ)/ε), no
-    gradient from H to pre. Init as the paper / Gemma Scope: θ = 0.001, W_enc = W_decᵀ with unit-norm decoder
-    columns (kept unit norm, parallel gradient removed), zero biases; inputs scaled by one dataset constant to
-    E‖x‖² = 1 (folded into the export)."""
+    gradient from H to pre. Training as Gemma Scope (Lieberum et al. 2024, sec. 3.2, "across all training runs"): a
+    pre-encoder bias (pre = W_enc (x - b_dec) + b_enc), folded into b_enc at export; init θ = 0.001, W_dec He-uniform
+    rescaled to unit-norm columns (kept unit norm, parallel gradient removed), W_enc = W_decᵀ, zero biases; inputs
+    scaled by one dataset constant to E‖x‖² = 1 (folded into the export)."""
 
     name = 'jumprelu'
-    # Gemma Scope / the paper: Adam lr 7e-5, betas (0, 0.999), eps 1e-8; λ warmed up linearly from 0 (10k steps
-    # there), lr warmed up (1k steps, cosine from 0.1·lr there): here 5% and 1% of the run, linear. λ is the knob
-    # the paper sweeps (no single published value): 1e-3 is ours, for E‖x‖² = 1. No gradient clipping.
-    recipe = dict(lr=7e-5, l1_coeff=1e-3, warmup_frac=0.01, decay_frac=0.0, l1_warmup_frac=0.05,
-                  grad_clip=0.0, adam_betas=(0.0, 0.999), adam_eps=1e-8)
-    pre_bias = False
+    # Gemma Scope sec. 3.2 / the paper: Adam lr 7e-5, betas (0, 0.999), eps 1e-8; lr warmed up along a cosine from
+    # 0.1·lr over the first 1,000 steps, λ linearly from 0 over the first 10,000 steps. λ is the knob the paper
+    # sweeps (no single published value): 1e-3 is ours, for E‖x‖² = 1. No gradient clipping.
+    recipe = dict(lr=7e-5, l1_coeff=1e-3, warmup_steps=1000, warmup_shape='cosine', warmup_start=0.1,
+                  l1_warmup_steps=10_000, grad_clip=0.0, adam_betas=(0.0, 0.999), adam_eps=1e-8)
+    fold_pre_bias = True  # Gemma Scope's released SAEs have the pre-encoder bias folded into b_enc
+    b_dec_init = 'zero'
     saelens_architecture = 'jumprelu'
+
+    @torch.no_grad()
+    def init_weights_(self, sae):
+        tied_init_(sae, 1.0, uniform=True)  # Gemma Scope: He-uniform W_dec, unit-norm columns, W_enc = W_decᵀ
 
     @dataclass
     class Params(Kind.Params):  # SAELens' names
@@ -507,6 +585,76 @@ def matryoshka_widths(cfg: SAEConfig) -> tuple[int, ...]:
     return cfg.matryoshka_widths or tuple(cfg.n_features >> i for i in (4, 3, 2, 1, 0))
 
 
+# ----------------------------------------------------------------------------- the TopK family's loss forms
+
+TOPK_LOSSES = ('openai', 'bussmann')
+
+
+def topk_loss(cfg: SAEConfig) -> str:
+    """The loss form of a TopK-family SAE: cfg.topk_loss, else its kind's authors' (TopK.loss_form)."""
+    return cfg.topk_loss or KINDS[cfg.kind].loss_form
+
+
+def auxk_dead_batches(cfg: SAEConfig) -> int:
+    """topk_loss 'bussmann': silent batches after which a latent is dead for AuxK (n_batches_to_dead: 5 in
+    bartbussmann/BatchTopK's config.py, 20 in bartbussmann/matryoshka_sae's)."""
+    return cfg.auxk_dead_batches or (20 if cfg.kind == 'matryoshka_batchtopk' else 5)
+
+
+def k_aux(cfg: SAEConfig) -> int:
+    """Dead latents AuxK reconstructs with: cfg.k_aux, else d_in // 2 ('openai') or 512 ('bussmann': top_k_aux)."""
+    return cfg.k_aux or (cfg.d_in // 2 if topk_loss(cfg) == 'openai' else 512)
+
+
+def recon_term(sae: 'SparseAutoencoder', err: Tensor) -> Tensor:
+    """The reconstruction term of a TopK-family SAE from err = x̂ - x (B, d) in its input space: 'openai' the MSE
+    normalised by the data's variance (train.py `mse_scale * mse`), 'bussmann' the plain MSE (sae.py `l2_loss`)."""
+    mse = err.pow(2).mean()
+    return mse * sae.mse_scale if topk_loss(sae.cfg) == 'openai' else mse
+
+
+def auxk_term(sae: 'SparseAutoencoder', e_hat: Tensor | None, err: Tensor) -> Tensor:
+    """AuxK before aux_coeff, from ê (B, d) = W_dec·z (z: the ReLU'd top-k_aux pre-activations of the dead latents;
+    None when no latent is dead) and err = x̂ - x (B, d), both in the SAE's input space; e = x - x̂.
+    'openai' (openai/sparse_autoencoder train.py): normalized_mse(ê + b_dec, e + b_dec.detach()) with e detached: ê is
+    decoded with the pre-encoder bias, so the term stays (ê = b_dec) and trains b_dec when no latent is dead.
+    'bussmann' (BatchTopK / matryoshka_sae sae.py get_auxiliary_loss): mean((ê - e)²), e not detached (its gradient
+    reaches the main reconstruction), no normalisation, 0 when no latent is dead."""
+    if topk_loss(sae.cfg) == 'bussmann':
+        if e_hat is None or (sae.kind.auxk_needs_positive and not bool(e_hat.any())):
+            return err.new_zeros(())
+        return (e_hat.float() + err).pow(2).mean()
+    e = -err.detach()
+    e_hat = (torch.zeros_like(e) if e_hat is None else e_hat.float()) + (sae.b_dec - sae.b_dec.detach()).float()
+    var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
+    return ((e_hat - e).pow(2).mean() / var).nan_to_num(0.0)
+
+
+# ----------------------------------------------------------------------------- initialisations
+
+@torch.no_grad()
+def tied_init_(sae: 'SparseAutoencoder', norm: float, uniform: bool = False) -> None:
+    """The tied start (Anthropic's April 2024 update; Gao et al. 2024 A.1): decoder columns in random directions
+    (Gaussian, or with uniform=True He-uniform entries) of norm `norm`, W_enc = W_decᵀ, b_enc = 0."""
+    if uniform:
+        nn.init.kaiming_uniform_(sae.W_dec)
+    else:
+        nn.init.normal_(sae.W_dec)
+    sae.W_dec.mul_(norm / sae.W_dec.norm(dim=0, keepdim=True))
+    sae.W_enc.copy_(sae.W_dec.T)
+    sae.b_enc.zero_()
+
+
+@torch.no_grad()
+def linear_init_(sae: 'SparseAutoencoder') -> None:
+    """The seed's encoder nn.Linear(d, F) and decoder nn.Linear(F, d) at PyTorch's default init, untied: W_enc and
+    b_enc ~ U(±1/√d), W_dec ~ U(±1/√F) (kaiming_uniform_ with a = √5), then unit-norm decoder columns."""
+    nn.init.kaiming_uniform_(sae.W_enc, a=math.sqrt(5))
+    sae.b_enc.uniform_(-1 / math.sqrt(sae.cfg.d_in), 1 / math.sqrt(sae.cfg.d_in))
+    nn.init.kaiming_uniform_(sae.W_dec, a=math.sqrt(5))
+    unit_norm_decoder_(sae)
+
+
 # ----------------------------------------------------------------------------- the SAE
 
 class SparseAutoencoder(nn.Module):
@@ -537,11 +685,12 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Random decoder directions (norm: the kind's dec_init_norm), W_enc = W_decᵀ, zero biases."""
-        nn.init.normal_(self.W_dec)
-        self.W_dec.mul_(self.kind.dec_init_norm(self.cfg) / self.W_dec.norm(dim=0, keepdim=True))
-        self.W_enc.copy_(self.W_dec.T)
-        self.b_enc.zero_()
+        """cfg.weight_init 'paper': the kind's published initialisation (Kind.init_weights_); 'tied': tied_init_ at
+        the kind's decoder norm. b_dec = 0 (init_from_data_ may set it)."""
+        if self.cfg.weight_init == 'paper':
+            self.kind.init_weights_(self)
+        else:
+            tied_init_(self, self.kind.dec_init_norm(self.cfg))
         self.b_dec.zero_()
 
     def preprocess(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
@@ -785,18 +934,24 @@ def fold_scale_(sae: SparseAutoencoder) -> None:
     sae.scale.fill_(1.0)
 
 
-# ----------------------------------------------------------------------------- schedules (april2024)
+# ----------------------------------------------------------------------------- schedules
 
-def l1_coeff_at(step: int, total_steps: int, l1_coeff: float, warmup_frac: float = 0.05) -> float:
-    """λ warmed up linearly from 0 over the first warmup_frac of training."""
-    warm = warmup_frac * total_steps
+def l1_coeff_at(step: int, total_steps: int, l1_coeff: float, warmup_frac: float = 0.05,
+                warmup_steps: int = 0) -> float:
+    """λ warmed up linearly from 0 over the first warmup_steps steps, or else the first warmup_frac of training."""
+    warm = warmup_steps or warmup_frac * total_steps
     return l1_coeff * min(1.0, step / warm) if warm > 0 else l1_coeff
 
 
-def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float = 0.01, decay_frac: float = 0.2) -> float:
-    """Linear warm-up over the first warmup_frac, constant, then linear decay to 0 over the last decay_frac."""
-    warm, decay_start = warmup_frac * total_steps, (1.0 - decay_frac) * total_steps
+def lr_at(step: int, total_steps: int, lr: float, warmup_frac: float = 0.01, decay_frac: float = 0.2,
+          warmup_steps: int = 0, warmup_shape: str = 'linear', warmup_start: float = 0.0) -> float:
+    """Warm-up over the first warmup_steps steps (or else the first warmup_frac of the run), constant, then linear
+    decay to 0 over the last decay_frac. Warm-up 'linear': lr·(step + 1)/W; 'cosine': from warmup_start·lr to lr
+    along half a cosine, lr·(s + (1 - s)·(1 - cos(π·step/W))/2) (Gemma Scope, Lieberum et al. 2024, sec. 3.2)."""
+    warm, decay_start = warmup_steps or warmup_frac * total_steps, (1.0 - decay_frac) * total_steps
     if warm > 0 and step < warm:
+        if warmup_shape == 'cosine':
+            return lr * (warmup_start + (1.0 - warmup_start) * (1.0 - math.cos(math.pi * step / warm)) / 2)
         return lr * (step + 1) / warm
     if step >= decay_start and decay_frac > 0:
         return lr * max(0.0, (total_steps - step) / (total_steps - decay_start))
@@ -1103,9 +1258,9 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
         x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)
     err = x_hat.float() - xs  # (B, d)
     fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
-    recon = err.pow(2).mean() * sae.mse_scale
+    recon = recon_term(sae, err)
     dead = kind.auxk_dead(sae, fired, B) if dead is None else dead
-    aux = sparse_auxk_loss(sae, pre, xbar, err.detach(), dead, W_rows)
+    aux = sparse_auxk_loss(sae, pre, xbar, err, dead, W_rows)
     mse = sae._mse_in_input_units(err.detach().pow(2), stats)
     zero = err.new_zeros(())
     return {'loss': recon + sae.cfg.aux_coeff * aux, 'recon': recon, 'l1': zero, 'aux': aux, 'mse': mse,
@@ -1114,21 +1269,17 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
 
 def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Tensor, dead: Tensor,
                      W_rows: Tensor) -> Tensor:
-    """TopK.auxk_loss from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without gradient, its
-    gradient through SparseEncode of xbar (B, d); err = x̂ - x (B, d) detached; dead (F,) bool; W_rows (F, d)
+    """The AuxK term (auxk_term) with ê from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without
+    gradient, its gradient through SparseEncode of xbar (B, d); err = x̂ - x (B, d); dead (F,) bool; W_rows (F, d)
     decoder_rows."""
-    n_dead = int(dead.sum())
-    if n_dead == 0:  # the reference's ê is 0 then: a constant term with no gradient
-        return err.new_zeros(())
-    k = min(sae.cfg.k_aux or sae.cfg.d_in // 2, n_dead)
-    with torch.no_grad():
-        code, pre_values = row_topk_code(pre.masked_fill(~dead, -math.inf), k)  # (B·k,) the dead latents' top k
-    z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)
-    with torch.autocast(err.device.type, enabled=False):
-        e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)
-    e = -err
-    var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
-    return ((e_hat.float() - e).pow(2).mean() / var).nan_to_num(0.0)
+    e_hat = None
+    if dead.any():
+        with torch.no_grad():  # (B·k_aux,) the dead latents' top k_aux
+            code, pre_values = row_topk_code(pre.masked_fill(~dead, -math.inf), min(k_aux(sae.cfg), int(dead.sum())))
+        z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (B·k,)
+        with torch.autocast(err.device.type, enabled=False):
+            e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)
+    return auxk_term(sae, e_hat, err)
 
 
 def _sync_grads_(sae: SparseAutoencoder) -> None:
@@ -1178,13 +1329,18 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
         out = sae.loss(x, l1_coeff, fused=fused, sparse=sparse)
     out['loss'].backward()
     _sync_grads_(sae)
+    if grad_clip > 0 and sae.kind.clip_first:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
+    renorm_first = sae.kind.unit_norm and sae.kind.renorm_before_step
+    if renorm_first:
+        unit_norm_decoder_(sae)  # openai train.py and the BatchTopK code: after backward, before the step
     if sae.kind.unit_norm:
-        remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised after every step
-    if grad_clip > 0:
+        remove_parallel_grad_(sae, unit=True)  # columns are unit norm: renormalised just now or after the last step
+    if grad_clip > 0 and not sae.kind.clip_first:
         torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
     opt.step()
-    if sae.kind.unit_norm:
-        unit_norm_decoder_(sae)
+    if sae.kind.unit_norm and not renorm_first:
+        unit_norm_decoder_(sae)  # the paper: renormalised after every step
     update_fire_counter_(sae, out['fired'], x.shape[0])
     f = out.pop('f')
     sae.kind.after_step_(sae, f.detach())  # batchtopk: its threshold's running mean
@@ -1198,10 +1354,11 @@ def train_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, s
     """Step `step` (0-based) of a run: sets the recipe's lr and λ for this step (lr_at, l1_coeff_at), then
     sae_step_ with the recipe's gradient clipping (sparse: topk / batchtopk by sparse_topk_loss). Returns
     sae_step_'s stats plus the lr and l1_coeff used."""
-    lr = lr_at(step, recipe.max_steps, recipe.lr, recipe.warmup_frac, recipe.decay_frac)
+    lr = lr_at(step, recipe.max_steps, recipe.lr, recipe.warmup_frac, recipe.decay_frac, recipe.warmup_steps,
+               recipe.warmup_shape, recipe.warmup_start)
     for group in opt.param_groups:
         group['lr'] = lr
-    l1_coeff = l1_coeff_at(step, recipe.max_steps, recipe.l1_coeff, recipe.l1_warmup_frac)
+    l1_coeff = l1_coeff_at(step, recipe.max_steps, recipe.l1_coeff, recipe.l1_warmup_frac, recipe.l1_warmup_steps)
     stats = sae_step_(sae, opt, x, l1_coeff, autocast_dtype, recipe.grad_clip, want_l0=want_l0, sparse=sparse)
     return {**stats, 'lr': lr, 'l1_coeff': l1_coeff}
 
@@ -1258,10 +1415,11 @@ def resample_dead_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: Ten
 def state_for_export(sae: SparseAutoencoder) -> dict[str, Tensor]:
     """SAELens layout, scale folded in: W_enc (d_in, d_sae), W_dec (d_sae, d_in), b_enc (d_sae), b_dec (d_in), and
     the kind's own (Kind.export_tensors: jumprelu, batchtopk and matryoshka_batchtopk write threshold (d_sae))."""
-    s = sae.scale.float()
+    s, b_enc = sae.scale.float(), sae.b_enc.float().clone()
+    if sae.kind.pre_bias and sae.kind.fold_pre_bias:  # W_enc (x - b_dec) + b_enc = W_enc x + (b_enc - W_enc b_dec)
+        b_enc -= sae.W_enc.float() @ sae.b_dec.float()
     return {'W_enc': (sae.W_enc.float() * s).T.contiguous(), 'W_dec': (sae.W_dec.float() / s).T.contiguous(),
-            'b_enc': sae.b_enc.float().clone(), 'b_dec': (sae.b_dec.float() / s).contiguous(),
-            **sae.kind.export_tensors(sae)}
+            'b_enc': b_enc, 'b_dec': (sae.b_dec.float() / s).contiguous(), **sae.kind.export_tensors(sae)}
 
 
 def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None = None,
@@ -1274,7 +1432,7 @@ def saelens_cfg(sae: SparseAutoencoder, hook_name: str, model_name: str | None =
     kind = sae.kind
     cfg = {'architecture': kind.saelens_architecture,
            'd_in': sae.cfg.d_in, 'd_sae': sae.cfg.n_features, 'dtype': 'float32', 'device': 'cpu',
-           'hook_name': hook_name, 'apply_b_dec_to_input': kind.pre_bias,
+           'hook_name': hook_name, 'apply_b_dec_to_input': kind.pre_bias and not kind.fold_pre_bias,
            'normalize_activations': sae.cfg.normalize, 'activation_fn': 'relu', 'activation_fn_str': 'relu',
            'model_name': model_name, 'hook_layer': hook_layer, 'context_size': context_size,
            'hook_head_index': None, 'dataset_path': None, 'prepend_bos': False,

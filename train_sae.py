@@ -50,15 +50,20 @@ init_from = 'scratch'  # 'scratch' or 'resume' (from <out_dir>/sae/ckpt.pt)
 kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 'topk', ... (autoencoder.KINDS)
 n_features = 4096  # dictionary size
 normalize = 'none'  # 'layer_norm': per-token normalised inputs (openai/sparse_autoencoder's LN), any kind
+weight_init = 'paper'  # 'paper': each kind's published initialisation; 'tied': the 2024 tied start for any kind
 # each kind's own keys (topk: k, auxk_dead_tokens; batchtopk: topk_threshold_lr; jumprelu: jumprelu_bandwidth, ...):
 # declared with their kind in autoencoder.py, its Params (default and meaning of each); --help lists them
 globals().update(kind_params())
 # optimisation: None = the kind's published value (autoencoder.RECIPES; --help shows the values in effect)
-l1_coeff = None  # λ of the sparsity penalty; anthropic2023: λ_paper / d (its MSE is averaged over d), seed 1e-3
+l1_coeff = None  # λ of the sparsity penalty; anthropic2023: the paper's λ (both average the MSE over d), seed 1e-3
 lr = None  # Adam learning rate (anthropic2023 3e-4, april2024 5e-5, topk 1e-4)
-warmup_frac = None  # lr linear warm-up over this first fraction of max_steps (0 for every kind)
+warmup_frac = None  # lr warm-up over this first fraction of max_steps (0 for every kind)
+warmup_steps = None  # lr warm-up over this many first steps instead (jumprelu: 1000, Gemma Scope)
+warmup_shape = None  # lr warm-up 'linear' (from ~0) or 'cosine' (from warmup_start·lr; jumprelu)
+warmup_start = None  # warmup_shape='cosine': the first step's lr as a fraction of lr (jumprelu: 0.1)
 decay_frac = None  # lr linear decay to 0 over this last fraction of max_steps (april2024: 0.2)
 l1_warmup_frac = None  # λ linear warm-up from 0 over this first fraction of max_steps (april2024: 0.05)
+l1_warmup_steps = None  # λ linear warm-up from 0 over this many first steps instead (jumprelu: 10,000)
 grad_clip = None  # clip the gradient norm at this value, 0 = off (april2024: 1.0)
 adam_betas = None  # Adam (β1, β2): (0.9, 0.999) for every kind
 adam_eps = None  # Adam ε (topk: 6.25e-10 as openai/sparse_autoencoder; others 1e-8)
@@ -186,10 +191,10 @@ def resample_windows(c: dict) -> dict[int, int]:
     return windows
 
 
-def make_recipe(lr, l1_coeff, warmup_frac, decay_frac, l1_warmup_frac, grad_clip, adam_betas, adam_eps, **_) -> Recipe:
-    """The optimisation recipe of one SAE from its config keys."""
-    return Recipe(lr=lr, l1_coeff=l1_coeff, max_steps=max_steps, warmup_frac=warmup_frac, decay_frac=decay_frac,
-                  l1_warmup_frac=l1_warmup_frac, grad_clip=grad_clip, adam_betas=tuple(adam_betas), adam_eps=adam_eps)
+def make_recipe(c: dict) -> Recipe:
+    """The optimisation recipe of one SAE from its config keys c (every Recipe field but max_steps)."""
+    return Recipe(**{**{key: c[key] for key in RECIPES[c['kind']]}, 'adam_betas': tuple(c['adam_betas'])},
+                  max_steps=max_steps)
 
 
 def build(m: Member) -> torch.Tensor | None:
@@ -198,9 +203,10 @@ def build(m: Member) -> torch.Tensor | None:
     c = m.conf
     torch.set_rng_state(init_rng)
     m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'],
-                                              normalize=c['normalize'], **{key: c[key] for key in kind_params()}),
+                                              normalize=c['normalize'], weight_init=c['weight_init'],
+                                              **{key: c[key] for key in kind_params()}),
                                     device=device)
-    m.recipe = make_recipe(**c)
+    m.recipe = make_recipe(c)
     m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)
     m.resample_gen = torch.Generator().manual_seed(seed + 1)
     m.window_tokens = resample_windows(c) if m.sae.kind.resamples else {}
@@ -379,8 +385,10 @@ def announce(m: Member) -> None:
     print0(f"{tag(m)}SAE {c['kind']}: {d_in} -> {c['n_features']} features on {site} ({source}: "
            f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
            f"{max_steps} steps, {device} {autocast_dtype}")
-    print0(f"{tag(m)}recipe: lr {r.lr:g} (warm-up {r.warmup_frac:g}, decay {r.decay_frac:g} of the run), "
-           f"l1_coeff {r.l1_coeff:g} (warm-up {r.l1_warmup_frac:g}), grad_clip {r.grad_clip:g}, "
+    warm = f"{r.warmup_steps} steps" if r.warmup_steps else f"{r.warmup_frac:g} of the run"
+    l1_warm = f"{r.l1_warmup_steps} steps" if r.l1_warmup_steps else f"{r.l1_warmup_frac:g} of the run"
+    print0(f"{tag(m)}recipe: lr {r.lr:g} ({r.warmup_shape} warm-up over {warm}, decay over {r.decay_frac:g} of the "
+           f"run), l1_coeff {r.l1_coeff:g} (warm-up over {l1_warm}), grad_clip {r.grad_clip:g}, "
            f"Adam betas {r.adam_betas} eps {r.adam_eps:g}, normalize {c['normalize']}")
     if m.sae.kind.resamples:
         if m.window_tokens:

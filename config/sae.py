@@ -3,8 +3,8 @@
 # 25k/50k/75k/100k, ~5e5 steps (~4B rows). Needs: train_transformer.py config/transformer.py, then
 # generate_activations.py config/activations.py. Several GPUs: torchrun --standalone --nproc_per_node=8 ...
 # (batch_size is per rank: use batch_size = 8192 // n_gpus to keep the seed's global batch).
-# λ convention: the anthropic2023 loss averages the squared error over the d = 512 dimensions (as the seed), the
-# paper sums it, so λ here = λ_paper / d: l1_coeff 1e-3 is λ_paper ≈ 0.51.
+# λ convention: the anthropic2023 loss averages the squared error over the d = 512 dimensions and sums the L1 over
+# the features, as the paper (and the seed) do, so l1_coeff is the paper's λ.
 out_dir = 'out/owt'
 source = 'store'
 kind = 'anthropic2023'

@@ -115,19 +115,28 @@ def test_parallel_grad_removed():
     assert torch.allclose(G, perp, atol=1e-5)
 
 
-@pytest.mark.parametrize('kind', ['anthropic2023', 'topk'])
-def test_decoder_unit_norm_after_step(kind):
+@pytest.mark.parametrize('kind', ['anthropic2023', 'topk', 'batchtopk', 'jumprelu'])
+def test_decoder_renormalised_where_its_reference_does(kind):
+    """anthropic2023 and jumprelu renormalise the decoder columns after the step (unit norm between steps); topk
+    (openai train.py) and batchtopk (the authors' code) after backward, before the step: unit norm when the step
+    is taken, one Adam step off it after. Either way the parallel gradient is removed from unit columns."""
     torch.manual_seed(0)
     sae = SparseAutoencoder(SAEConfig(d_in=16, n_features=48, kind=kind, k=4))
     opt = make_adam(sae, 1e-2)
+    at_step = []
+    step = opt.step
+    opt.step = lambda *a, **k: (at_step.append(col_norms(sae.W_dec.detach()).clone()), step(*a, **k))[1]
+    before = kind in ('topk', 'batchtopk')
     for _ in range(3):
         sae_step_(sae, opt, torch.randn(32, 16) * 3, 1e-2)
-        assert torch.allclose(col_norms(sae.W_dec.detach()), torch.ones(48), atol=1e-5)
+        assert torch.allclose(at_step[-1], torch.ones(48), atol=1e-5)
+        after = col_norms(sae.W_dec.detach())
+        assert torch.allclose(after, torch.ones(48), atol=1e-5) != before, after
 
 
 def test_step_bf16_close_to_fp32_and_counts_fired():
     torch.manual_seed(0)
-    a = SparseAutoencoder(SAEConfig(d_in=16, n_features=48))
+    a = SparseAutoencoder(SAEConfig(d_in=16, n_features=48, weight_init='tied'))
     b = copy.deepcopy(a)
     x = torch.randn(64, 16)
     oa, ob = make_adam(a, 1e-3), make_adam(b, 1e-3)
@@ -195,6 +204,7 @@ def test_resampling_samples_proportional_to_loss_squared():
     sae = SparseAutoencoder(SAEConfig(d_in=4, n_features=300))
     with torch.no_grad():
         sae.W_enc.zero_()
+        sae.b_enc.zero_()
     opt = make_adam(sae, 1e-3)
     n_per = 10000
     rows = torch.cat([math.sqrt(g + 1) * torch.eye(4)[g].expand(n_per, 4) for g in range(3)])
@@ -371,6 +381,7 @@ def test_evaluate_sae_identity_and_zero_reconstruction():
     with torch.no_grad():
         sae.W_enc.copy_(torch.eye(d))
         sae.W_dec.copy_(torch.eye(d))
+        sae.b_enc.zero_()
     x = torch.randint(61, (3, 16), generator=torch.Generator().manual_seed(1))
     batches = [(x[:, :-1], x[:, 1:])]
     mean = torch.rand(d)

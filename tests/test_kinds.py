@@ -95,11 +95,11 @@ def test_batchtopk_inference_uses_the_threshold():
 
 
 def test_batchtopk_recipe_and_auxk():
-    """The authors' Adam settings; AuxK trains the dead latents as in topk."""
+    """The authors' Adam settings; AuxK trains the dead latents (dead after auxk_dead_batches silent batches)."""
     r = RECIPES['batchtopk']
     assert (r['lr'], r['adam_betas'], r['adam_eps'], r['grad_clip'], r['l1_coeff']) == (3e-4, (0.9, 0.99), 1e-8, 0, 0)
     assert RECIPES['matryoshka_batchtopk'] == r
-    sae = make('batchtopk', auxk_dead_tokens=1)
+    sae = make('batchtopk', auxk_dead_batches=1)
     sae.tokens_since_fired.fill_(5)
     out = sae.loss(data(B, 3))
     assert out['aux'] > 0
@@ -107,27 +107,61 @@ def test_batchtopk_recipe_and_auxk():
     assert sae.W_enc.grad.abs().sum(1).gt(0).sum() > (out['f'] != 0).any(0).sum()
 
 
+@pytest.mark.parametrize('kind,batches', [('batchtopk', 5), ('matryoshka_batchtopk', 20)])
+def test_bussmann_auxk_dead_after_the_authors_batches_with_k_aux_512(kind, batches):
+    """topk_loss 'bussmann' (the default of both): a latent silent for n_batches_to_dead batches (5 in
+    bartbussmann/BatchTopK's config.py, 20 in matryoshka_sae's) counting this one is dead; AuxK = mean((ê - e)²) with
+    ê the decoder applied to the top 512 (top_k_aux) ReLU'd dead pre-activations, e = x - x̂ not detached."""
+    n = 1024  # > 512 dead latents, so top_k_aux = 512 binds (d/2 = 6 would too)
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=n, kind=kind, k=4,
+                                      matryoshka_widths=(64, 256, n) if kind == 'matryoshka_batchtopk' else ()))
+    with torch.no_grad():
+        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
+    x = data(B, 3)
+    with torch.no_grad():
+        sae.tokens_since_fired.fill_((batches - 1) * B)  # silent batches - 1 batches before this one
+        sae.tokens_since_fired[:2] = (batches - 2) * B  # not yet dead after this batch
+        fired = sae.loss(x)['fired']
+    out = sae.loss(x)
+    dead = ~fired
+    dead[:2] = False
+    assert dead.sum() > 512
+    pre = sae.encode_pre(x)
+    vals, idx = pre.masked_fill(~dead, -math.inf).topk(512, dim=-1)
+    e_hat = torch.zeros_like(pre).scatter(-1, idx, vals.relu()) @ sae.W_dec.T
+    x_hat = sae(x)[0]
+    sae.train()
+    torch.testing.assert_close(out['aux'], (e_hat - (x - x_hat)).pow(2).mean(), rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        sae.tokens_since_fired.fill_((batches - 2) * B)  # one batch short of dead: no AuxK
+    assert sae.loss(x)['aux'].item() == 0
+
+
 # ----------------------------------------------------------------------------- Matryoshka BatchTopK
 
-def test_matryoshka_loss_is_the_sum_of_the_nested_prefix_losses():
-    """loss = Σ_m mse(x̂_m, x)·mse_scale + 1/32·AuxK, x̂_m = f[:, :m] W_dec[:, :m]ᵀ + b_dec, by hand with autograd."""
+@pytest.mark.parametrize('form', ['bussmann', 'openai'])
+def test_matryoshka_loss_over_the_nested_prefixes(form):
+    """x̂_m = f[:, :m] W_dec[:, :m]ᵀ + b_dec; 'bussmann' (the authors' code, the default): the mean of mse(x̂_m, x)
+    over m = 0 (x̂_0 = b_dec) and every prefix; 'openai' (SAELens): Σ_m mse(x̂_m, x)·mse_scale; by hand, autograd."""
     widths = (6, 12, 30, F)
-    sae = make('matryoshka_batchtopk', matryoshka_widths=widths)
+    sae = make('matryoshka_batchtopk', matryoshka_widths=widths, topk_loss='' if form == 'bussmann' else form)
     with torch.no_grad():
         sae.mse_scale.fill_(2.5)
     x = data(B, 4)
-    out = sae.loss(x)
-    out['loss'].backward()
+    out = sae.loss(x)  # no latent dead: the 'bussmann' AuxK is 0, openai's a constant (ê = b_dec, see test_recipes)
+    out['recon'].backward()
     p = {n: q.detach().clone().requires_grad_(True) for n, q in sae.named_parameters()}
     pre = (x - p['b_dec']) @ p['W_enc'].T + p['b_enc']
     flat = pre.relu().flatten()
     keep = flat.topk(4 * B).indices
     f = torch.zeros_like(flat).index_copy(0, keep, flat[keep]).view_as(pre)
-    prefix = [((f[:, :m] @ p['W_dec'][:, :m].T + p['b_dec'] - x) ** 2).mean() * 2.5 for m in widths]
-    ref = sum(prefix)
+    prefix = [((f[:, :m] @ p['W_dec'][:, :m].T + p['b_dec'] - x) ** 2).mean() for m in (0, *widths)]
+    ref = sum(prefix) / len(prefix) if form == 'bussmann' else sum(prefix[1:]) * 2.5
     ref.backward()
     assert out['recon'].item() == pytest.approx(ref.item(), rel=1e-5)
-    assert out['aux'].item() == 0 and out['loss'].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert (out['aux'].item() == 0) == (form == 'bussmann')
+    assert out['loss'].item() == pytest.approx(ref.item() + sae.cfg.aux_coeff * out['aux'].item(), rel=1e-5)
     for name, q in sae.named_parameters():
         torch.testing.assert_close(q.grad, p[name].grad, rtol=1e-4, atol=1e-6, msg=name)
 
@@ -162,10 +196,9 @@ def jumprelu_case() -> tuple[SparseAutoencoder, torch.Tensor, torch.Tensor]:
 
 
 def test_jumprelu_is_pre_above_theta_and_zero_below():
+    """pre = W_enc (x - b_dec) + b_enc (Gemma Scope's pre-encoder bias), f = pre·H(pre - θ)."""
     sae, x, theta = jumprelu_case()
-    with torch.no_grad():
-        sae.b_dec.normal_()  # no pre-encoder bias: b_dec must not enter the encoder
-    pre = x @ sae.W_enc.detach().T + sae.b_enc.detach()
+    pre = (x - sae.b_dec.detach()) @ sae.W_enc.detach().T + sae.b_enc.detach()
     torch.testing.assert_close(sae.encode_pre(x), pre)
     f = sae.encode(x)
     torch.testing.assert_close(f, torch.where(pre > theta, pre, torch.zeros_like(pre)), rtol=0, atol=0)
@@ -181,7 +214,7 @@ def test_jumprelu_straight_through_gradients_by_hand():
     out = sae.loss(x, l1_coeff=lam)
     out['loss'].backward()
     W_enc, b_enc, W_dec, b_dec = (t.detach() for t in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec))
-    pre = x @ W_enc.T + b_enc
+    pre = (x - b_dec) @ W_enc.T + b_enc
     H = (pre > theta).float()
     f = pre * H
     err = f @ W_dec.T + b_dec - x
@@ -198,7 +231,8 @@ def test_jumprelu_straight_through_gradients_by_hand():
 
 
 def test_jumprelu_init_and_recipe():
-    """θ = 0.001 at init, inputs scaled to E‖x‖² = 1, b_dec 0 (no pre-bias); the paper's Adam (β1 = 0)."""
+    """θ = 0.001 at init, inputs scaled to E‖x‖² = 1, b_dec 0 (Gemma Scope: zero biases, though a pre-encoder bias
+    trains), unit decoder columns, W_enc = W_decᵀ; the paper's Adam (β1 = 0); Gemma Scope's warm-ups in steps."""
     torch.manual_seed(0)
     sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='jumprelu'))
     assert sae.cfg.jumprelu_bandwidth == EPS
@@ -206,11 +240,14 @@ def test_jumprelu_init_and_recipe():
     rows = data(512, 6) * 5
     init_from_data_(sae, rows)
     assert (sae.scale * rows).pow(2).sum(1).mean().item() == pytest.approx(1.0, rel=1e-5)
-    assert (sae.b_dec == 0).all() and not sae.kind.pre_bias
+    assert (sae.b_dec == 0).all() and (sae.b_enc == 0).all() and sae.kind.pre_bias
     torch.testing.assert_close(sae.W_dec.norm(dim=0), torch.ones(F))
+    torch.testing.assert_close(sae.W_enc.detach(), sae.W_dec.detach().T)
     r = RECIPES['jumprelu']
     assert (r['lr'], r['adam_betas'], r['adam_eps']) == (7e-5, (0.0, 0.999), 1e-8)
-    assert r['l1_warmup_frac'] > 0 and r['l1_coeff'] > 0
+    assert (r['warmup_steps'], r['warmup_shape'], r['warmup_start'], r['l1_warmup_steps']) == (1000, 'cosine', 0.1,
+                                                                                             10_000)
+    assert r['warmup_frac'] == r['l1_warmup_frac'] == 0 and r['l1_coeff'] > 0
 
 
 # ----------------------------------------------------------------------------- SAELens export, training
@@ -271,7 +308,9 @@ def test_short_training_reaches_a_low_fvu(kind):
     sae = SparseAutoencoder(SAEConfig(d_in=32, n_features=128, kind=kind, k=4, auxk_dead_tokens=256 * 50))
     init_from_data_(sae, batch(2048))
     steps = 600
-    over = {'lr': 1e-2, 'l1_coeff': 1e-2} if kind == 'jumprelu' else {'lr': 1e-3}  # θ moves ~lr per step
+    # θ moves ~lr per step; jumprelu's warm-ups scaled to the short run (1% and 5% of it)
+    over = ({'lr': 1e-2, 'l1_coeff': 1e-2, 'warmup_steps': 6, 'l1_warmup_steps': 30} if kind == 'jumprelu'
+            else {'lr': 1e-3})
     recipe = Recipe(**{**RECIPES[kind], **over}, max_steps=steps)
     opt = make_adam(sae, recipe.lr, recipe.adam_betas, recipe.adam_eps)
     for step in range(steps):

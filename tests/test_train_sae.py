@@ -126,6 +126,7 @@ def test_torchrun_two_ranks_stay_in_sync(harvested, tmp_path):
     assert 'ranks in sync: max |parameter difference| vs rank 0 = 0' in p.stdout
     m = json.load(open(os.path.join(out, 'sae', 'metrics.json')))
     assert m['tokens_seen'] == 30 * 256 * 2
+    assert m['resampled'][0]['window_tokens'] == 20 // 2 * 256 * 2  # half the interval, in both ranks' tokens
 
 
 # ----------------------------------------------------------------------------- recipe elements in the real run
@@ -140,25 +141,55 @@ def brute_geometric_median(x: torch.Tensor, iters: int = 3000) -> torch.Tensor:
     return m
 
 
-@pytest.mark.parametrize('kind,normalize', [('anthropic2023', 'none'), ('topk', 'none'), ('april2024', 'none'),
-                                            ('topk', 'layer_norm')])
-def test_initialisation_of_a_run(harvested, tmp_path, kind, normalize):
-    """What train_sae.py initialises from the data (max_steps=0 saves the initial SAE): b_dec at the geometric
-    median (anthropic2023, topk), topk's MSE normaliser, april2024's input scale and decoder norms."""
+@pytest.mark.parametrize('kind,normalize,init', [('anthropic2023', 'none', 'paper'), ('topk', 'none', 'paper'),
+                                                 ('april2024', 'none', 'paper'), ('topk', 'layer_norm', 'paper'),
+                                                 ('batchtopk', 'none', 'paper'), ('jumprelu', 'none', 'paper'),
+                                                 ('anthropic2023', 'none', 'tied')])
+def test_initialisation_of_a_run(harvested, tmp_path, kind, normalize, init):
+    """What train_sae.py initialises (max_steps=0 saves the initial SAE), each kind as its paper / reference code:
+    anthropic2023 the seed's nn.Linear default, untied (W_enc, b_enc ~ U(±1/√d)); topk openai's (W_enc nn.Linear,
+    W_dec its transpose with unit columns, W_enc scaled so random unit inputs reconstruct with norm 1); batchtopk the
+    authors' (kaiming_uniform_ W_enc, bound √(6/F), W_dec its transpose with unit columns, b_dec 0); jumprelu Gemma
+    Scope's (W_enc = W_decᵀ, unit columns, b_dec 0); april2024 (W_enc = W_decᵀ, norm 0.1, the input scale); the
+    weight_init='tied' option: W_enc = W_decᵀ for any kind. b_dec at the geometric median (anthropic2023, topk), topk's
+    MSE normaliser."""
     out = copy_run(harvested, tmp_path / 'run')
     run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', f'--normalize={normalize}', '--k=8',
-               '--max_steps=0', *SAE_ARGS)
+               f'--weight_init={init}', '--max_steps=0', *SAE_ARGS)
     sd = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['sae']
     rows = ActivationStore(os.path.join(out, 'activations')).sample(1000, seed=0).double()  # seed·7919 + 0
     if normalize == 'layer_norm':
         rows = (rows - rows.mean(1, keepdim=True)) / ((rows - rows.mean(1, keepdim=True)).std(1, keepdim=True) + 1e-5)
-    norms = sd['W_dec'].norm(dim=0)
-    torch.testing.assert_close(sd['W_enc'], sd['W_dec'].T)  # W_enc = W_decᵀ at init
+    W_enc, W_dec = sd['W_enc'], sd['W_dec']  # (F, d), (d, F)
+    F_, d = W_enc.shape
+    norms = W_dec.norm(dim=0)
+    enc_dirs = W_enc / W_enc.norm(dim=1, keepdim=True)
+    if kind in ('april2024', 'jumprelu') or init == 'tied':
+        torch.testing.assert_close(W_enc, W_dec.T)  # tied at init
+    elif kind == 'anthropic2023':  # untied uniforms
+        assert (enc_dirs * (W_dec / norms).T).sum(1).abs().max() < 0.9
+        assert W_enc.abs().max() <= 1 / math.sqrt(d) and W_enc.std() == pytest.approx(1 / math.sqrt(3 * d), rel=0.05)
+        assert sd['b_enc'].abs().max() <= 1 / math.sqrt(d) and sd['b_enc'].std() > 0.5 / math.sqrt(3 * d)
+    else:  # the encoder rows along the decoder columns, at their own scale
+        torch.testing.assert_close(enc_dirs, (W_dec / norms).T)
+        assert sd['b_enc'].abs().max() == 0
+        if kind == 'batchtopk':
+            assert W_enc.abs().max() <= math.sqrt(6 / F_) and W_enc.abs().max() > 0.9 * math.sqrt(6 / F_)
+        else:  # topk: random unit inputs reconstruct with mean norm 1 (openai's init_from_data_)
+            x = torch.randn(4096, d, generator=torch.Generator().manual_seed(3))
+            x /= x.norm(dim=1, keepdim=True)
+            pre = x @ W_enc.T
+            f = torch.zeros_like(pre).scatter(-1, pre.topk(8, dim=-1).indices, pre.topk(8, dim=-1).values.relu())
+            assert (f @ W_dec.T).norm(dim=1).mean().item() == pytest.approx(1.0, rel=0.03)
     if kind == 'april2024':
         assert sd['scale'].item() == pytest.approx(math.sqrt(64) / rows.norm(dim=1).mean().item(), rel=1e-5)
         assert sd['b_dec'].abs().max() == 0 and torch.allclose(norms, torch.full_like(norms, 0.1))
         return
-    assert torch.allclose(norms, torch.ones_like(norms)) and sd['scale'].item() == 1.0
+    assert torch.allclose(norms, torch.ones_like(norms))
+    if kind in ('batchtopk', 'jumprelu'):  # the authors' code, Gemma Scope: b_dec starts at 0
+        assert sd['b_dec'].abs().max() == 0
+        return
+    assert sd['scale'].item() == 1.0
     median = brute_geometric_median(rows)
     assert not torch.allclose(rows.mean(0), median, atol=2e-5, rtol=1e-5)  # the mean would not pass below
     torch.testing.assert_close(sd['b_dec'].double(), median, atol=2e-5, rtol=1e-5)
@@ -219,7 +250,8 @@ def test_each_kind_brings_its_published_recipe(harvested, tmp_path):
     assert (cfg['l1_warmup_frac'], cfg['decay_frac'], cfg['grad_clip'], cfg['lr'], cfg['l1_coeff']) == \
         (0.05, 0.2, 1.0, 5e-5, 5.0)
     assert tuple(cfg['adam_betas']) == (0.9, 0.999)
-    assert 'lr 5e-05 (warm-up 0, decay 0.2 of the run), l1_coeff 5 (warm-up 0.05), grad_clip 1' in p.stdout
+    assert ('lr 5e-05 (linear warm-up over 0 of the run, decay over 0.2 of the run), l1_coeff 5 (warm-up over 0.05 '
+            'of the run), grad_clip 1') in p.stdout
     opt = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['optimizer']
     assert opt['param_groups'][0]['lr'] == pytest.approx(5e-5 * 1 / 8)  # step 39 of 40: decay over the last 8
     assert opt['param_groups'][0]['betas'] == (0.9, 0.999)
@@ -233,6 +265,16 @@ def test_each_kind_brings_its_published_recipe(harvested, tmp_path):
     assert re.search(r"--adam_eps += 6.25e-10  \(kind='topk' default\)", p.stdout)
     p = run_script('train_sae.py', '--grad_clip=big', check=False)
     assert p.returncode == 2 and 'grad_clip' in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    # jumprelu: Gemma Scope's warm-ups in steps, the lr's along a cosine from 0.1·lr; a fraction given as well is
+    # one line saying to give one of the two
+    p = run_script('train_sae.py', '--kind=jumprelu', '--help')
+    for key, value in (('warmup_steps', '1000'), ('warmup_shape', "'cosine'"), ('warmup_start', '0.1'),
+                       ('l1_warmup_steps', '10000'), ('warmup_frac', '0.0')):
+        assert re.search(rf"--{key} += {value}  \(kind='jumprelu' default\)", p.stdout), key
+    p = run_script('train_sae.py', f'--out_dir={out}', '--kind=jumprelu', '--warmup_frac=0.1', '--max_steps=2', *args,
+                   check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert 'warmup_steps=1000 and warmup_frac=0.1: give one' in p.stderr
 
 
 def test_non_finite_rows_stop_the_run(harvested, tmp_path):
@@ -252,3 +294,13 @@ def test_non_finite_rows_stop_the_run(harvested, tmp_path):
             assert 'the activation rows hold non-finite values' in lines[0] and 'sampled rows' in lines[0]
         for name in ('metrics.json', 'sae_weights.safetensors', 'cfg.json'):
             assert not os.path.exists(os.path.join(out, 'sae', name)), name
+
+
+def test_the_recipes_adam_reaches_the_optimizer(harvested, tmp_path):
+    """The optimizer of the run has the recipe's Adam betas and eps (here the command line's betas and topk's eps
+    6.25e-10), not Adam's defaults (0.9, 0.999) and 1e-8, which every other run of these tests uses."""
+    out = copy_run(harvested, tmp_path / 'run')
+    run_script('train_sae.py', f'--out_dir={out}', '--kind=topk', '--k=8', '--adam_betas=(0.5, 0.99)', '--max_steps=0',
+               *SAE_ARGS)
+    group = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['optimizer']['param_groups'][0]
+    assert tuple(group['betas']) == (0.5, 0.99) and group['eps'] == 6.25e-10

@@ -7,7 +7,9 @@
 # (autoencoder.RECIPES) for the keys left unset here. Adding an SAE is one more line.
 # jumprelu: from its published θ init (0.001) θ cannot rise far in 2600 steps (θ = exp(log θ), and Adam moves log θ
 # by about lr per step: at most x e^2.6 here), so L0 stays near 400 whatever λ (measured: 412-416 at step 1000 for
-# λ 3e-4 ... 1e-2); the demo starts θ at 0.03 (jumprelu_init_threshold).
+# λ 3e-4 ... 1e-2); the demo starts θ at 0.03 (jumprelu_init_threshold). Its published warm-ups (lr 1,000 steps,
+# λ 10,000 steps: Gemma Scope) are longer than this whole run, so the demo scales them to 1% and 5% of its 2600 steps.
+_JUMPRELU = dict(kind='jumprelu', n_features=512, jumprelu_init_threshold=0.03, warmup_steps=26, l1_warmup_steps=130)
 sweep = [
     dict(name='topk_512_k20', kind='topk', n_features=512, k=20),
     dict(name='topk_1024_k20', kind='topk', n_features=1024, k=20),
@@ -19,8 +21,8 @@ sweep = [
     dict(name='batchtopk_512_k40', kind='batchtopk', n_features=512, k=40),
     dict(name='matryoshka_512_k20', kind='matryoshka_batchtopk', n_features=512, k=20),
     dict(name='matryoshka_512_k40', kind='matryoshka_batchtopk', n_features=512, k=40),
-    dict(name='jumprelu_512_l0_3e-3', kind='jumprelu', n_features=512, l1_coeff=3e-3, jumprelu_init_threshold=0.03),
-    dict(name='jumprelu_512_l0_1e-2', kind='jumprelu', n_features=512, l1_coeff=1e-2, jumprelu_init_threshold=0.03),
+    dict(name='jumprelu_512_l0_3e-3', **_JUMPRELU, l1_coeff=3e-3),
+    dict(name='jumprelu_512_l0_1e-2', **_JUMPRELU, l1_coeff=1e-2),
     dict(name='anthropic2023_512_l1_1e-3', kind='anthropic2023', n_features=512, l1_coeff=1e-3),
     dict(name='anthropic2023_512_l1_3e-3', kind='anthropic2023', n_features=512, l1_coeff=3e-3),
     dict(name='april2024_512_l1_2', kind='april2024', n_features=512, l1_coeff=2.0),
