@@ -24,6 +24,9 @@ The method (also stated in report.json's 'rule'):
             (monosemanticity/explanations.py); precision, recall and F1 of "fires where a pattern matches" on the
             SCORE tokens. Output description: the n_output_tokens tokens whose logits its direction raises most
             (the feature browser's logit lens).
+  scored    every unit that fires on the EXPLAIN tokens; one that never fires on the SCORE tokens scores F1 0
+            (explanations.SCORED_RULE). The summaries give the median F1 both ways: over every scored unit (the
+            main number) and without those of no SCORE firing; units dead on the EXPLAIN tokens are counted apart.
   universal per unit of run A its best-correlated unit of run B (Pearson over all the contexts' tokens), features
             with features and neurons with neurons; and run B's features against run A's.
 Streaming passes over the contexts (nothing of size n_tokens x n_units is kept):

@@ -73,14 +73,18 @@ function showAnalysis() {
   document.getElementById('q').placeholder = 'search top tokens / logits / explanations, or #id';
   const F = A.summary.features, N = A.summary.neurons, UF = A.universality.features, UN = A.universality.neurons;
   const f2 = (x) => IF.fmt(x, 2), links = [];
+  // a scored unit that never fires on the SCORE tokens counts as F1 0; the medians without those units too
+  const FW = F.with_score_firings, NW = N.with_score_firings;
+  const noScoreFiring = FW && NW ? `; of them ${F.n_no_score_firings} and ${N.n_no_score_firings} never fire on the ` +
+    `SCORE tokens and count as F1 0 (without them: median ${f2(FW.median_f1)} vs ${f2(NW.median_f1)})` : '';
   for (const [name, href] of Object.entries(A.plots)) {
     if (href) links.push(links.length ? ', ' : ' ', el('a', {href, id: `plot_${name}`}, [name]));
   }
   document.getElementById('stats').after(el('div', {className: 'analysis-summary', id: 'analysis'}, [
     `Offline explanations scored on held-out tokens: median F1 ${f2(F.median_f1)} for the features (run ` +
     `${A.side.toUpperCase()}) vs ${f2(N.median_f1)} for the neurons of ${window.INDEX.meta.site} (run A) ` +
-    `(${F.n_scored} of ${F.n_units} and ` +
-    `${N.n_scored} of ${N.n_units} scored); F1 > 0.5: ${IF.pct(F['share_f1_above_0.5'])} vs ` +
+    `(${F.n_scored} of ${F.n_units} and ${N.n_scored} of ${N.n_units} scored${noScoreFiring}); ` +
+    `F1 > 0.5: ${IF.pct(F['share_f1_above_0.5'])} vs ` +
     `${IF.pct(N['share_f1_above_0.5'])}. Universality (max activation correlation with the other run): median ` +
     `${f2(UF.median_max_corr)} for features vs ${f2(UN.median_max_corr)} for neurons.`,
     ...(links.length ? [' Plots:', ...links] : []),

@@ -20,11 +20,21 @@ covers / the positions it matches):
   2. of those candidates, the <= max_patterns whose union has the highest F1 (exact: Dinkelbach's method for the
      ratio F1 = 2·covered / (matched + firings), possible as the patterns are disjoint).
 N-grams never reach across the start of a context (the model saw no token before it).
+
+Which units are scored (SCORED_RULE): every unit that fires on the EXPLAIN tokens. One that never fires on the SCORE
+tokens scores F1 0: its patterns' matches there are all false (precision 0) or it predicts none, and either way there
+is no held-out firing it explains (recall 0/0, counted 0, as precision 0/0 is). Leaving such units out would keep
+only the units that happen to fire again and raise a set's median. A unit that never fires on the EXPLAIN tokens has
+no explanation and is left out (counted as dead). summarize gives both ways: its main numbers over every scored unit,
+and 'with_score_firings' over those that fire on the SCORE tokens too (the rule before).
 """
 import numpy as np
 
 ORDERS = 3  # patterns of 1, 2 or 3 tokens
 HIST_EDGES = np.linspace(0, 1, 21)  # bins of the F1 histograms
+SCORED_RULE = ("a unit that fires on the EXPLAIN tokens but never on the SCORE tokens scores F1 0 (precision 0, "
+               "recall 0/0 counted 0); 'with_score_firings' leaves these units out; a unit that never fires on the "
+               "EXPLAIN tokens has no explanation and is left out (dead)")  # report.json's rule.text ends with it
 
 
 # ----------------------------------------------------------------------------- n-gram keys and their counts
@@ -129,8 +139,9 @@ def explain_and_score(fire_explain: list[np.ndarray], fire_score: list[np.ndarra
     """Each unit's explanation (from its firings on tokens_explain (n, T)) and score (on tokens_score (m, T)).
     fire_explain[u] / fire_score[u]: the flat positions (into tokens_*.reshape(-1)) where unit u fires.
     Per unit: patterns (token-id lists), pattern_precision and pattern_fires (on the EXPLAIN tokens),
-    n_fire_explain, n_fire_score, tp, fp, fn and precision, recall, f1 on the SCORE tokens (None when the unit does
-    not fire on one of the two token sets: not scored)."""
+    n_fire_explain, n_fire_score, tp, fp, fn and precision, recall, f1 on the SCORE tokens: None when the unit never
+    fires on the EXPLAIN tokens (no explanation: not scored); 0, 0, 0 when it fires there but never on the SCORE
+    tokens (SCORED_RULE)."""
     keys_explain, keys_score = ngram_keys(tokens_explain, vocab_size), ngram_keys(tokens_score, vocab_size)
     counts_explain, counts_score = NgramCounts(keys_explain), NgramCounts(keys_score)
     units = []
@@ -143,7 +154,7 @@ def explain_and_score(fire_explain: list[np.ndarray], fire_score: list[np.ndarra
         order, key = order[pick], key[pick]
         tp = sum(int(np.isin(keys_score[o - 1, fs], key[order == o]).sum()) for o in range(1, ORDERS + 1))
         predicted = sum(int(counts_score.count(o, key[order == o]).sum()) for o in range(1, ORDERS + 1))
-        scored = len(fe) > 0 and len(fs) > 0
+        scored = len(fe) > 0  # no SCORE firing: f1_score(0, fp, 0) = (0, 0, 0)
         precision, recall, f1 = f1_score(tp, predicted - tp, len(fs) - tp) if scored else (None, None, None)
         units.append({
             'patterns': [key_pattern(k, o, vocab_size) for o, k in zip(order.tolist(), key.tolist())],
@@ -156,17 +167,25 @@ def explain_and_score(fire_explain: list[np.ndarray], fire_score: list[np.ndarra
 # ----------------------------------------------------------------------------- summaries and text
 
 def summarize(units: list[dict]) -> dict:
-    """The score distribution of a set of units (those scored): median and mean F1, the share above 0.5, median
-    precision and recall, a histogram of F1 over HIST_EDGES."""
+    """The score distribution of a set of units, both ways (SCORED_RULE): n_units, n_dead_explain (never fire on the
+    EXPLAIN tokens: left out), n_no_score_firings (fire there, never on the SCORE tokens: F1 0), then over the scored
+    units (n_scored = n_units - n_dead_explain) median and mean F1, the share above 0.5, median precision and recall,
+    a histogram of F1 over HIST_EDGES; and the same over the scored units that fire on the SCORE tokens
+    ('with_score_firings')."""
+    def stats(part: list[dict]) -> dict:
+        f1 = np.array([u['f1'] for u in part], dtype=np.float64)
+        stat = (lambda f, x: round(float(f(x)), 4) if len(x) else None)
+        return {'n_scored': len(part), 'median_f1': stat(np.median, f1), 'mean_f1': stat(np.mean, f1),
+                'share_f1_above_0.5': stat(np.mean, f1 > 0.5),
+                'median_precision': stat(np.median, np.array([u['precision'] for u in part])),
+                'median_recall': stat(np.median, np.array([u['recall'] for u in part])),
+                'f1_hist': {'edges': [round(float(e), 4) for e in HIST_EDGES],
+                            'counts': np.histogram(f1, bins=HIST_EDGES)[0].tolist()}}
     scored = [u for u in units if u['f1'] is not None]
-    f1 = np.array([u['f1'] for u in scored], dtype=np.float64)
-    stat = (lambda f, x: round(float(f(x)), 4) if len(x) else None)
-    return {'n_units': len(units), 'n_scored': len(scored), 'median_f1': stat(np.median, f1),
-            'mean_f1': stat(np.mean, f1), 'share_f1_above_0.5': stat(np.mean, f1 > 0.5),
-            'median_precision': stat(np.median, np.array([u['precision'] for u in scored])),
-            'median_recall': stat(np.median, np.array([u['recall'] for u in scored])),
-            'f1_hist': {'edges': [round(float(e), 4) for e in HIST_EDGES],
-                        'counts': np.histogram(f1, bins=HIST_EDGES)[0].tolist()}}
+    with_score_firings = [u for u in scored if u['n_fire_score'] > 0]
+    return {'n_units': len(units), 'n_dead_explain': len(units) - len(scored),
+            'n_no_score_firings': len(scored) - len(with_score_firings), **stats(scored),
+            'with_score_firings': stats(with_score_firings)}
 
 
 def token_text(tok: int, vocab: list) -> str:

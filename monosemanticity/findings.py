@@ -331,12 +331,12 @@ def analysis_report(config: dict, s: AnalysisSettings, runs: tuple[Run, Run], co
     """report.json's content (its format: docs/formats.md); config: the script's whole config, kept as is."""
     T = contexts.length
     rule = {'fire_frac': s.fire_frac, 'min_precision': s.min_precision, 'min_pattern_fires': s.min_pattern_fires,
-            'max_patterns': s.max_patterns,
+            'max_patterns': s.max_patterns, 'no_score_firing': 'f1_0',
             'text': f"a unit fires on a token when its activation > {s.fire_frac:g} x its max over the EXPLAIN "
                     f"tokens; its explanation is up to {s.max_patterns} token patterns (1-3 tokens) chosen on the "
                     f"EXPLAIN contexts (precision >= {s.min_precision:g}, >= {s.min_pattern_fires} firings each) and "
                     f"scored by precision, recall and F1 of 'fires where a pattern matches' on the held-out SCORE "
-                    f"contexts"}
+                    f"contexts; {explanations.SCORED_RULE}"}
     return {'complete': True, 'built': time.strftime('%Y-%m-%d %H:%M:%S'), 'config': config,
             'runs': {r.name.lower(): {'out_dir': os.path.abspath(r.out_dir),
                                       'transformer': os.path.abspath(r.transformer.ckpt_path),
@@ -363,32 +363,46 @@ def report_json(obj, indent: int = 0) -> str:
 
 
 def summary_table(interpretability: dict, universality: dict) -> str:
-    """The printed table: per unit set its scored units, median F1, share above 0.5 and median max correlation."""
-    lines = [f"{'':18} {'units':>6} {'scored':>6} {'median F1':>9} {'F1 > 0.5':>8} {'median max corr':>15}"]
+    """The printed table: per unit set its units, those dead on the EXPLAIN tokens (left out), those scored and of
+    them those with no SCORE firing (F1 0), median F1 and share above 0.5 of the scored units, the median F1 without
+    the units of no SCORE firing (and how many it counts), the median max correlation; then a line stating the rule."""
+    def fmt(x, spec: str) -> str:
+        return 'n/a' if x is None else format(x, spec)
+    lines = [f"{'':18} {'units':>6} {'dead':>5} {'scored':>6} {'no SCORE firing':>15} {'median F1':>9} "
+             f"{'F1 > 0.5':>8} {'without them':>13} {'median max corr':>15}"]
     for name in SCORED:
         s, u = interpretability[name]['summary'], universality[name]
-        f1 = 'n/a' if s['median_f1'] is None else f"{s['median_f1']:.3f}"
-        share = 'n/a' if s['share_f1_above_0.5'] is None else f"{s['share_f1_above_0.5']:.1%}"
-        lines.append(f"{LABELS[name]:18} {s['n_units']:>6} {s['n_scored']:>6} {f1:>9} {share:>8} "
-                     f"{u['median_max_corr']:>15.3f}")
+        w = s['with_score_firings']
+        without = f"{fmt(w['median_f1'], '.3f')} ({w['n_scored']})"
+        lines.append(f"{LABELS[name]:18} {s['n_units']:>6} {s['n_dead_explain']:>5} {s['n_scored']:>6} "
+                     f"{s['n_no_score_firings']:>15} {fmt(s['median_f1'], '.3f'):>9} "
+                     f"{fmt(s['share_f1_above_0.5'], '.1%'):>8} {without:>13} {u['median_max_corr']:>15.3f}")
+    lines.append("dead: never fire on the EXPLAIN tokens (no explanation, left out); scored: the others, each with an "
+                 "F1; no SCORE firing: scored units that never fire on the SCORE tokens, counted F1 0; without them: "
+                 "the median F1 of the other scored units (their number)")
     return '\n'.join(lines)
 
 
-def plot_distributions(series: list[tuple[str, list[float]]], xlabel: str, title: str, path: str) -> None:
-    """Density-normalised histograms (HIST_EDGES) of each (label, values), medians marked; PNG at path."""
+def plot_distributions(series: list[tuple[str, list[float]]], xlabel: str, title: str, path: str,
+                       notes: list[tuple[str, float | None]] | None = None) -> None:
+    """Density-normalised histograms (HIST_EDGES) of each (label, values), medians marked; PNG at path. notes: per
+    series a text added to its legend entry and a second median (dotted; None: none)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for (label, values), color in zip(series, ('tab:blue', 'tab:orange', 'tab:green')):
+    notes = notes or [('', None)] * len(series)
+    for (label, values), (note, other_median), color in zip(series, notes, ('tab:blue', 'tab:orange', 'tab:green')):
         if not len(values):
             continue
         med = float(np.median(values))
         clipped = np.clip(values, 0, 1)
         ax.hist(clipped, bins=HIST_EDGES, density=True, alpha=0.3, color=color)
         ax.hist(clipped, bins=HIST_EDGES, density=True, histtype='step', linewidth=1.5, color=color,
-                label=f"{label}: median {med:.2f} (n={len(values)})")
+                label=f"{label}: median {med:.2f} (n={len(values)}){note}")
         ax.axvline(med, color=color, linestyle='--')
+        if other_median is not None:
+            ax.axvline(other_median, color=color, linestyle=':')
     ax.set_xlabel(xlabel)
     ax.set_ylabel('density')
     ax.set_xlim(0, 1)
@@ -402,11 +416,19 @@ def plot_distributions(series: list[tuple[str, list[float]]], xlabel: str, title
 
 
 def plot_interpretability(interpretability: dict, path: str) -> None:
-    """interpretability.png: held-out F1 of the explanations, features vs neurons (scored units)."""
-    series = [(LABELS[name], [u['f1'] for u in interpretability[name]['units'] if u['f1'] is not None])
-              for name in ('features', 'neurons')]
+    """interpretability.png: held-out F1 of the explanations, features vs neurons: every scored unit (F1 0 for one
+    that never fires on the SCORE tokens), the median without those dotted."""
+    series, notes = [], []
+    for name in ('features', 'neurons'):
+        s = interpretability[name]['summary']
+        series.append((LABELS[name], [u['f1'] for u in interpretability[name]['units'] if u['f1'] is not None]))
+        w = s['with_score_firings']
+        notes.append((f";\n{s['n_no_score_firings']} with no SCORE firing at F1 0; without them "
+                      f"{'n/a' if w['median_f1'] is None else format(w['median_f1'], '.2f')} (dotted)",
+                      w['median_f1']))
     plot_distributions(series, 'F1 of the explanation on held-out tokens',
-                       'Offline explanations: features vs neurons', path)
+                       'Offline explanations: features vs neurons (a unit with no SCORE firing scores F1 0)', path,
+                       notes)
 
 
 def plot_universality(universality: dict, path: str) -> None:

@@ -12,9 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from autoencoder import load_saelens
 from conftest import TINY_MODEL, make_token_dataset, run_failing, run_script
+from monosemanticity import explanations, findings
 from monosemanticity.families import CorrelationSums
-from monosemanticity.findings import (AnalysisSettings, analysis_report, explain_all, firing_thresholds, load_runs,
-                                      pass1_maxima_and_correlations, pass2_firings, pick_split)
+from monosemanticity.findings import (LABELS, AnalysisSettings, analysis_report, explain_all, firing_thresholds,
+                                      load_runs, pass1_maxima_and_correlations, pass2_firings, pick_split)
 from model import load_gpt
 from test_families import D_IN, SITE, save_sae  # an SAE export whose features read their own decoder directions
 
@@ -86,16 +87,17 @@ def f1_score(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def thresholds(acts: np.ndarray, explain: list[int]) -> np.ndarray:
-    """(u,) 0.5 x each unit's max over the EXPLAIN contexts' tokens, nan where that max is <= 0."""
+def thresholds(acts: np.ndarray, explain: list[int], fire_frac: float = 0.5) -> np.ndarray:
+    """(u,) fire_frac x each unit's max over the EXPLAIN contexts' tokens, nan where that max is <= 0."""
     m = acts[explain].reshape(-1, acts.shape[-1]).max(0)
-    return np.where(m > 0, 0.5 * m, np.nan)
+    return np.where(m > 0, fire_frac * m, np.nan)
 
 
 def scores(brute: dict, report: dict, name: str, contexts: list[int]) -> list[tuple]:
-    """Per unit (tp, fp, fn, precision, recall, f1) of the report's patterns on `contexts`, firing by brute force."""
+    """Per unit (tp, fp, fn, precision, recall, f1) of the report's patterns on `contexts`, firing by brute force
+    (0/0 counts 0: a unit that never fires there scores 0, 0, 0)."""
     acts, units = brute[name], report['interpretability'][name]['units']
-    thr = thresholds(acts, report['tokens']['explain'])
+    thr = thresholds(acts, report['tokens']['explain'], report['rule']['fire_frac'])
     out = []
     for u, unit in enumerate(units):
         fire = acts[contexts, :, u] > thr[u] if np.isfinite(thr[u]) else np.zeros((len(contexts), T), dtype=bool)
@@ -143,27 +145,96 @@ def test_thresholds_and_firings_from_the_explain_tokens(runs, brute, name):
         assert units[DEAD]['threshold'] is None and units[DEAD]['f1'] is None and units[DEAD]['patterns'] == []
 
 
-@pytest.mark.parametrize('name', UNITS)
-def test_scores_are_the_patterns_on_the_score_tokens(runs, brute, name):
-    rep = runs['report']
-    units = rep['interpretability'][name]['units']
-    want = scores(brute, rep, name, rep['tokens']['score'])
-    f1s = []
+def check_scores_and_summary(brute: dict, report: dict, name: str) -> tuple[int, int]:
+    """Every unit's TP/FP/FN and P/R/F1 against brute force: not scored (None) when it never fires on the EXPLAIN
+    tokens, else scored, F1 0 when it never fires on the SCORE tokens; the summary both ways recomputed. Returns
+    (units scored, units of them with no SCORE firing)."""
+    units = report['interpretability'][name]['units']
+    want = scores(brute, report, name, report['tokens']['score'])
+    f1s, fired = [], []
     for u, (tp, fp, fn, p, r, f1) in zip(units, want):
         assert (u['tp'], u['fp'], u['fn']) == (tp, fp, fn), u['id']
-        if u['threshold'] is None or not u['n_fire_explain'] or not u['n_fire_score']:
+        if u['threshold'] is None or not u['n_fire_explain']:
             assert u['precision'] is u['recall'] is u['f1'] is None
             continue
         assert (u['precision'], u['recall'], u['f1']) == pytest.approx((p, r, f1), abs=5e-5)
+        if not u['n_fire_score']:
+            assert (u['precision'], u['recall'], u['f1']) == (0, 0, 0)
         f1s.append(f1)
+        fired.append(tp + fn > 0)
+    s = report['interpretability'][name]['summary']
+    f1s, fired = np.array(f1s), np.array(fired, dtype=bool)
+    assert (s['n_units'], s['n_dead_explain']) == (len(units), len(units) - len(f1s))
+    assert (s['n_scored'], s['n_no_score_firings']) == (len(f1s), (~fired).sum())
+    for got, f in ((s, f1s), (s['with_score_firings'], f1s[fired])):
+        assert got['n_scored'] == len(f)
+        assert got['median_f1'] == pytest.approx(np.median(f), abs=1e-4)
+        assert got['mean_f1'] == pytest.approx(f.mean(), abs=1e-4)
+        assert got['share_f1_above_0.5'] == pytest.approx((f > 0.5).mean(), abs=1e-4)
+        assert got['f1_hist']['counts'] == np.histogram(f, bins=np.linspace(0, 1, 21))[0].tolist()
+    return len(f1s), int((~fired).sum())
+
+
+@pytest.mark.parametrize('name', UNITS)
+def test_scores_are_the_patterns_on_the_score_tokens(runs, brute, name):
+    rep = runs['report']
+    check_scores_and_summary(brute, rep, name)
+    units = rep['interpretability'][name]['units']
     assert sum(u['tp'] > 0 for u in units) >= len(units) // 3  # patterns that match firings: the test has teeth
-    s = rep['interpretability'][name]['summary']
-    f1s = np.array(f1s)
-    assert (s['n_units'], s['n_scored']) == (len(units), len(f1s))
-    assert s['median_f1'] == pytest.approx(np.median(f1s), abs=1e-4)
-    assert s['mean_f1'] == pytest.approx(f1s.mean(), abs=1e-4)
-    assert s['share_f1_above_0.5'] == pytest.approx((f1s > 0.5).mean(), abs=1e-4)
-    assert s['f1_hist']['counts'] == np.histogram(f1s, bins=np.linspace(0, 1, 21))[0].tolist()
+
+
+def test_a_unit_that_never_fires_on_the_score_tokens_scores_f1_0(runs, brute, tmp_path):
+    """analyze.py with fire_frac 0.99: many units fire near their max on the EXPLAIN tokens only. Each scores F1 0 and
+    counts in the main numbers (mean F1 ...), not in 'with_score_firings'; the printed table and report's rule say
+    so. (min_pattern_fires 1: units of a few firings get patterns, some F1 above 0.)"""
+    a = copy_run(runs['a'], str(tmp_path / 'a'))
+    p = run_script('analyze.py', f'--out_dir={a}', f"--run_b={runs['b']}", *ARGS, '--fire_frac=0.99',
+                   '--min_pattern_fires=1')
+    rep = json.load(open(os.path.join(a, 'analysis', 'report.json')))
+    assert rep['rule']['no_score_firing'] == 'f1_0' and 'never on the SCORE tokens scores F1 0' in rep['rule']['text']
+    table = p.stdout.splitlines()
+    for name in UNITS:
+        n_scored, n_silent = check_scores_and_summary(brute, rep, name)
+        assert n_silent >= 3, name  # the test has teeth
+        s = rep['interpretability'][name]['summary']
+        w = s['with_score_firings']
+        assert s['median_f1'] <= w['median_f1'] and s['mean_f1'] < w['mean_f1']
+        row = next(line for line in table if line.startswith(LABELS[name]))  # units dead scored no-SCORE-firing ...
+        assert row.split()[-9:-1] == [str(s['n_units']), str(s['n_dead_explain']), str(n_scored), str(n_silent),
+                                      f"{s['median_f1']:.3f}", f"{s['share_f1_above_0.5']:.1%}",
+                                      f"{w['median_f1']:.3f}", f"({w['n_scored']})"]
+
+
+def test_the_printed_table_gives_the_median_f1_both_ways():
+    """summary_table on hand-made units: features 2 dead, 4 scored of which 2 with no SCORE firing (F1 0): median
+    F1 of 0 0 .4 .8 = 0.2, F1 > 0.5 25%, without them median of .4 .8 = 0.6 over 2 units."""
+    def units(rows):
+        return [{'f1': f, 'precision': f, 'recall': f, 'n_fire_score': n} for f, n in rows]
+    rows = {'features': [(0.8, 3), (0.0, 0), (None, 0), (0.4, 2), (0.0, 0), (None, 0)], 'neurons': [(0.3, 1)],
+            'features_b': [(0.0, 0)]}
+    interp = {name: {'summary': explanations.summarize(units(r))} for name, r in rows.items()}
+    table = findings.summary_table(interp, {name: {'median_max_corr': 0.5} for name in rows}).splitlines()
+    assert table[1].split()[-9:] == ['6', '2', '4', '2', '0.200', '25.0%', '0.600', '(2)', '0.500']
+    assert table[2].split()[-9:] == ['1', '0', '1', '0', '0.300', '0.0%', '0.300', '(1)', '0.500']
+    assert table[3].split()[-9:] == ['1', '0', '1', '1', '0.000', '0.0%', 'n/a', '(0)', '0.500']
+    assert 'counted F1 0' in table[-1]
+
+
+def test_the_f1_plot_shows_every_scored_unit_and_the_median_without_those_of_no_score_firing(monkeypatch, tmp_path):
+    """interpretability.png: the F1 of every scored unit (0 for one with no SCORE firing, none for a dead one), its
+    legend naming how many had no SCORE firing, and the median without them (dotted)."""
+    def units(rows):
+        return [{'f1': f, 'precision': f, 'recall': f, 'n_fire_score': n} for f, n in rows]
+    rows = {'features': [(0.8, 3), (0.0, 0), (None, 0), (0.4, 2), (0.0, 0)], 'neurons': [(0.3, 1), (0.1, 4)]}
+    interp = {name: {'units': units(r), 'summary': explanations.summarize(units(r))} for name, r in rows.items()}
+    drawn = {}
+    monkeypatch.setattr(findings, 'plot_distributions', lambda series, xlabel, title, path, notes=None: drawn.update(
+        series=series, notes=notes))
+    findings.plot_interpretability(interp, str(tmp_path / 'interpretability.png'))
+    assert [values for _, values in drawn['series']] == [[0.8, 0.0, 0.4, 0.0], [0.3, 0.1]]
+    (note_f, median_f), (note_n, median_n) = drawn['notes']
+    assert (median_f, median_n) == (0.6, 0.2)  # without the units of no SCORE firing
+    assert '2 with no SCORE firing at F1 0; without them 0.60' in note_f and '0 with no SCORE firing' in note_n
 
 
 @pytest.mark.parametrize('name', UNITS)

@@ -77,12 +77,27 @@ def test_scores_come_from_the_score_tokens_only():
     assert u['fp'] == len(matches(tok_s, [4]))
 
 
-def test_silent_units_are_not_scored():
+def test_a_unit_silent_on_the_score_tokens_scores_f1_0_and_counts_in_the_median():
+    """Three units that fire on the EXPLAIN tokens: one on token 3 in both splits (F1 1); one on token 4 in the
+    EXPLAIN split only, whose pattern matches SCORE tokens (all false: precision 0, recall 0/0 counted 0); one on
+    token 5 in the EXPLAIN split only, a token the SCORE split lacks (nothing predicted). Both silent units score F1 0
+    and count in the main median (0), not in 'with_score_firings' (1). A unit that never fires on the EXPLAIN tokens
+    (it fires on SCORE tokens) has no explanation: not scored, counted as dead."""
     rng = np.random.default_rng(3)
     tok_e, tok_s = random_tokens(rng), random_tokens(rng)
-    units = explain_and_score([[], matches(tok_e, [4])], [matches(tok_s, [4]), []], tok_e, tok_s, V)
-    assert [u['f1'] for u in units] == [None, None]
-    assert units[0]['patterns'] == []
+    tok_s[tok_s == 5] = 6
+    fe = [matches(tok_e, [3]), matches(tok_e, [4]), matches(tok_e, [5]), []]
+    fs = [matches(tok_s, [3]), [], [], matches(tok_s, [4])]
+    units = explain_and_score(fe, fs, tok_e, tok_s, V)
+    assert [u['patterns'] for u in units] == [[[3]], [[4]], [[5]], []]
+    assert [u['f1'] for u in units] == [1.0, 0.0, 0.0, None]
+    assert (units[1]['tp'], units[1]['fp'], units[1]['fn']) == (0, len(matches(tok_s, [4])), 0) and units[1]['fp'] > 0
+    assert (units[2]['tp'], units[2]['fp'], units[2]['fn']) == (0, 0, 0)
+    assert [(u['precision'], u['recall']) for u in units[1:3]] == [(0.0, 0.0)] * 2
+    s = summarize(units)
+    assert (s['n_units'], s['n_dead_explain'], s['n_scored'], s['n_no_score_firings']) == (4, 1, 3, 2)
+    assert (s['median_f1'], s['share_f1_above_0.5']) == (0.0, round(1 / 3, 4))
+    assert (s['with_score_firings']['n_scored'], s['with_score_firings']['median_f1']) == (1, 1.0)
 
 
 def noisy_units(rng, tok_e, tok_s, n_units: int = 12):
@@ -145,14 +160,46 @@ def test_the_chosen_patterns_have_the_best_f1_of_any_subset():
     assert n_checked >= 5
 
 
-def test_summary_equals_numpy():
-    units = [{'f1': f, 'precision': p, 'recall': r} for f, p, r in
-             [(0.9, 0.8, 1.0), (0.2, 0.5, 0.1), (None, None, None), (0.6, 0.7, 0.5), (0.5, 0.5, 0.5)]]
+def test_summary_both_ways_by_hand():
+    """8 units: 1 dead on the EXPLAIN tokens (f1 None), 2 that never fire on the SCORE tokens (F1 0), 5 that do (one of
+    F1 0 too: its patterns miss). Main numbers over the 7 scored, 'with_score_firings' over the 5; worked by hand."""
+    rows = [(0.92, 0.8, 1.0, 5), (0.22, 0.5, 0.1, 3), (None, None, None, 0), (0.62, 0.7, 0.5, 4), (0.48, 0.6, 0.5, 2),
+            (0.0, 0.0, 0.0, 0), (0.0, 0.0, 0.0, 0), (0.0, 0.0, 0.0, 3)]
+    units = [{'f1': f, 'precision': p, 'recall': r, 'n_fire_score': n} for f, p, r, n in rows]
     s = summarize(units)
-    assert (s['n_units'], s['n_scored']) == (5, 4)
-    assert s['median_f1'] == 0.55 and s['mean_f1'] == 0.55 and s['share_f1_above_0.5'] == 0.5
-    assert s['median_precision'] == 0.6 and s['median_recall'] == 0.5
-    assert s['f1_hist']['counts'] == np.histogram([0.9, 0.2, 0.6, 0.5], bins=np.linspace(0, 1, 21))[0].tolist()
+    assert (s['n_units'], s['n_dead_explain'], s['n_scored'], s['n_no_score_firings']) == (8, 1, 7, 2)
+    # F1 of the 7: 0 0 0 .22 .48 .62 .92; precision 0 0 0 .5 .6 .7 .8; recall 0 0 0 .1 .5 .5 1
+    assert (s['median_f1'], s['mean_f1'], s['share_f1_above_0.5']) == (0.22, 0.32, 0.2857)
+    assert (s['median_precision'], s['median_recall']) == (0.5, 0.1)
+    hist = [0] * 20
+    hist[0], hist[4], hist[9], hist[12], hist[18] = 3, 1, 1, 1, 1  # [0, .05) [.2, .25) [.45, .5) [.6, .65) [.9, .95)
+    assert s['f1_hist']['counts'] == hist
+    # the 5 firing on the SCORE tokens: F1 0 .22 .48 .62 .92; precision 0 .5 .6 .7 .8; recall 0 .1 .5 .5 1
+    w = s['with_score_firings']
+    assert (w['n_scored'], w['median_f1'], w['mean_f1'], w['share_f1_above_0.5']) == (5, 0.48, 0.448, 0.4)
+    assert (w['median_precision'], w['median_recall']) == (0.6, 0.5)
+    hist[0] = 1
+    assert w['f1_hist']['counts'] == hist
+
+
+def test_summary_equals_numpy():
+    """Both ways against numpy on 60 units (F1 in tenths: some exactly 0.5, not above it)."""
+    rng = np.random.default_rng(6)
+    units = [{'f1': None if dead else float(f), 'precision': float(p), 'recall': float(r), 'n_fire_score': int(n)}
+             for dead, f, p, r, n in zip(rng.random(60) < 0.1, rng.random(60).round(1), rng.random(60),
+                                         rng.random(60), rng.integers(0, 3, 60))]
+    s = summarize(units)
+    for got, part in ((s, [u for u in units if u['f1'] is not None]),
+                      (s['with_score_firings'], [u for u in units if u['f1'] is not None and u['n_fire_score']])):
+        f1 = np.array([u['f1'] for u in part])
+        assert got['n_scored'] == len(part) and got['median_f1'] == round(float(np.median(f1)), 4)
+        assert got['mean_f1'] == round(float(f1.mean()), 4) and got['share_f1_above_0.5'] == round((f1 > 0.5).mean(), 4)
+        assert got['median_precision'] == round(float(np.median([u['precision'] for u in part])), 4)
+        assert got['median_recall'] == round(float(np.median([u['recall'] for u in part])), 4)
+        assert got['f1_hist']['counts'] == np.histogram(f1, bins=np.linspace(0, 1, 21))[0].tolist()
+    assert s['n_dead_explain'] == sum(u['f1'] is None for u in units) > 0
+    assert s['n_no_score_firings'] == s['n_scored'] - s['with_score_firings']['n_scored'] > 0
+    assert sum(u['f1'] == 0.5 for u in units) > 0
 
 
 def test_pattern_text():

@@ -21,7 +21,8 @@ SEARCHED = (11, 23)
 
 def fake_units(rng: np.random.Generator, n: int, n_other: int, vocab_size: int) -> tuple[list[dict], list]:
     """n units as analyze.py writes them (the contract's U), and per unit its best match [j, r] in n_other units.
-    Scores have 3 digits (no ties when the pages round them); unit 7 is never active (not scored)."""
+    Scores have 3 digits (no ties when the pages round them); unit 7 is never active (not scored); unit 8 fires on the
+    EXPLAIN tokens only (F1 0)."""
     units, best = [], []
     for i in range(n):
         patterns = [[int(t) for t in rng.integers(32, 127, rng.integers(1, 4))] for _ in range(rng.integers(1, 5))]
@@ -38,6 +39,8 @@ def fake_units(rng: np.random.Generator, n: int, n_other: int, vocab_size: int) 
         if i == 7:
             unit.update(threshold=None, n_fire_explain=0, n_fire_score=0, patterns=[], pattern_precision=[],
                         pattern_fires=[], tp=0, fp=0, fn=0, precision=None, recall=None, f1=None)
+        if i == 8:
+            unit.update(n_fire_score=0, tp=0, fn=0, precision=0.0, recall=0.0, f1=0.0)
         units.append(unit)
         best.append([int(rng.integers(n_other)), round(float(rng.uniform(0, 1)), 2) + 0.001 * int(rng.integers(1, 5))])
     return units, best
@@ -45,12 +48,18 @@ def fake_units(rng: np.random.Generator, n: int, n_other: int, vocab_size: int) 
 
 def summary(units: list[dict]) -> dict:
     """The contract's S of the units (plausible numbers: the site copies them, it does not recompute them)."""
-    f1 = np.array([u['f1'] for u in units if u['f1'] is not None])
-    return {'n_units': len(units), 'n_scored': len(f1), 'median_f1': round(float(np.median(f1)), 4),
-            'mean_f1': round(float(f1.mean()), 4), 'share_f1_above_0.5': round(float((f1 > 0.5).mean()), 4),
-            'median_precision': 0.61, 'median_recall': 0.52,
-            'f1_hist': {'edges': [round(k / 20, 2) for k in range(21)],
-                        'counts': np.histogram(f1, bins=20, range=(0, 1))[0].tolist()}}
+    def stats(part: list[dict]) -> dict:
+        f1 = np.array([u['f1'] for u in part])
+        return {'n_scored': len(f1), 'median_f1': round(float(np.median(f1)), 4),
+                'mean_f1': round(float(f1.mean()), 4), 'share_f1_above_0.5': round(float((f1 > 0.5).mean()), 4),
+                'median_precision': 0.61, 'median_recall': 0.52,
+                'f1_hist': {'edges': [round(k / 20, 2) for k in range(21)],
+                            'counts': np.histogram(f1, bins=20, range=(0, 1))[0].tolist()}}
+    scored = [u for u in units if u['f1'] is not None]
+    fired = stats([u for u in scored if u['n_fire_score']])
+    fired['median_f1'] = round(fired['median_f1'] + 0.05, 4)  # unlike the main median once rounded by the page
+    return {'n_units': len(units), 'n_dead_explain': len(units) - len(scored),
+            'n_no_score_firings': len(scored) - fired['n_scored'], **stats(scored), 'with_score_firings': fired}
 
 
 def fake_report(out_a: str, out_b: str, vocab_size: int, seed: int = 0) -> dict:
@@ -244,6 +253,9 @@ def test_feature_page_shows_explanation_score_and_links_the_best_match(runs, bro
         'file://' + os.path.join(runs['site'], 'feature.html') + f'?f={back}'
     browser.open(os.path.join(runs['site'], 'feature.html') + '?f=7')  # not scored: said so
     assert 'not scored' in browser.js("return document.getElementById('score').textContent")
+    browser.open(os.path.join(runs['site'], 'feature.html') + '?f=8')  # no SCORE firing: F1 0, said so
+    score = browser.js("return document.getElementById('score').textContent")
+    assert 'F1 0' in score and 'no firing on the SCORE tokens' in score and 'recall' not in score
     browser.open(os.path.join(runs['plain'], 'feature.html') + f'?f={fid}')  # no report: no panel
     assert browser.errors() == [] and browser.js("return document.getElementById('explanation')") is None
 
@@ -271,6 +283,11 @@ def test_index_sorts_by_f1_and_match_and_searches_explanations(runs, browser):
     S = runs['report']['interpretability']
     assert f"median F1 {S['features']['summary']['median_f1']:.2f}" in summary
     assert f"{S['neurons']['summary']['median_f1']:.2f} for the neurons" in summary and '(run A)' in summary
+    F, N = S['features']['summary'], S['neurons']['summary']
+    assert F['n_no_score_firings'] == N['n_no_score_firings'] == 1  # unit 8 of each
+    assert f"{F['n_scored']} of {F['n_units']} and {N['n_scored']} of {N['n_units']} scored; of them 1 and 1 never " \
+        f"fire on the SCORE tokens and count as F1 0 (without them: median " \
+        f"{F['with_score_firings']['median_f1']:.2f} vs {N['with_score_firings']['median_f1']:.2f})" in summary
     assert browser.js("return document.getElementById('plot_universality').getAttribute('href')") == \
         index['meta']['analysis']['plots']['universality']
     # search: a token found only in explanations (of SEARCHED) and maybe among a feature's top tokens / logits
