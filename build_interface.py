@@ -19,12 +19,14 @@ pages also show each feature's offline explanation, its held-out F1 and its best
 
 A sweep (train_sae.py's `sweep`: many SAEs of one stream in <out_dir>/sweep/<name>/) as one site:
     python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep
-    python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep --family_link=activation
+    python build_interface.py config/demo/interface.py --sweep_dir=out/demo/sweep --family_link=decoder
 writes <sweep_dir>/interface/: <name>/ for every SAE (its site as above, each feature record with its
 `relatives` in the other sizes of its family), index.html (every SAE, the families, the Pareto plot) and
-family.html?family=NAME (how the smallest dictionary's features split in the larger ones). The families and
-their links are <sweep_dir>/families.json (monosemanticity/families.py), computed first when absent, older than an
-SAE, or linked with other family_link / family_contexts / split / seed.
+family.html?family=NAME (how the smallest dictionary's features split and merge in the larger ones: each
+feature's parents are the features of the next smaller SAE scoring >= family_threshold with it, by family_link).
+The families and their links are <sweep_dir>/families.json (monosemanticity/families.py), computed first when
+absent, older than an SAE, or linked with other family_link / family_threshold / family_min_density /
+family_contexts / split / seed.
 
 All statistics are computed for all features at once, in streaming passes over n_contexts contexts
 (RAM does not grow with n_contexts; nothing of size n_tokens x n_features is kept):
@@ -77,11 +79,16 @@ dtype = 'float32'  # 'float32', 'bfloat16', 'float16' or 'auto' (for the transfo
 analysis = 'auto'  # analyze.py's report shown: 'auto' (<out_dir>/analysis/report.json if it is of this SAE), '', a path
 neuronpedia = False  # also write the site's data in Neuronpedia's upload format: <site>/neuronpedia/
 # a sweep's feature families (monosemanticity/families.py): how features are linked across sizes
-family_link = 'decoder'  # a feature's parent and relatives: best 'decoder' cosine or 'activation' correlation
-family_contexts = 64  # random contexts of the split whose tokens the activation correlations cover
+family_link = 'masked'  # the score of parents and relatives: 'masked' activation cosine (the paper's: the cosine on
+# the tokens where one of the two fires, the greater of the two), 'decoder' cosine, or 'activation' correlation
+family_threshold = 0.4  # a parent scores >= this with its child (the paper links above ~0.4); none, one or several
+family_min_density = 1e-5  # features firing on fewer of the family's tokens are not linked: the paper's
+# ultralow-density cluster (the ultralow cut of monosemanticity/metrics.py); on 64 x 256 tokens only the silent ones
+family_contexts = 64  # random contexts of the split whose tokens the activation scores cover
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the keys above are the config
-SWEEP_ONLY = ('sweep_dir', 'family_link', 'family_contexts')  # not in a single SAE's meta.json
+# not in a single SAE's meta.json:
+SWEEP_ONLY = ('sweep_dir', 'family_link', 'family_threshold', 'family_min_density', 'family_contexts')
 
 
 def main() -> None:

@@ -227,6 +227,9 @@ const IF = {
   memberHref: (root, member, page) => `${root}${encodeURIComponent(member)}/${page}`,
   familyHref: (root, family, query = {}) =>
     `${root}family.html?${new URLSearchParams({family, ...query}).toString()}`,
+  // a family's link (SWEEP.families[].link): [its score's key in a parent or relative record, the score's name]
+  familyScore: (link) => ({masked: ['masked', 'masked activation cosine'], decoder: ['cos', 'decoder cosine'],
+    activation: ['corr', 'activation correlation']})[link] || ['cos', String(link)],
 
   // the header of every page of a member: which SAE this is, and the way back to all SAEs of the sweep
   addSweepLinks() {

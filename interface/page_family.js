@@ -1,10 +1,12 @@
 'use strict';
 // family.html?family=NAME[&root=ID | &sae=MEMBER&f=ID]: how the features of a family of SAEs (one kind, sizes
-// only differ) split as the dictionary grows -- Bricken et al. 2023, "Towards Monosemanticity", feature
-// splitting: every feature of a larger SAE is linked to its closest feature (its parent) in the next smaller one.
-// Data: data/sweep.js (SWEEP.families) and data/family_NAME.js (FAMILY: per member, per feature {parent, cos,
-// corr, children, density, max_act, top_tokens}); see docs/browser.md.
+// only differ) split and merge as the dictionary grows -- Bricken et al. 2023, "Towards Monosemanticity", feature
+// splitting: a feature of a larger SAE is linked to every feature of the next smaller one scoring >= the family's
+// threshold with it (its parents: none, one or several).
+// Data: data/sweep.js (SWEEP.families) and data/family_NAME.js (FAMILY: per member, per feature {parents,
+// children, linked, density, max_act, top_tokens}); see docs/browser.md.
 const MAX_CARDS = 30;  // per column of a tree (the most similar; the others listed as links); the asked path always
+const MAX_PARENTS_SHOWN = 3;  // on a card of several parents, the best ones named (the others counted)
 const main = document.getElementById('main');
 const error = (text) => main.appendChild(IF.el('p', {className: 'error'}, [text]));
 
@@ -31,11 +33,21 @@ function listFamilies() {
 }
 
 // ----------------------------------------------------------------------------- the tree's structure
-// rootOf[level][j]: the feature of the smallest member that feature j of member `level` descends from (-1: none)
+// rootsOf(F)[level][j]: the features of the smallest member that feature j of member `level` descends from,
+// through any of its parents, as a bit set (a feature may have tens of parents: sets of ids would be slow)
 function rootsOf(F) {
-  const rootOf = [F.nodes[F.members[0]].map((_, j) => j)];
+  const words = (F.nodes[F.members[0]].length + 31) >> 5;
+  const rootOf = [F.nodes[F.members[0]].map((_, j) => {
+    const b = new Uint32Array(words);
+    b[j >> 5] = 1 << (j & 31);
+    return b;
+  })];
   for (let l = 1; l < F.members.length; l++) {
-    rootOf.push(F.nodes[F.members[l]].map((n) => n.parent >= 0 ? rootOf[l - 1][n.parent] ?? -1 : -1));
+    rootOf.push(F.nodes[F.members[l]].map((n) => {
+      const b = new Uint32Array(words);
+      for (const p of n.parents) rootOf[l - 1][p.feature].forEach((w, i) => { b[i] |= w; });
+      return b;
+    }));
   }
   return rootOf;
 }
@@ -45,10 +57,14 @@ function descendantCounts(F) {
   const n0 = F.nodes[F.members[0]].length;
   return rootsOf(F).map((roots) => {
     const c = new Array(n0).fill(0);
-    for (const r of roots) if (r >= 0) c[r]++;
+    for (const b of roots) for (let r = 0; r < n0; r++) if (b[r >> 5] & (1 << (r & 31))) c[r]++;
     return c;
   });
 }
+
+// the link of feature j of member `level` to feature p of the member before ({feature, cos, corr, masked}), or null
+const linkTo = (F, level, j, p) => F.nodes[F.members[level]][j].parents.find((x) => x.feature === p) || null;
+const scoreKey = (F) => IF.familyScore(F.link)[0];
 
 // The asked feature's path from the tree's root: [[level, id], ...], root first; null when it does not exist.
 function askedPath(F, q) {
@@ -57,8 +73,8 @@ function askedPath(F, q) {
     if (level < 0 || q.f === null || !(q.f < F.nodes[q.sae].length)) return null;
     const path = [[level, q.f]];
     for (let l = level; l > 0; l--) {
-      const p = F.nodes[F.members[l]][path[0][1]].parent;
-      if (!(p >= 0)) break;  // no parent: the tree starts here
+      const p = F.nodes[F.members[l]][path[0][1]].parents[0]?.feature;  // its best parent
+      if (p === undefined) break;  // no parent: the tree starts here
       path.unshift([l - 1, p]);
     }
     return path;
@@ -66,15 +82,16 @@ function askedPath(F, q) {
   return q.root !== null && q.root < F.nodes[F.members[0]].length ? [[0, q.root]] : null;
 }
 
-// The tree's columns: cols[i] = ids of member (first level + i), children grouped under their parent (most
-// similar first), at most MAX_CARDS per column, the asked path kept. Returns {first, cols, hidden: the ids left
-// out per column}.
+// The tree's columns: cols[i] = ids of member (first level + i), children grouped under their first parent in
+// the column before (most similar first; a child of several parents once), at most MAX_CARDS per column, the asked
+// path kept. Returns {first, cols, hidden: the ids left out per column}.
 function treeColumns(F, path) {
-  const [first, rootId] = path[0], onPath = new Set(path.map(([l, j]) => `${l}:${j}`));
+  const [first, rootId] = path[0], onPath = new Set(path.map(([l, j]) => `${l}:${j}`)), key = scoreKey(F);
   const cols = [[rootId]], hidden = [[]];
   for (let l = first + 1; l < F.members.length; l++) {
-    const nodes = F.nodes[F.members[l]], prev = F.nodes[F.members[l - 1]];
-    let ids = cols[cols.length - 1].flatMap((p) => [...prev[p].children].sort((a, b) => nodes[b].cos - nodes[a].cos));
+    const prev = F.nodes[F.members[l - 1]], score = (j, p) => linkTo(F, l, j, p)[key];
+    const ids = [...new Set(cols[cols.length - 1].flatMap((p) => [...prev[p].children].sort((a, b) =>
+      score(b, p) - score(a, p))))];
     const keep = new Set(ids.slice(0, MAX_CARDS).concat(ids.filter((j) => onPath.has(`${l}:${j}`))));
     cols.push(ids.filter((j) => keep.has(j)));
     hidden.push(ids.filter((j) => !keep.has(j)));
@@ -88,17 +105,31 @@ const pathHref = (F, member, id) => IF.familyHref('', F.name, {sae: member, f: i
 const tokensOf = (n) => n.top_tokens.length ? n.top_tokens.map(IF.textChip)
   : [IF.el('span', {className: 'muted'}, [n.density > 0 ? '' : '(dead)'])];
 
+// what a card says of its feature's parents: their scores, or that it has none (and why)
+function parentText(F, level, n) {
+  if (level === 0) return '';
+  if (!n.linked) return ' \u00B7 ultralow: not linked';
+  if (!n.parents.length) return ` \u00B7 no parent (none \u2265 ${F.threshold})`;
+  if (n.parents.length === 1) {
+    const p = n.parents[0];
+    return ` \u00B7 masked ${IF.fmt(p.masked, 2)} \u00B7 cos ${IF.fmt(p.cos, 2)} \u00B7 corr ${IF.fmt(p.corr, 2)}`;
+  }
+  const shown = n.parents.slice(0, MAX_PARENTS_SHOWN).map((p) => `#${p.feature} (${IF.fmt(p[scoreKey(F)], 2)})`);
+  const more = n.parents.length - shown.length;
+  return ` \u00B7 ${n.parents.length} parents: ${shown.join(', ')}${more > 0 ? `, +${more}` : ''}`;
+}
+
 function card(F, level, id, cls) {
   const el = IF.el, member = F.members[level], n = F.nodes[member][id];
-  return el('div', {className: `card ${cls}`, 'data-member': member, 'data-id': id, 'data-parent': n.parent,
-    id: `n-${level}-${id}`}, [
+  const state = level > 0 && !n.parents.length ? (n.linked ? ' noparent' : ' ultralow') : '';
+  return el('div', {className: `card ${cls}${state}`, 'data-member': member, 'data-id': id,
+    'data-parents': n.parents.map((p) => p.feature).join(' '), id: `n-${level}-${id}`}, [
     el('div', {className: 'cardhead'}, [
       el('a', {href: featureHref(member, id), className: 'flink', title: `feature ${id} of ${member}`}, [`#${id}`]),
       el('span', {className: 'muted'}, [` ${member}`]),
       el('a', {href: pathHref(F, member, id), className: 'focus', title: 'highlight the path to this feature'},
         ['path'])]),
-    el('div', {className: 'cardnums'}, [`density ${IF.fmtDensity(n.density)}`,
-      level > 0 && n.parent >= 0 ? ` \u00B7 cos ${IF.fmt(n.cos, 2)} \u00B7 corr ${IF.fmt(n.corr, 2)}` : '',
+    el('div', {className: 'cardnums'}, [`density ${IF.fmtDensity(n.density)}`, parentText(F, level, n),
       n.children.length && level < F.members.length - 1 ? ` \u00B7 ${n.children.length}\u00A0\u2192` : '']),
     el('div', {className: 'cardtoks'}, tokensOf(n))]);
 }
@@ -106,16 +137,16 @@ function card(F, level, id, cls) {
 function renderTree(F, path, counts) {
   const el = IF.el, {first, cols, hidden} = treeColumns(F, path);
   const onPath = new Set(path.map(([l, j]) => `${l}:${j}`)), asked = path[path.length - 1];
-  const [l0, r0] = path[0], member0 = F.members[l0];
+  const [l0, r0] = path[0], member0 = F.members[l0], root = F.nodes[member0][r0];
   document.title = `Family ${F.name}: feature ${r0} of ${member0}`;
+  const orphan = l0 === 0 ? '' : root.linked ? `It has no parent: no feature of ${F.members[l0 - 1]} scores ` +
+    `\u2265 ${F.threshold} with it. ` : `It is not linked: it fires on fewer than ${F.min_density} of the tokens. `;
   main.appendChild(el('div', {className: 'panel', id: 'treeinfo'}, [
     `Feature `, el('a', {href: featureHref(member0, r0)}, [`#${r0}`]), ` of ${member0} and its descendants: `,
     cols.map((ids, i) => `${(l0 === 0 ? counts[first + i][r0] : ids.length + hidden[i].length)} in ` +
-      `${F.members[first + i]}`).join(', '), '. ',
-    el('span', {className: 'muted'}, [`Each feature's parent is its closest feature in the next smaller SAE by ` +
-      `${F.link === 'activation' ? 'activation correlation' : 'decoder cosine'}; cos = decoder cosine, corr = ` +
-      `activation correlation over ${(F.n_tokens ?? 0).toLocaleString()} tokens. Highlighted: the path to ` +
-      `feature #${asked[1]} of ${F.members[asked[0]]}. "path" on a card highlights the path to it.`])]));
+      `${F.members[first + i]}`).join(', '), '. ', el('span', {id: 'orphan'}, [orphan]),
+    el('span', {className: 'muted'}, [linkText(F) + ` Highlighted: the path to feature #${asked[1]} of ` +
+      `${F.members[asked[0]]} through best parents. "path" on a card highlights the path to it.`])]));
   const tree = el('div', {className: 'tree', id: 'tree'});
   cols.forEach((ids, i) => {
     const level = first + i, member = F.members[level];
@@ -134,21 +165,33 @@ function renderTree(F, path, counts) {
   document.fonts?.ready.then(() => drawLinks(tree));  // cards change size when the fonts arrive
 }
 
-// SVG curves from each card to its parent's card; on the highlighted path orange, else width by cosine
+// The sentence saying how parents are chosen and what the numbers are.
+function linkText(F) {
+  return `A feature's parents are the features of the next smaller SAE whose ${IF.familyScore(F.link)[1]} with it ` +
+    `is \u2265 ${F.threshold}: none, one or several (features split and merge); features firing on fewer than ` +
+    `${F.min_density} of the ${(F.n_tokens ?? 0).toLocaleString()} tokens compared are not linked (ultralow). ` +
+    'masked = the cosine of the two activations on the tokens where one fires (the greater of the two), cos = ' +
+    'decoder cosine, corr = activation correlation.';
+}
+
+// SVG curves from each card to its parents' cards in the tree; on the highlighted path orange, else width by score
 function drawLinks(tree) {
   tree.querySelector('svg.links')?.remove();
-  const box = tree.getBoundingClientRect();
+  const box = tree.getBoundingClientRect(), key = scoreKey(window.FAMILY);
   const svg = IF.svgEl('svg', {class: 'links', width: tree.scrollWidth, height: tree.scrollHeight});
   for (const c of tree.querySelectorAll('.card')) {
-    const level = +c.id.split('-')[1], parent = document.getElementById(`n-${level - 1}-${c.dataset.parent}`);
-    if (!parent) continue;
-    const a = parent.getBoundingClientRect(), b = c.getBoundingClientRect();
-    const x1 = a.right - box.left, y1 = a.top + a.height / 2 - box.top;
-    const x2 = b.left - box.left, y2 = b.top + b.height / 2 - box.top, mx = (x1 + x2) / 2;
-    const hot = c.classList.contains('onpath') && parent.classList.contains('onpath');
-    const cos = Math.max(0, +window.FAMILY.nodes[c.dataset.member][c.dataset.id].cos || 0);
-    svg.appendChild(IF.svgEl('path', {d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, fill: 'none',
-      class: hot ? 'link onpath' : 'link', 'stroke-width': hot ? 3 : (0.5 + 2.5 * cos).toFixed(2)}));
+    const level = +c.id.split('-')[1];
+    for (const p of window.FAMILY.nodes[c.dataset.member][c.dataset.id].parents) {
+      const parent = document.getElementById(`n-${level - 1}-${p.feature}`);
+      if (!parent) continue;
+      const a = parent.getBoundingClientRect(), b = c.getBoundingClientRect();
+      const x1 = a.right - box.left, y1 = a.top + a.height / 2 - box.top;
+      const x2 = b.left - box.left, y2 = b.top + b.height / 2 - box.top, mx = (x1 + x2) / 2;
+      const hot = c.classList.contains('onpath') && parent.classList.contains('onpath');
+      const score = Math.max(0, +p[key] || 0);
+      svg.appendChild(IF.svgEl('path', {d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, fill: 'none',
+        class: hot ? 'link onpath' : 'link', 'stroke-width': hot ? 3 : (0.5 + 2.5 * score).toFixed(2)}));
+    }
   }
   tree.prepend(svg);
 }
@@ -173,6 +216,25 @@ function renderRoots(F, counts) {
     el('td', {className: 'num'}, [IF.fmtDensity(nodes[j].density)]),
     el('td', {}, tokensOf(nodes[j])),
     ...F.members.slice(1).map((_, i) => el('td', {className: 'num'}, [String(counts[i + 1][j])]))])))]));
+  main.appendChild(unlinkedPanel(F));
+}
+
+// The features no tree holds: per member those without a parent and those not linked (ultralow), each a link to
+// its own tree -- shown, not left out
+function unlinkedPanel(F) {
+  const el = IF.el;
+  const list = (member, ids, kind, what) => el('details', {className: 'unlinked', 'data-member': member,
+    'data-kind': kind}, [el('summary', {}, [`${ids.length} ${what}`]),
+  ...ids.flatMap((j) => [el('a', {href: pathHref(F, member, j)}, [`#${j}`]), ' '])]);
+  return el('section', {className: 'panel', id: 'unlinked'}, [el('h2', {}, ['Features in no tree of the smallest ' +
+    'SAE']), el('ul', {}, F.members.map((m, l) => {
+    const nodes = F.nodes[m];
+    const none = nodes.flatMap((n, j) => l > 0 && n.linked && !n.parents.length ? [j] : []);
+    const low = nodes.flatMap((n, j) => n.linked ? [] : [j]);
+    return el('li', {}, [`${m}: `, ...(l > 0 ? [list(m, none, 'noparent', `without a parent (none \u2265 ` +
+      `${F.threshold} in ${F.members[l - 1]})`)] : []), list(m, low, 'ultralow', 'not linked (ultralow)')]);
+  })), el('div', {className: 'muted'}, [linkText(F) + ' A feature whose parents have no parent either is in no ' +
+    'tree of the smallest SAE too: its "path" starts where its best parents stop.'])]);
 }
 
 // keep the rows whose top tokens contain q, or feature #q

@@ -112,24 +112,29 @@ function renderFeature(d) {
 }
 
 // On a sweep site, a member of a family: the closest features of the family's other sizes (d.relatives:
-// [{sae, n_features, feature, cos, corr}], by size then by similarity), each a link into that SAE's site.
+// [{sae, n_features, feature, cos, corr, masked}], by size then by similarity), each a link into that SAE's site.
 function relativesPanel(d, sweep) {
   const el = IF.el, rel = d.relatives || [];
   const tree = el('a', {href: IF.familyHref(sweep.root, sweep.family, {sae: sweep.member, f: d.id}), id: 'treelink'},
     [`family tree of this feature (${sweep.family}) \u2192`]);
   const table = el('table', {}, [el('thead', {}, [el('tr', {}, ['size', 'SAE', 'feature', 'decoder cos',
-    'activation corr'].map((h) => el('th', {}, [h])))]),
+    'activation corr', 'masked cos'].map((h) => el('th', {}, [h])))]),
   el('tbody', {}, rel.map((r) => el('tr', {'data-sae': r.sae, 'data-feature': r.feature}, [
     el('td', {className: 'num'}, [r.n_features.toLocaleString()]),
     el('td', {}, [r.sae]),
     el('td', {}, [el('a', {href: IF.memberHref(sweep.root, r.sae, `feature.html?f=${r.feature}`),
       className: 'rlink'}, [`#${r.feature}`])]),
     el('td', {className: 'num'}, [IF.fmt(r.cos, 3)]),
-    el('td', {className: 'num'}, [IF.fmt(r.corr, 3)])])))]);
+    el('td', {className: 'num'}, [IF.fmt(r.corr, 3)]),
+    el('td', {className: 'num'}, [IF.fmt(r.masked, 3)])])))]);
   return panel('Relatives in other sizes', [el('div', {}, [tree]), rel.length ? table
-    : el('div', {className: 'muted'}, ['No relatives recorded.']), el('div', {className: 'muted'}, [
-    `The closest features of the other SAEs of family ${sweep.family} (same kind, other dictionary sizes): ` +
-    'decoder cosine, and the correlation of the activations over the family\'s validation tokens.'])], 'relatives');
+    : el('div', {className: 'muted'}, ['No relatives recorded (none of a positive score, or this feature is too ' +
+      'rare on the family\'s tokens to be linked).']), el('div', {className: 'muted'}, [
+    `The closest features of the other SAEs of family ${sweep.family} (same kind, other dictionary sizes), up to ` +
+    '3 per size: decoder cosine, and over the family\'s validation tokens the correlation of the activations and ' +
+    'the masked cosine of the decoded activations (activation × decoder direction; the cosine on the tokens where ' +
+    'one of the two fires, the greater of the two).'])],
+  'relatives');
 }
 
 // analyze.py's offline explanation (d.analysis; A = INDEX.meta.analysis): token patterns chosen on the EXPLAIN
@@ -144,9 +149,12 @@ function analysisPanel(d, A) {
     : el('div', {className: 'muted'}, ['No pattern explains its firings on the EXPLAIN tokens.']);
   const why = a.threshold === null ? 'never active on the EXPLAIN tokens'
     : `${a.n_fire_explain} firings on the EXPLAIN tokens, ${a.n_fire_score} on the SCORE tokens`;
+  // fires on the EXPLAIN tokens but never on the SCORE tokens: scored F1 0 (A.rule.text), no precision/recall shown
+  const noScoreFiring = a.f1 !== null && a.n_fire_score === 0;
   const score = el('div', {className: 'stats', id: 'score'}, a.f1 === null ? [`not scored: ${why}`] : [
-    el('span', {}, [`held-out F1 ${IF.fmt(a.f1, 3)}`]), el('span', {}, [`precision ${IF.fmt(a.precision, 3)}`]),
-    el('span', {}, [`recall ${IF.fmt(a.recall, 3)}`]),
+    el('span', {}, [`held-out F1 ${IF.fmt(a.f1, 3)}`]),
+    ...(noScoreFiring ? [el('span', {}, ['no firing on the SCORE tokens: counted as F1 0'])]
+      : [el('span', {}, [`precision ${IF.fmt(a.precision, 3)}`]), el('span', {}, [`recall ${IF.fmt(a.recall, 3)}`])]),
     el('span', {className: 'muted'}, [`TP ${a.tp} \u00B7 FP ${a.fp} \u00B7 FN ${a.fn}`])]);
   const split = el('div', {className: 'muted', id: 'split'}, [`Fires where its activation > ` +
     `${a.threshold === null ? 'n/a' : IF.fmt(a.threshold, 4)} (${A.rule.fire_frac} \u00D7 its max on the EXPLAIN ` +

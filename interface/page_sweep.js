@@ -69,7 +69,7 @@ function renderFamilies() {
     el('td', {}, [f.sizes.map((n) => n.toLocaleString()).join(' \u2192 ')]),
     el('td', {}, f.members.flatMap((m, i) => [i ? ', ' : '',
       el('a', {href: IF.memberHref('', m, 'index.html')}, [m])])),
-    el('td', {}, [f.link === 'activation' ? 'activation correlation' : 'decoder cosine']),
+    el('td', {}, [IF.familyScore(f.link)[1] + (f.threshold === undefined ? '' : ` \u2265 ${f.threshold}`)]),
     el('td', {className: 'num'}, [f.n_tokens === undefined ? '' : f.n_tokens.toLocaleString()])])))]));
 }
 

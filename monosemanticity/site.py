@@ -51,7 +51,9 @@ class SiteSettings:
     seed: int = 1337
     neuronpedia: bool = False
     family_contexts: int = 64
-    family_link: str = 'decoder'
+    family_link: str = 'masked'
+    family_threshold: float = 0.4
+    family_min_density: float = 1e-5
 
     @classmethod
     def from_config(cls, config: dict) -> 'SiteSettings':
@@ -68,6 +70,10 @@ class SiteSettings:
             raise UserError(f"ablation='{self.ablation}' is not 'auto', 'rerun' or 'none'")
         if self.family_link not in LINKS:
             raise UserError(f"family_link='{self.family_link}' is not one of {', '.join(LINKS)}")
+        if not -1 <= self.family_threshold <= 1:
+            raise UserError(f"family_threshold={self.family_threshold} must be in [-1, 1] (a cosine or a correlation)")
+        if not 0 <= self.family_min_density <= 1:
+            raise UserError(f"family_min_density={self.family_min_density} must be in [0, 1] (a share of the tokens)")
 
 
 class SiteSummary(NamedTuple):

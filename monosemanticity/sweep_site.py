@@ -1,9 +1,9 @@
 """
 A sweep's feature browser, <sweep_dir>/interface/: every SAE's site in <name>/ (site.build_site, each feature record
 with its `relatives` in the other sizes of its family), the sweep page (every SAE, the families, the Pareto plot) and
-family.html?family=NAME (how the smallest dictionary's features split in the larger ones), built in one temp folder
-swapped in when complete. The families come from <sweep_dir>/families.json (families.py), computed first when it is
-absent, older than an SAE, or linked with other settings.
+family.html?family=NAME (how the smallest dictionary's features split and merge in the larger ones), built in one
+temp folder swapped in when complete. The families come from <sweep_dir>/families.json (families.py), computed first
+when it is absent, older than an SAE, or linked with other settings.
 """
 import os
 import shutil
@@ -46,17 +46,19 @@ def build_sweep_site(sweep_dir: str, transformer: Transformer, settings: SiteSet
 
 def linked_families(sweep_dir: str, members: list, transformer: Transformer, s: SiteSettings) -> dict:
     """<sweep_dir>/families.json (families.py), computed and written first when absent, stale or linked with other
-    settings (s.family_link, s.family_contexts, s.split, s.seed); the sweep's SAEs of no family have no relatives:
-    families [] when there is none."""
-    data = fam.read_families(sweep_dir, members, s.family_link, s.family_contexts, s.split, s.seed)
+    settings (s's family_link, family_threshold, family_min_density, family_contexts, split, seed); the sweep's SAEs
+    of no family have no relatives: families [] when there is none."""
+    data = fam.read_families(sweep_dir, members, s.family_link, s.family_threshold, s.family_min_density,
+                             s.family_contexts, s.split, s.seed)
     if data is not None:
         return data
     if not fam.find_families(members):
         return {'families': []}
     print0(f"linking the features of the families of {sweep_dir} ({fam.FAMILIES_FILE} is absent, older than an "
-           f"SAE or linked otherwise; --family_link and --family_contexts set how)")
+           f"SAE or linked otherwise; --family_link, --family_threshold, --family_min_density and "
+           f"--family_contexts set how)")
     data = fam.link_sweep(sweep_dir, members, transformer, s.split, s.family_contexts, s.batch_size, s.family_link,
-                          s.seed)
+                          s.family_threshold, s.family_min_density, s.seed)
     fam.write_families(sweep_dir, data)
     return data
 
@@ -77,18 +79,19 @@ def sweep_records(sweep_dir: str, members: list) -> list[dict]:
 
 
 def family_nodes(family: dict, summaries: dict[str, SiteSummary], vocab: list) -> dict:
-    """data/family_<NAME>.js's nodes: per member, per feature its parent and children (families.json) and the
-    numbers its card shows (from its site's statistics)."""
-    nodes = {}
+    """data/family_<NAME>.js's nodes: per member, per feature its parents and children (families.json's links),
+    whether it was linked (not ultralow on the family's tokens) and the numbers its card shows (from its site's
+    statistics)."""
+    nodes, min_density = {}, family['min_density']
     for li, member in enumerate(family['members']):
         feats, summary = family['features'][member], summaries[member]
         children = [[] for _ in feats]
         if li + 1 < len(family['members']):
             for j, f in enumerate(family['features'][family['members'][li + 1]]):
-                children[f['parent']].append(j)
-        nodes[member] = [{'parent': f['parent'], 'cos': f['parent_cos'], 'corr': f['parent_corr'],
-                          'children': children[i], 'density': float(f'{summary.density[i]:.4g}'),
-                          'max_act': round(float(summary.max_act[i]), 4),
+                for p in f['parents']:
+                    children[p['feature']].append(j)
+        nodes[member] = [{'parents': f['parents'], 'children': children[i], 'linked': f['density'] >= min_density,
+                          'density': float(f'{summary.density[i]:.4g}'), 'max_act': round(float(summary.max_act[i]), 4),
                           'top_tokens': [vocab[t] for t in summary.top_tokens[i][:5]]} for i, f in enumerate(feats)]
     return nodes
 
@@ -106,7 +109,8 @@ def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, 
     if os.path.isfile(png):
         shutil.copyfile(png, os.path.join(site_dir, 'pareto.png'))
     os.makedirs(os.path.join(site_dir, 'data'))
-    heads = [{k: f[k] for k in ('name', 'kind', 'members', 'sizes', 'link', 'n_tokens')} for f in links['families']]
+    heads = [{k: f[k] for k in ('name', 'kind', 'members', 'sizes', 'link', 'threshold', 'min_density', 'n_tokens')}
+             for f in links['families']]
     sweep = {'members': sweep_records(sweep_dir, members), 'families': heads,
              'pareto_png': 'pareto.png' if os.path.isfile(png) else None}
     with open(os.path.join(site_dir, 'data', 'sweep.js'), 'w', encoding='ascii') as fh:

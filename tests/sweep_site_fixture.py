@@ -16,8 +16,11 @@ FAMILY = 'topk_k4'
 SIZES = (4, 8, 16)
 MEMBERS = [f'topk_{n}_k4' for n in SIZES]
 LONE = 'a23_16_l1'
-# PARENTS[i][j]: the parent, in member i - 1, of feature j of member i (0 splits most; 3 of 4 never splits)
-PARENTS = [None, [0, 0, 0, 1, 1, 2, 3, 0], [0, 0, 1, 1, 2, 2, 7, 3, 3, 4, 5, 6, 6, 7, 1, 0]]
+# PARENTS[i][j]: the parents, in member i - 1, of feature j of member i, best first (0 splits most; feature 2 of the
+# middle member merges 0 and 1; feature 14 of the largest has no parent and 15 is not linked: ultralow)
+PARENTS = [None, [[0], [0], [0, 1], [1], [1], [2], [3], [0]],
+           [[0], [0], [1], [1], [2], [2], [7], [3], [3], [4], [5], [6], [6], [7], [], []]]
+NO_PARENT, ULTRALOW = (2, 14), (2, 15)  # (member, feature)
 N_TOKENS, N_INTERVALS, HIST_BINS = 1000, 4, 8
 
 
@@ -41,37 +44,47 @@ def png(width: int = 120, height: int = 60) -> bytes:
 
 
 def family_nodes() -> dict:
-    """FAMILY.nodes: per member, per feature {parent, cos, corr, children, density, max_act, top_tokens}."""
+    """FAMILY.nodes: per member, per feature {parents, children, linked, density, max_act, top_tokens}."""
     nodes = {}
     for i, (member, n) in enumerate(zip(MEMBERS, SIZES)):
-        nodes[member] = [{'parent': PARENTS[i][j] if i else -1, 'cos': round(0.9 - 0.03 * j, 3) if i else 0.0,
-                          'corr': round(0.8 - 0.02 * j, 3) if i else 0.0, 'children': [],
-                          'density': 0.0 if (i, j) == (2, 15) else round(0.002 * (j + 1), 4),
+        nodes[member] = [{'parents': [{'feature': p, 'cos': round(0.9 - 0.03 * j - 0.1 * r, 3),
+                                       'corr': round(0.8 - 0.02 * j - 0.1 * r, 3),
+                                       'masked': round(0.95 - 0.02 * j - 0.1 * r, 3)}
+                                      for r, p in enumerate(PARENTS[i][j])] if i else [],
+                          'children': [], 'linked': (i, j) != ULTRALOW,
+                          'density': 0.0 if (i, j) == ULTRALOW else round(0.002 * (j + 1), 4),
                           'max_act': 1.0 + j, 'top_tokens': [] if (i, j) == (2, 15) else
                           [VOCAB[(i + j + t) % len(VOCAB)] for t in range(3)] + ([[0xE6, 0x97]] if j == 0 else [])}
                          for j in range(n)]
         if i:
-            for j, p in enumerate(PARENTS[i]):
-                nodes[MEMBERS[i - 1]][p]['children'].append(j)
+            for j, ps in enumerate(PARENTS[i]):
+                for p in ps:
+                    nodes[MEMBERS[i - 1]][p]['children'].append(j)
     return nodes
 
 
-def ancestor(i: int, j: int, level: int) -> int:
+def ancestors(i: int, j: int, level: int) -> set[int]:
+    """The features of member `level` that feature j of member i descends from, through any of its parents."""
+    found = {j}
     while i > level:
-        j, i = PARENTS[i][j], i - 1
-    return j
+        found, i = {p for x in found for p in PARENTS[i][x]}, i - 1
+    return found
 
 
 def relatives(i: int, j: int) -> list[dict]:
-    """Top 3 per other member: its ancestor there, or its descendants there, then the lowest other ids."""
+    """Top 3 per other member: its ancestors there, or its descendants there, then the lowest other ids; none for
+    the ultralow feature."""
     out = []
+    if (i, j) == ULTRALOW:
+        return out
     for m, (member, n) in enumerate(zip(MEMBERS, SIZES)):
         if m == i:
             continue
-        near = [ancestor(i, j, m)] if m < i else [k for k in range(n) if ancestor(m, k, i) == j]
+        near = sorted(ancestors(i, j, m)) if m < i else [k for k in range(n) if j in ancestors(m, k, i)]
         ids = (near + [k for k in range(n) if k not in near])[:3]
         out += [{'sae': member, 'n_features': n, 'feature': k, 'cos': round(0.9 - 0.2 * r, 3),
-                 'corr': round(0.7 - 0.2 * r, 3)} for r, k in enumerate(ids)]
+                 'corr': round(0.7 - 0.2 * r, 3), 'masked': round(0.8 - 0.2 * r, 3)} for r, k in enumerate(ids)
+                if (m, k) != ULTRALOW]
     return out
 
 
@@ -122,8 +135,8 @@ def write_sweep_site(site: str, pareto_png: bool = True) -> dict:
                for i, (m, n) in enumerate(zip(MEMBERS, SIZES))]
     records.append({'name': LONE, 'kind': 'anthropic2023', 'n_features': 16, 'k': None, 'l1_coeff': 0.003,
                     'sparsity': 'λ=0.003', 'l0': 7.5, 'fvu': 0.2, 'loss_recovered': 0.9, 'alive_frac': 0.75})
-    family = {'name': FAMILY, 'kind': 'topk', 'members': MEMBERS, 'sizes': list(SIZES), 'link': 'decoder',
-              'n_tokens': 2048}
+    family = {'name': FAMILY, 'kind': 'topk', 'members': MEMBERS, 'sizes': list(SIZES), 'link': 'masked',
+              'threshold': 0.4, 'min_density': 1e-5, 'n_tokens': 2048}
     write(os.path.join(site, 'data', 'sweep.js'), js('SWEEP', {
         'members': [{**r, 'href': f"{r['name']}/index.html"} for r in records], 'families': [family],
         'pareto_png': 'pareto.png' if pareto_png else None}))

@@ -285,13 +285,24 @@ def cards(browser: Browser, css: str = '.card') -> list:
 
 
 def descendants(nodes: dict, members: list, root: int) -> list[list[int]]:
-    """Per member, the features descending from feature `root` of the smallest one (sorted)."""
+    """Per member, the features descending from feature `root` of the smallest one through any parent (sorted)."""
     level = [root]
     out = [level]
     for m_prev, m in zip(members, members[1:]):
-        level = sorted(j for j, n in enumerate(nodes[m]) if n['parent'] in level)
+        level = sorted(j for j, n in enumerate(nodes[m]) if any(p['feature'] in level for p in n['parents']))
         out.append(level)
     return out
+
+
+def best_parent_path(nodes: dict, members: list, level: int, j: int) -> list[list]:
+    """[[member, id], ...] from where the chain of best parents of feature j of member `level` starts, to it."""
+    path = [[members[level], j]]
+    for m in members[level:0:-1]:
+        parents = nodes[m][path[0][1]]['parents']
+        if not parents:
+            break
+        path.insert(0, [members[members.index(m) - 1], parents[0]['feature']])
+    return path
 
 
 def wait_page(browser: Browser, path_end: str) -> None:
@@ -338,7 +349,10 @@ def walk_sweep_site(browser: Browser, s: dict, tmp_path) -> None:
     wait_page(browser, 'family.html')
     root = order[0]
     tree = descendants(nodes, members, root)
-    assert sorted(cards(browser)) == sorted([m, j] for m, ids in zip(members, tree) for j in ids)
+    hidden = browser.js("return Array.from(document.querySelectorAll('.treecol')).flatMap(c => Array.from("
+                        "c.querySelectorAll('.more a')).map(a => [c.dataset.member, +a.textContent.slice(1)]))")
+    assert sorted(cards(browser) + hidden) == sorted([m, j] for m, ids in zip(members, tree) for j in ids)
+    assert all(len([c for c in cards(browser) if c[0] == m]) == min(len(ids), 30) for m, ids in zip(members, tree))
     assert cards(browser, '.card.onpath') == [[members[0], root]]
     chips = browser.js("return Array.from(document.querySelectorAll('.card')).map(c => [c.dataset.member, "
                        "+c.dataset.id, Array.from(c.querySelectorAll('.chip')).map(e => e.textContent)])")
@@ -364,12 +378,10 @@ def walk_sweep_site(browser: Browser, s: dict, tmp_path) -> None:
     assert browser.js("return document.getElementById('title').textContent") == f'Feature #{big["feature"]}'
     browser.click('#treelink')
     wait_page(browser, 'family.html')
-    path = [big['feature']]
-    for m in members[:0:-1]:
-        path.insert(0, nodes[m][path[0]]['parent'])
-    assert cards(browser, '.card.onpath') == [[m, j] for m, j in zip(members, path)]
+    path = best_parent_path(nodes, members, 2, big['feature'])
+    assert cards(browser, '.card.onpath') == path
     assert cards(browser, '.card.asked') == [[members[2], big['feature']]]
-    assert browser.js("return document.querySelectorAll('#tree path.link.onpath').length") == len(members) - 1
+    assert browser.js("return document.querySelectorAll('#tree path.link.onpath').length") == len(path) - 1
     assert browser.errors() == []
 
 
@@ -402,6 +414,43 @@ def test_sweep_site_pages_without_relatives_and_bad_queries(sweep_site, site, br
         browser.open(os.path.join(s['site'], 'family.html') + query)
         assert said in browser.js("return document.getElementById('main').textContent"), query
         assert_nothing_injected(browser)
+
+
+def test_family_page_shows_several_parents_and_no_parent(sweep_site, browser):
+    """A feature of two parents is a child of both (one card per tree, a link from each parent there); a feature
+    with no parent and an ultralow one are listed on the family page and have trees of their own, said so."""
+    s, nodes, members = sweep_site, sweep_site['nodes'], sweep_site['members']
+    family = os.path.join(s['site'], 'family.html') + f"?family={s['family']}"
+    browser.open(family)
+    lists = browser.js("return Array.from(document.querySelectorAll('#unlinked details')).map(d => [d.dataset.member, "
+                       "d.dataset.kind, parseInt(d.querySelector('summary').textContent), "
+                       "Array.from(d.querySelectorAll('a')).map(a => a.textContent)])")
+    want = []
+    for level, m in enumerate(members):
+        none = [f'#{j}' for j, n in enumerate(nodes[m]) if level and n['linked'] and not n['parents']]
+        low = [f'#{j}' for j, n in enumerate(nodes[m]) if not n['linked']]
+        want += ([[m, 'noparent', len(none), none]] if level else []) + [[m, 'ultralow', len(low), low]]
+    assert lists == want and [x[3] for x in want if x[2]] == [['#14'], ['#15']]  # the fixture's: shown, not dropped
+    # the merge: feature 2 of the middle member, in the trees of both its parents, linked to the one there
+    merged = [j for j, n in enumerate(nodes[members[1]]) if len(n['parents']) > 1]
+    assert merged == [2]
+    for root in (0, 1):
+        browser.open(family + f'&root={root}')
+        tree = descendants(nodes, members, root)
+        assert sorted(cards(browser)) == sorted([m, j] for m, ids in zip(members, tree) for j in ids)
+        assert [members[1], 2] in cards(browser)
+        n_links = sum(len([p for p in nodes[m][j]['parents'] if p['feature'] in tree[level - 1]])
+                      for level, (m, ids) in enumerate(zip(members, tree)) if level for j in ids)
+        assert browser.js("return document.querySelectorAll('#tree path.link').length") == n_links
+        text = browser.js(f"return document.querySelector('.card[data-member=\"{members[1]}\"][data-id=\"2\"] "
+                          ".cardnums').textContent")
+        assert '2 parents: #0' in text and ', #1 (' in text
+    # the feature without a parent, and the ultralow one: each its own tree, and why
+    for (level, j), why, cls in (((2, 14), 'It has no parent', 'noparent'), ((2, 15), 'It is not linked', 'ultralow')):
+        browser.open(family + f'&sae={members[level]}&f={j}')
+        assert cards(browser) == [[members[level], j]] and cards(browser, f'.card.{cls}') == [[members[level], j]]
+        assert why in browser.js("return document.getElementById('orphan').textContent")
+        assert browser.errors() == []
 
 
 @pytest.fixture(scope='module')

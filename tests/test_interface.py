@@ -529,8 +529,11 @@ def test_sweep_site_has_the_contracts_files(sweep_site):
     assert os.path.isfile(os.path.join(sweep_site['dir'], 'families.json'))
     sweep = read_js(os.path.join(d, 'data', 'sweep.js'))
     assert [m['name'] for m in sweep['members']] == ['s16', 's8', 'tk8'] and sweep['pareto_png'] is None
+    settings = site_build.SiteSettings()  # build_interface.py's defaults: the paper's masked cosine, 0.4, 1e-5
     assert sweep['families'] == [{'name': 'standard', 'kind': 'standard', 'members': ['s8', 's16'], 'sizes': [8, 16],
-                                  'link': 'decoder', 'n_tokens': site_build.SiteSettings().family_contexts * T}]
+                                  'link': 'masked', 'threshold': settings.family_threshold,
+                                  'min_density': settings.family_min_density,
+                                  'n_tokens': settings.family_contexts * T}]
     for m in sweep['members']:
         member = os.path.join(d, os.path.dirname(m['href']))
         assert os.path.isfile(os.path.join(d, m['href'])) and os.path.isfile(os.path.join(member, 'feature.html'))
@@ -544,17 +547,28 @@ def test_sweep_site_has_the_contracts_files(sweep_site):
 def test_sweep_relatives_point_at_existing_features_and_recover_the_split(sweep_site):
     d = sweep_site['site']
     feats = {m: read_features(os.path.join(d, m)) for m in ('s8', 's16', 'tk8')}
+    family = read_js(os.path.join(d, 'data', 'family_standard.js'))
+    nodes = family['nodes']
     assert all(f['relatives'] == [] for f in feats['tk8'].values())
     for m, other in (('s8', 's16'), ('s16', 's8')):
-        for f in feats[m].values():
-            assert len(f['relatives']) == 3 and all(r['sae'] == other for r in f['relatives'])
+        for i, f in feats[m].items():  # a feature silent on the family's tokens is not linked: no relatives
+            assert len(f['relatives']) == (3 if nodes[m][i]['linked'] else 0), (m, i)
+            assert all(r['sae'] == other for r in f['relatives'])
             for r in f['relatives']:
                 assert r['n_features'] == len(feats[other]) and r['feature'] in feats[other]
-    family = read_js(os.path.join(d, 'data', 'family_standard.js'))
-    assert [n['parent'] for n in family['nodes']['s16']] == list(range(8)) * 2  # the planted split
-    assert [sorted(n['children']) for n in family['nodes']['s8']] == [[i, i + 8] for i in range(8)]
-    assert family['nodes']['s16'][0]['cos'] == pytest.approx(1.0) and family['nodes']['s8'][0]['cos'] is None
-    assert family['nodes']['s8'][3]['density'] == pytest.approx(feats['s8'][3]['density'], rel=1e-3)
+    linked = [i for i in range(8) if nodes['s8'][i]['linked']]
+    assert len(linked) >= 6 and all(nodes['s16'][i]['linked'] == nodes['s16'][i + 8]['linked'] == (i in linked)
+                                    for i in range(8))
+    # the planted split: each s16 feature's best parent (masked cosine 1: the same column, the same activations)
+    assert [n['parents'][0]['feature'] if n['parents'] else None for n in nodes['s16']] == [
+        i if i in linked else None for i in range(8)] * 2
+    assert nodes['s16'][0]['parents'][0]['masked'] == nodes['s16'][0]['parents'][0]['cos'] == pytest.approx(1.0)
+    assert all(n['parents'] == [] for n in nodes['s8'])
+    for i, n in enumerate(nodes['s8']):  # children: the inverse of the parents (several parents: several lists)
+        assert n['children'] == [j for j, c in enumerate(nodes['s16']) if i in [p['feature'] for p in c['parents']]]
+        assert {i, i + 8} <= set(n['children']) or i not in linked
+    assert sum(len(n['parents']) > 1 for n in nodes['s16']) > 0  # features active on many tokens: links merge
+    assert nodes['s8'][3]['density'] == pytest.approx(feats['s8'][3]['density'], rel=1e-3)
 
 
 def test_sweep_member_is_its_single_site_plus_relatives(sweep_site, site):

@@ -22,6 +22,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
 from monosemanticity.common import REPO_ROOT, atomic_write_bytes, die, read_site_data, results_table  # noqa: E402
+from monosemanticity.families import SCORE_KEYS  # noqa: E402
 from configurator import configure  # noqa: E402
 from tools.guards import markdown  # noqa: E402
 
@@ -88,16 +89,17 @@ def pareto_markdown(records: list[dict]) -> str:
     return '\n'.join(rows)
 
 
-MIN_COS = 0.5  # a split counts only through parent links of at least this decoder cosine
+LINK_NAMES = {'masked': 'masked activation cosine', 'decoder': 'decoder cosine', 'activation': 'activation correlation'}
 MAX_DENSITY = 0.01  # docs/sweeps.md shows families of features firing on < 1% of tokens (broad ones split into noise)
 
 
 def split_score(family: dict, root: int) -> tuple[int, int]:
-    """(descendants of root in the largest member reached through links of cos >= MIN_COS, its children so)."""
+    """(descendants of root in the largest member, its children): the features reached through parent links (each
+    scoring >= the family's threshold), each once."""
     members, nodes = family['members'], family['nodes']
     level, first = [root], 0
-    for i, member in enumerate(members[1:]):
-        level = [c for p in level for c in nodes[members[i]][p]['children'] if nodes[member][c]['cos'] >= MIN_COS]
+    for i in range(len(members) - 1):
+        level = sorted({c for p in level for c in nodes[members[i]][p]['children']})
         first = first or len(level)
     return len(level), first
 
@@ -107,22 +109,45 @@ def tokens(node: dict) -> str:
                      .replace('\n', '\\n').replace('|', '\\|') + '`' for t in node['top_tokens'][:4])
 
 
+def parent_link(node: dict, parent: int) -> dict:
+    """The record of node's link to its parent `parent` ({feature, cos, corr, masked})."""
+    return next(p for p in node['parents'] if p['feature'] == parent)
+
+
 def family_markdown(family: dict, root: int, site_rel: str) -> str:
-    """A nested list: the root and, per larger size, its descendants (links of cos >= MIN_COS, at most 3 each)."""
-    members, nodes = family['members'], family['nodes']
+    """A nested list: the root and, per larger size, its children (at most 3 each, best link first)."""
+    members, nodes, key = family['members'], family['nodes'], SCORE_KEYS[family['link']]
     lines = []
 
-    def walk(level: int, f: int, depth: int) -> None:
+    def walk(level: int, f: int, parent: int | None, depth: int) -> None:
         node, member = nodes[members[level]][f], members[level]
         link = f"[{member} #{f}]({site_rel}/{member}/feature.html?f={f})"
-        via = '' if level == 0 else f" (cos {node['cos']:.2f}, corr {node['corr']:.2f})"
+        via = ''
+        if parent is not None:
+            p = parent_link(node, parent)
+            others = [f"#{q['feature']}" for q in node['parents'] if q['feature'] != parent]
+            via = (f" (masked {p['masked']:.2f}, cos {p['cos']:.2f}, corr {p['corr']:.2f}" +
+                   (f"; also a child of {members[level - 1]} {', '.join(others)}" if others else '') + ')')
         lines.append(f"{'  ' * depth}- {link}{via}: density {node['density']:.2%}, fires on {tokens(node)}")
         if level + 1 < len(members):
-            kids = [c for c in node['children'] if nodes[members[level + 1]][c]['cos'] >= MIN_COS]
-            for c in sorted(kids, key=lambda c: -nodes[members[level + 1]][c]['cos'])[:3]:
-                walk(level + 1, c, depth + 1)
-    walk(0, root, 0)
+            kids = nodes[members[level + 1]]
+            for c in sorted(node['children'], key=lambda c: -parent_link(kids[c], f)[key])[:3]:
+                walk(level + 1, c, f, depth + 1)
+    walk(0, root, None, 0)
     return '\n'.join(lines)
+
+
+def orphans_markdown(family: dict) -> str:
+    """How many features of each larger member have no parent (none scoring >= the threshold) or are not linked."""
+    parts = []
+    for member in family['members'][1:]:
+        nodes = family['nodes'][member]
+        none = sum(n['linked'] and not n['parents'] for n in nodes)
+        low = sum(not n['linked'] for n in nodes)
+        several = sum(len(n['parents']) > 1 for n in nodes)
+        parts.append(f"{member}: {none / len(nodes):.1%} without a parent, {several / len(nodes):.1%} with several, "
+                     f"{low} not linked (ultralow)")
+    return '; '.join(parts)
 
 
 def sweep_block(sweep_dir: str) -> str | None:
@@ -145,10 +170,12 @@ def sweep_block(sweep_dir: str) -> str | None:
         first = family['nodes'][family['members'][0]]  # specific features (density < MAX_DENSITY) split most
         roots = sorted([r for r in range(len(first)) if first[r]['density'] < MAX_DENSITY] or range(len(first)),
                        key=lambda r: split_score(family, r), reverse=True)[:2]
-        parts.append(f"\nFamily `{family['name']}` ({' -> '.join(map(str, family['sizes']))} features; parents by "
-                     f"{family['link']} cosine, correlation on {family['n_tokens']:,} val tokens): the two features of "
-                     f"{family['members'][0]} that split most (descendants in {family['members'][-1]} through links "
-                     f"of cos >= {MIN_COS}; scores {', '.join(str(split_score(family, r)[0]) for r in roots)}):\n")
+        name = LINK_NAMES[family['link']]
+        parts.append(f"\nFamily `{family['name']}` ({' -> '.join(map(str, family['sizes']))} features; parents: the "
+                     f"features of the next smaller size of {name} >= {family['threshold']} on "
+                     f"{family['n_tokens']:,} val tokens, none, one or several; {orphans_markdown(family)}). The two "
+                     f"features of {family['members'][0]} that split most (descendants in {family['members'][-1]}: "
+                     f"{', '.join(str(split_score(family, r)[0]) for r in roots)}):\n")
         parts += [family_markdown(family, r, link(site_dir, 'sweep')) for r in roots]
         screenshot(f"file://{site}/family.html?family={family['name']}&root={roots[0]}",
                    os.path.join(REPO_ROOT, 'assets', 'family.png'), 1400, 900)
@@ -179,27 +206,32 @@ def analysis_block(out_dir: str) -> str | None:
         report = json.load(f)
     if not report.get('complete'):
         return None
+    if 'with_score_firings' not in report['interpretability']['features']['summary']:
+        die(f"{path} predates the rule that scores a unit with no SCORE firing F1 0: rerun "
+            f"`python analyze.py config/demo/analysis.py --out_dir={out_dir}`")
     for png in ('interpretability.png', 'universality.png'):
         shutil.copyfile(os.path.join(out_dir, 'analysis', png), os.path.join(REPO_ROOT, 'assets', png))
     interp, univ, tok = report['interpretability'], report['universality'], report['tokens']
-    rows = ['| units | scored | median F1 | mean F1 | F1 > 0.5 | median precision | median recall | '
-            'median max corr. with run B | mean max corr. |', '| --- |' + ' ---: |' * 8]
-    for key, name in (('features', 'SAE features (run A)'), ('neurons', 'MLP neurons (run A)')):
-        s, u = interp[key]['summary'], univ[key]
-        rows.append(f"| {name} | {s['n_scored']} of {s['n_units']} | {s['median_f1']:.3f} | {s['mean_f1']:.3f} | "
-                    f"{s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | {s['median_recall']:.3f} | "
-                    f"{u['median_max_corr']:.3f} | {u['mean_max_corr']:.3f} |")
-    s = interp['features_b']['summary']
-    rows.append(f"| SAE features (run B) | {s['n_scored']} of {s['n_units']} | {s['median_f1']:.3f} | "
-                f"{s['mean_f1']:.3f} | {s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | "
-                f"{s['median_recall']:.3f} | {univ['features_b']['median_max_corr']:.3f} (with run A) | "
-                f"{univ['features_b']['mean_max_corr']:.3f} |")
+    rows = ['| units | scored (dead) | no SCORE firing | median F1 | without them | mean F1 | F1 > 0.5 | '
+            'median precision | median recall | median max corr. with run B | mean max corr. |',
+            '| --- |' + ' ---: |' * 10]
+    for key, name in (('features', 'SAE features (run A)'), ('neurons', 'MLP neurons (run A)'),
+                      ('features_b', 'SAE features (run B)')):
+        s, u, w = interp[key]['summary'], univ[key], interp[key]['summary']['with_score_firings']
+        with_a = ' (with run A)' if key == 'features_b' else ''
+        rows.append(f"| {name} | {s['n_scored']} of {s['n_units']} ({s['n_dead_explain']}) | "
+                    f"{s['n_no_score_firings']} | {s['median_f1']:.3f} | {w['median_f1']:.3f} ({w['n_scored']}) | "
+                    f"{s['mean_f1']:.3f} | {s['share_f1_above_0.5']:.1%} | {s['median_precision']:.3f} | "
+                    f"{s['median_recall']:.3f} | {u['median_max_corr']:.3f}{with_a} | {u['mean_max_corr']:.3f} |")
     rule, assets = report['rule'], link(os.path.join(REPO_ROOT, 'assets'), 'analysis')
     parts = [f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
              f"Explanations from {tok['n_explain_tokens']:,} val tokens, scored on {tok['n_score_tokens']:,} other "
              f"val tokens; correlations over all {tok['n_tokens']:,}. A unit fires above {rule['fire_frac']} x its "
              f"max activation on the explanation tokens; at most {rule['max_patterns']} patterns, each of precision "
-             f">= {rule['min_precision']} covering >= {rule['min_pattern_fires']} firings.\n", '\n'.join(rows), '',
+             f">= {rule['min_precision']} covering >= {rule['min_pattern_fires']} firings. Scored: the units that "
+             f"fire on the explanation tokens (dead: the others, left out); one that never fires on the held-out "
+             f"tokens (no SCORE firing) scores F1 0 (precision 0, recall 0/0 counted 0), and every number but "
+             f"'without them' (the median F1 of the others, their count) counts it.\n", '\n'.join(rows), '',
              f"![F1 of the offline explanations: features vs neurons]({assets}/interpretability.png)",
              f"![max correlation with the other run: features vs neurons]({assets}/universality.png)", '',
              '| unit | F1 quantile | F1 (P / R) | explanation (the first 4 patterns) |', '| --- | ---: | --- | --- |']
