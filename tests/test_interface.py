@@ -552,7 +552,9 @@ def test_sweep_relatives_point_at_existing_features_and_recover_the_split(sweep_
     assert all(f['relatives'] == [] for f in feats['tk8'].values())
     for m, other in (('s8', 's16'), ('s16', 's8')):
         for i, f in feats[m].items():  # a feature silent on the family's tokens is not linked: no relatives
-            assert len(f['relatives']) == (3 if nodes[m][i]['linked'] else 0), (m, i)
+            scores = [r['masked'] for r in f['relatives']]  # up to 3 of a positive score, best first
+            assert (1 <= len(scores) <= 3 if nodes[m][i]['linked'] else scores == []), (m, i)
+            assert all(v > 0 for v in scores) and scores == sorted(scores, reverse=True)
             assert all(r['sae'] == other for r in f['relatives'])
             for r in f['relatives']:
                 assert r['n_features'] == len(feats[other]) and r['feature'] in feats[other]
@@ -567,7 +569,9 @@ def test_sweep_relatives_point_at_existing_features_and_recover_the_split(sweep_
     for i, n in enumerate(nodes['s8']):  # children: the inverse of the parents (several parents: several lists)
         assert n['children'] == [j for j, c in enumerate(nodes['s16']) if i in [p['feature'] for p in c['parents']]]
         assert {i, i + 8} <= set(n['children']) or i not in linked
-    assert sum(len(n['parents']) > 1 for n in nodes['s16']) > 0  # features active on many tokens: links merge
+    for n in nodes['s16']:  # parents: every feature of the smaller SAE at or above the threshold, best first
+        assert all(p['masked'] >= family['threshold'] for p in n['parents'])
+        assert [p['masked'] for p in n['parents']] == sorted((p['masked'] for p in n['parents']), reverse=True)
     assert nodes['s8'][3]['density'] == pytest.approx(feats['s8'][3]['density'], rel=1e-3)
 
 

@@ -164,6 +164,9 @@ def test_initialisation_of_a_run(harvested, tmp_path, kind, normalize, init):
     F_, d = W_enc.shape
     norms = W_dec.norm(dim=0)
     enc_dirs = W_enc / W_enc.norm(dim=1, keepdim=True)
+    u = (W_dec / norms).flatten().double()  # the decoder's entries: uniform (kurtosis 1.8) from a kaiming / He-uniform
+    kurtosis = ((u - u.mean()) ** 4).mean() / u.var() ** 2  # init, Gaussian (3) from the tied start's directions
+    assert (kurtosis < 2.2) if init == 'paper' and kind != 'april2024' else (kurtosis > 2.7), kurtosis
     if kind in ('april2024', 'jumprelu') or init == 'tied':
         torch.testing.assert_close(W_enc, W_dec.T)  # tied at init
     elif kind == 'anthropic2023':  # untied uniforms
