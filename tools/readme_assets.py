@@ -89,7 +89,7 @@ def pareto_markdown(records: list[dict]) -> str:
     return '\n'.join(rows)
 
 
-LINK_NAMES = {'masked': 'masked activation cosine', 'decoder': 'decoder cosine', 'activation': 'activation correlation'}
+LINK_NAMES = {'masked': 'masked cosine of the decoded activations', 'decoder': 'decoder cosine', 'activation': 'activation correlation'}
 MAX_DENSITY = 0.01  # docs/sweeps.md shows families of features firing on < 1% of tokens (broad ones split into noise)
 
 
@@ -144,9 +144,11 @@ def orphans_markdown(family: dict) -> str:
         nodes = family['nodes'][member]
         none = sum(n['linked'] and not n['parents'] for n in nodes)
         low = sum(not n['linked'] for n in nodes)
+        one = sum(len(n['parents']) == 1 for n in nodes)
         several = sum(len(n['parents']) > 1 for n in nodes)
-        parts.append(f"{member}: {none / len(nodes):.1%} without a parent, {several / len(nodes):.1%} with several, "
-                     f"{low} not linked (ultralow)")
+        parts.append(f"{member}: of its {len(nodes)} features {none / len(nodes):.1%} without a parent, "
+                     f"{one / len(nodes):.1%} with one, {several / len(nodes):.1%} with several, {low} not linked "
+                     f"(ultralow)")
     return '; '.join(parts)
 
 
