@@ -89,7 +89,8 @@ def pareto_markdown(records: list[dict]) -> str:
     return '\n'.join(rows)
 
 
-LINK_NAMES = {'masked': 'masked cosine of the decoded activations', 'decoder': 'decoder cosine', 'activation': 'activation correlation'}
+LINK_NAMES = {'masked': 'masked cosine of the decoded activations', 'decoder': 'decoder cosine',
+              'activation': 'activation correlation'}
 MAX_DENSITY = 0.01  # docs/sweeps.md shows families of features firing on < 1% of tokens (broad ones split into noise)
 
 
