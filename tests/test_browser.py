@@ -383,6 +383,15 @@ def walk_sweep_site(browser: Browser, s: dict, tmp_path) -> None:
     assert cards(browser, '.card.asked') == [[members[2], big['feature']]]
     assert browser.js("return document.querySelectorAll('#tree path.link.onpath').length") == len(path) - 1
     assert browser.errors() == []
+    # a feature asked by id whose chain of best parents passes a feature other than #0 (a chain of zeros, or a
+    # feature with no parent, would pass by chance): its tree from that root, the whole chain highlighted
+    deep = [best_parent_path(nodes, members, level, j) for level in range(len(members) - 1, 0, -1)
+            for j in range(len(nodes[members[level]]))]
+    deep = [p for p in deep if len(p) >= 2 and any(j != 0 for _, j in p[:-1])]
+    assert deep  # the family links some features: the check has teeth
+    (m_asked, j_asked), path = deep[0][-1], deep[0]
+    browser.open(os.path.join(site, 'family.html') + f"?family={s['family']}&sae={m_asked}&f={j_asked}")
+    assert cards(browser, '.card.onpath') == path and cards(browser, '.card.asked') == [[m_asked, j_asked]]
 
 
 def test_sweep_site_from_family_to_relatives(sweep_site, browser, tmp_path):
