@@ -4,7 +4,7 @@ copy of the repo, and check that the test named for it fails. A guard whose test
 cannot fail: the run ends with exit code 1 and names it.
 
     python -m tools.guards                 # every guard, one at a time (not part of `make test`)
-    python -m tools.guards --jobs 2        # two at a time, each in its own copy of the repo (218: 14 min, 2 cores)
+    python -m tools.guards --jobs 2        # two at a time, each in its own copy of the repo (303: 16 min, 2 cores)
     python -m tools.guards resampling L0   # only the guards whose element contains one of these words
     python -m tools.guards --check         # no test run: is every snippet where its anchor says (exit 1 if not)
     python -m tools.guards --markdown      # the table of docs/guards.md: element -> code -> test (no test run)
