@@ -11,6 +11,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from autoencoder import SAEConfig, SparseAutoencoder  # noqa: E402 (the repo on the path first)
 
 
 def run_script(*args: str, cwd: str = REPO, check: bool = True, env: dict | None = None,
@@ -113,3 +114,19 @@ def planted(d: int = 32, n_true: int = 64, p_active: float = 3 / 64, seed: int =
         coef = torch.rand(B, n_true, generator=g) * (torch.rand(B, n_true, generator=g) < p_active)
         return coef @ D  # (B, d)
     return D, batch
+
+
+def skewed_rows(n: int, d: int, seed: int) -> torch.Tensor:
+    """(n, d) skewed, non-centred rows (like MLP activations): relu(z)·2 + 0.3."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.relu(torch.randn(n, d, generator=g)) * 2 + 0.3
+
+
+def sae_with_biases(kind: str, d: int, n_features: int, seed: int = 0, **kw):
+    """An SAE of the kind (autoencoder.SparseAutoencoder, SAEConfig keys in kw) with non-trivial biases."""
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=d, n_features=n_features, kind=kind, **kw))
+    with torch.no_grad():
+        sae.b_dec.copy_(skewed_rows(1, d, 9)[0] * 0.5)
+        sae.b_enc.normal_(0, 0.1)
+    return sae

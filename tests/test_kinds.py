@@ -15,7 +15,7 @@ import torch
 from autoencoder import (KINDS, RECIPES, ConfigError, Recipe, SAEConfig, SparseAutoencoder, config_dict,
                          init_from_data_, kind_params, load_saelens, make_adam, matryoshka_widths, save_saelens,
                          saelens_cfg, state_for_export, train_step_)
-from conftest import harvested_run, planted, run_script
+from conftest import harvested_run, planted, run_script, sae_with_biases, skewed_rows
 from monosemanticity.metrics import MetricsAccumulator
 
 D, F, B = 12, 48, 32
@@ -23,18 +23,12 @@ D, F, B = 12, 48, 32
 
 def data(n: int, seed: int) -> torch.Tensor:
     """Skewed, non-centred rows (like MLP activations)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.relu(torch.randn(n, D, generator=g)) * 2 + 0.3
+    return skewed_rows(n, D, seed)
 
 
 def make(kind: str, seed: int = 0, **kw) -> SparseAutoencoder:
     """An SAE with non-trivial biases."""
-    torch.manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, **{'k': 4, **kw}))
-    with torch.no_grad():
-        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
-        sae.b_enc.normal_(0, 0.1)
-    return sae
+    return sae_with_biases(kind, D, F, seed, **{'k': 4, **kw})
 
 
 # ----------------------------------------------------------------------------- BatchTopK

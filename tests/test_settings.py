@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autoencoder import SAEConfig, SparseAutoencoder, fold_scale_, make_adam, sae_step_
+from conftest import sae_with_biases, skewed_rows
 from monosemanticity.metrics import evaluate_sae
 
 D, F, B = 12, 40, 32
@@ -17,18 +18,12 @@ D, F, B = 12, 40, 32
 
 def data(n: int, seed: int) -> torch.Tensor:
     """Skewed, non-centred rows (like MLP activations)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.relu(torch.randn(n, D, generator=g)) * 2 + 0.3
+    return skewed_rows(n, D, seed)
 
 
 def make(kind: str, seed: int = 0, **kw) -> SparseAutoencoder:
     """An SAE with non-trivial biases."""
-    torch.manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, **{'k': 5, **kw}))
-    with torch.no_grad():
-        sae.b_dec.copy_(data(1, 9)[0] * 0.5)
-        sae.b_enc.normal_(0, 0.1)
-    return sae
+    return sae_with_biases(kind, D, F, seed, **{'k': 5, **kw})
 
 
 def auxk_by_hand(sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, k_aux: int) -> float:
