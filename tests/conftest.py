@@ -130,3 +130,16 @@ def sae_with_biases(kind: str, d: int, n_features: int, seed: int = 0, **kw):
         sae.b_dec.copy_(skewed_rows(1, d, 9)[0] * 0.5)
         sae.b_enc.normal_(0, 0.1)
     return sae
+
+
+def jumprelu_theta_grad(pre: torch.Tensor, theta: torch.Tensor, err: torch.Tensor, W_dec: torch.Tensor, lam: float,
+                        eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """By hand, for loss = ‖x̂ - x‖² (sum over d, mean over the B rows) + λ·mean_b Σ_i H(pre - θ): (the gradient of
+    log θ (F,), dL/df (B, F), the rectangle window K (B, F)); ∂f/∂θ = -(θ/ε)·K, ∂H/∂θ = -(1/ε)·K, K = 1{|u| < 1/2},
+    u = (pre - θ)/ε; err = x̂ - x (B, d)."""
+    B = pre.shape[0]
+    u = (pre - theta) / eps
+    K = ((u > -0.5) & (u < 0.5)).float()
+    dL_df = 2.0 / B * err @ W_dec  # (B, F)
+    dL_dtheta = (dL_df * -(theta / eps) * K).sum(0) + lam / B * (-(1.0 / eps) * K).sum(0)
+    return dL_dtheta * theta, dL_df, K
