@@ -16,8 +16,8 @@ in KINDS by name, selected by `SAEConfig.kind`):
                    loss = mse(x̂, x) / mse(data mean, x) + 1/32 · AuxK (auxk_term: ê decoded with b_dec, e = x - x̂
                    detached, normalised by e's variance in the batch), its init (encoder scaled to unit
                    reconstructions), unit-norm decoder renormalised before the step, Adam eps 6.25e-10. Its training
-                   step (and batchtopk's) may decode from the k kept codes: sparse_topk_loss, whose only dense
-                   (B, d)·(d, F) product is the encoder GEMM.
+                   step (and batchtopk's and matryoshka's) decodes from the k kept codes (train_sae.py's default
+                   sparse_topk): sparse_topk_loss, whose only dense (B, d)·(d, F) product is the encoder GEMM.
     batchtopk      Bussmann et al. (2024): the k·B largest ReLU'd activations over the batch in training; at
                    inference f = ReLU(pre)·H(pre - θ) with one threshold θ, the running mean of each training batch's
                    smallest kept activation; the authors' loss (plain MSE, AuxK on the non-detached residual) and init.
@@ -353,6 +353,13 @@ class TopK(Kind):
             e_hat = torch.zeros_like(pre).scatter_(-1, idx, vals.relu()) @ sae.W_dec.T  # (B, d)
         return recon_term(sae, err), zero, auxk_term(sae, e_hat, err)
 
+    def sparse_recon(self, sae: 'SparseAutoencoder', xs: Tensor, f: Tensor, code: 'SparseCode',
+                     W_rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The sparse step's (err = x̂ - x (B, d), reconstruction term) from the kept activations f (N,) at code, of
+        the preprocessed batch xs (B, d); W_rows (F, d) = decoder_rows."""
+        err = (sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec).float() - xs  # (B, d)
+        return err, recon_term(sae, err)
+
     @torch.no_grad()
     def auxk_dead(self, sae: 'SparseAutoencoder', fired: Tensor, batch_rows: int) -> Tensor:
         """(F,) bool: the latents dead for AuxK after a batch of batch_rows rows in which `fired` (F,) fired: silent
@@ -477,7 +484,6 @@ class MatryoshkaBatchTopK(BatchTopK):
 
     name = 'matryoshka_batchtopk'
     auxk_needs_positive = True  # GlobalBatchTopKMatryoshkaSAE.get_auxiliary_loss: 0 unless ê has a non-zero entry
-    sparse = False  # its prefix losses decode the dense code (the sparse step does not do them)
 
     @dataclass
     class Params(BatchTopK.Params):
@@ -492,16 +498,18 @@ class MatryoshkaBatchTopK(BatchTopK):
                               f"got {list(widths)}")
 
     def loss_terms(self, sae, pre, f, err, fired, dead):
-        recon, zero, aux = super().loss_terms(sae, pre, f, err, fired, dead)  # the full dictionary's, AuxK
-        widths = (0, *matryoshka_widths(sae.cfg))
-        e = err  # (B, d) x̂_m - x for the prefix m, from the widest down: drop the next group's contribution
-        for lo, hi in zip(reversed(widths[:-1]), reversed(widths[1:])):
-            e = e - (f[:, lo:hi] @ sae.W_dec[:, lo:hi].T).float()  # (B, d)
-            if lo > 0 or topk_loss(sae.cfg) == 'bussmann':  # prefix 0 (x̂ = b_dec): the authors' code only
-                recon = recon + recon_term(sae, e)
-        # 'bussmann' (matryoshka_sae get_loss_dict): the mean over the prefixes and the b_dec-only term; 'openai':
-        # their sum, each normalised as topk's (SAELens matryoshka_batchtopk_sae.py sums them)
-        return (recon / len(widths) if topk_loss(sae.cfg) == 'bussmann' else recon), zero, aux
+        _, zero, aux = super().loss_terms(sae, pre, f, err, fired, dead)  # AuxK on the full dictionary's error
+        parts = [f[:, lo:hi] @ sae.W_dec[:, lo:hi].T for lo, hi in matryoshka_groups(sae.cfg)]  # (B, d) each
+        return matryoshka_recon(sae, err, parts), zero, aux
+
+    def sparse_recon(self, sae, xs, f, code, W_rows):
+        parts = []  # (B, d) each group's part of x̂, decoded from the kept entries in its columns
+        for i, (lo, hi) in enumerate(matryoshka_groups(sae.cfg)):
+            sel = (code.cols >= lo) & (code.cols < hi)  # (N,) CSR order kept: a sub-code of the group's entries
+            group = sparse_code(code.rows[sel], code.cols[sel], xs.shape[0], sae.cfg.n_features)
+            parts.append(sparse_decode(sae, f[sel], group, W_rows, f'sp_gW_dec_{i}'))
+        err = (sum(parts) + sae.b_dec).float() - xs  # (B, d)
+        return err, matryoshka_recon(sae, err, parts)
 
     def saelens_fields(self, cfg):
         return {**super().saelens_fields(cfg), 'matryoshka_widths': list(matryoshka_widths(cfg))}
@@ -583,6 +591,26 @@ class JumpReLU(Kind):
 def matryoshka_widths(cfg: SAEConfig) -> tuple[int, ...]:
     """The nested prefix widths of a matryoshka_batchtopk SAE: cfg.matryoshka_widths, else F/16, F/8, F/4, F/2, F."""
     return cfg.matryoshka_widths or tuple(cfg.n_features >> i for i in (4, 3, 2, 1, 0))
+
+
+def matryoshka_groups(cfg: SAEConfig) -> list[tuple[int, int]]:
+    """The latents [lo, hi) each prefix adds to the one before it, narrowest first: [(0, F/16), (F/16, F/8), ...]."""
+    widths = (0, *matryoshka_widths(cfg))
+    return list(zip(widths[:-1], widths[1:]))
+
+
+def matryoshka_recon(sae: 'SparseAutoencoder', err: Tensor, parts: list[Tensor]) -> Tensor:
+    """The Matryoshka reconstruction term from err = x̂ - x (B, d) of the full dictionary and parts[i] (B, d), group
+    i's contribution to x̂ (matryoshka_groups): every prefix's recon_term (x̂_m - x, from the widest down, each drops
+    the next group's part); 'bussmann' (matryoshka_sae get_loss_dict) also the b_dec-only term, and their mean;
+    'openai' their sum, each normalised as topk's (SAELens matryoshka_batchtopk_sae.py sums them)."""
+    recon, e = recon_term(sae, err), err
+    groups = matryoshka_groups(sae.cfg)
+    for (lo, _), part in zip(reversed(groups), reversed(parts)):
+        e = e - part.float()  # (B, d) x̂ - x of the prefix [0, lo)
+        if lo > 0 or topk_loss(sae.cfg) == 'bussmann':  # prefix 0 (x̂ = b_dec): the authors' code only
+            recon = recon + recon_term(sae, e)
+    return recon / (len(groups) + 1) if topk_loss(sae.cfg) == 'bussmann' else recon
 
 
 # ----------------------------------------------------------------------------- the TopK family's loss forms
@@ -751,8 +779,8 @@ class SparseAutoencoder(nn.Module):
         latent is dead; `dead` defaults to the latents dead after this batch, see TopK.auxk_dead); mse: mean over
         elements in the input's units (for logging); f: the features (B, F); fired: (F,) fired_mask of f.
         fused=True computes recon and l1 with FusedL1Loss where the kind allows it; sparse=True (in training)
-        topk / batchtopk's loss with sparse_topk_loss (same values and gradients; its 'f' is then the (N,) kept
-        activations, not (B, F)).
+        the TopK family's loss (Kind.sparse) with sparse_topk_loss (same values and gradients; its 'f' is then the
+        (N,) kept activations, not (B, F)).
         """
         if sparse and self.kind.sparse and self.training:
             return sparse_topk_loss(self, x, dead)
@@ -1255,10 +1283,8 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
     f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code).relu()  # (N,)
     W_rows = decoder_rows(sae)  # (F, d)
     with torch.autocast(x.device.type, enabled=False):
-        x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)
-    err = x_hat.float() - xs  # (B, d)
+        err, recon = kind.sparse_recon(sae, xs, f, code, W_rows)  # (B, d) x̂ - x, the kind's reconstruction term
     fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
-    recon = recon_term(sae, err)
     dead = kind.auxk_dead(sae, fired, B) if dead is None else dead
     aux = sparse_auxk_loss(sae, pre, xbar, err, dead, W_rows)
     mse = sae._mse_in_input_units(err.detach().pow(2), stats)
@@ -1311,7 +1337,7 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
               want_l0: bool = False, sparse: bool = False) -> dict[str, Tensor]:
     """One training step on a batch x (B, d); returns detached stats {loss, recon, l1, aux, mse, fired (F,)[, l0]}.
 
-    loss (fused=True: FusedL1Loss for the L1 kinds; sparse=True: sparse_topk_loss for topk / batchtopk; else
+    loss (fused=True: FusedL1Loss for the L1 kinds; sparse=True: sparse_topk_loss for the TopK family; else
     plain autograd) and .backward(), gradient
     averaging over torchrun ranks, parallel-gradient removal (unit-norm kinds), optional grad-norm clipping
     (april2024 trains with grad_clip=1.0), opt.step(), decoder renormalisation (unit-norm kinds), and the fire
@@ -1352,7 +1378,7 @@ def sae_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, l1_
 def train_step_(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: Tensor, step: int, recipe: Recipe,
                 autocast_dtype: torch.dtype | None = None, want_l0: bool = False, sparse: bool = False) -> dict:
     """Step `step` (0-based) of a run: sets the recipe's lr and λ for this step (lr_at, l1_coeff_at), then
-    sae_step_ with the recipe's gradient clipping (sparse: topk / batchtopk by sparse_topk_loss). Returns
+    sae_step_ with the recipe's gradient clipping (sparse: the TopK family by sparse_topk_loss). Returns
     sae_step_'s stats plus the lr and l1_coeff used."""
     lr = lr_at(step, recipe.max_steps, recipe.lr, recipe.warmup_frac, recipe.decay_frac, recipe.warmup_steps,
                recipe.warmup_shape, recipe.warmup_start)

@@ -70,11 +70,10 @@ adam_eps = None  # Adam ε (topk: 6.25e-10 as openai/sparse_autoencoder; others 
 batch_size = 8192  # activation rows per step (per rank)
 max_steps = 500000
 autocast_dtype = 'float32'  # 'bfloat16' runs the SAE's matmuls in bf16 (parameters and Adam stay fp32)
-# topk / batchtopk: the sparse step (autoencoder.sparse_topk_loss: decoding and every gradient from the k kept codes,
-# the encoder GEMM the only dense product; the dense step's loss and gradients, and much faster at large F). Off by
-# default until the demo's published numbers are measured again with it (its fp32 sums differ from bf16's in the
-# last bits)
-sparse_topk = False
+# topk, batchtopk, matryoshka_batchtopk: the sparse step (autoencoder.sparse_topk_loss: decoding and every gradient
+# from the k kept codes, the encoder GEMM the only dense product; the dense step's loss and gradients to float
+# rounding, and faster: see docs/recipes.md#the-sparse-topk-step). False: the dense step (autograd through (B, F))
+sparse_topk = True
 # neuron resampling (anthropic2023)
 resample_steps = (25000, 50000, 75000, 100000)  # resample dead neurons at these steps; () = never
 resample_rows = 819200  # rows whose loss decides where dead neurons go

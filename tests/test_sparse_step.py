@@ -22,6 +22,7 @@ def make(kind: str, normalize: str = 'none', b_enc_shift: float = 0.0, seed: int
     normaliser, half the latents dead (AuxK on)."""
     torch.manual_seed(seed)
     sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind=kind, k=K, k_aux=6, auxk_dead_tokens=2 * B,
+                                      auxk_dead_batches=2,
                                       normalize=normalize))
     with torch.no_grad():
         sae.b_dec.copy_(data(1, 9)[0] * 0.5)
@@ -40,7 +41,8 @@ def grads(sae: SparseAutoencoder, x: torch.Tensor, sparse: bool, bf16: bool) -> 
 
 
 CASES = [('topk', 'none', 0.0), ('batchtopk', 'none', 0.0), ('topk', 'layer_norm', 0.0),
-         ('batchtopk', 'layer_norm', 0.0), ('topk', 'none', -3.0), ('batchtopk', 'none', -3.0)]
+         ('batchtopk', 'layer_norm', 0.0), ('topk', 'none', -3.0), ('batchtopk', 'none', -3.0),
+         ('matryoshka_batchtopk', 'none', 0.0), ('matryoshka_batchtopk', 'none', -3.0)]
 
 
 @pytest.mark.parametrize('bf16', [False, True], ids=['fp32', 'bf16'])
@@ -52,7 +54,8 @@ def test_sparse_loss_and_gradients_equal_the_dense_path(kind, normalize, b_enc_s
     out, g = grads(sae, x, sparse=True, bf16=bf16)
     want, g_want = grads(dense, x, sparse=False, bf16=bf16)
     assert out['f'].shape == (K * B,) and want['f'].shape == (B, F)  # the sparse path ran (and the dense one)
-    assert want['aux'] > 0  # AuxK active: some latents are dead
+    # AuxK active: some latents are dead (matryoshka's is 0 when every dead pre-activation is negative, as its code)
+    assert want['aux'] > 0 or (kind == 'matryoshka_batchtopk' and b_enc_shift < 0)
     assert torch.equal(out['fired'], want['fired'])
     nonzero = out['f'][out['f'] != 0].sort().values  # (≤ N,) the kept activations, as the dense code's non-zeros
     assert torch.equal(nonzero, want['f'][want['f'] != 0].float().sort().values)
@@ -83,7 +86,7 @@ def test_gradients_accumulate_over_two_backwards(auxk):
         torch.testing.assert_close(q.grad, g_want[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize('kind', ['topk', 'batchtopk'])
+@pytest.mark.parametrize('kind', ['topk', 'batchtopk', 'matryoshka_batchtopk'])
 def test_train_steps_take_the_sparse_path_and_equal_the_dense_steps(kind, monkeypatch):
     """train_step_ (train_sae.py's step) with its recipe against sae_step_(fused=False): same weights, fire
     counters and batchtopk threshold after a few steps with AuxK active and the decoder kept unit norm."""
@@ -106,13 +109,27 @@ def test_train_steps_take_the_sparse_path_and_equal_the_dense_steps(kind, monkey
         for (name, q), q_dense in zip(sae.named_parameters(), dense.parameters()):
             torch.testing.assert_close(q, q_dense, rtol=1e-4, atol=2e-6, msg=f"{name} at step {step}")
         assert torch.equal(sae.tokens_since_fired, dense.tokens_since_fired)
-        if kind == 'batchtopk':
+        if kind != 'topk':
             assert sae.threshold.item() == pytest.approx(dense.threshold.item(), rel=1e-6) and sae.threshold > 0
     assert aux_seen and len(calls) == recipe.max_steps
 
 
-def test_matryoshka_keeps_the_dense_step():
-    """matryoshka_batchtopk's prefix losses decode the dense code: its step does not take the sparse path."""
-    sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='matryoshka_batchtopk', k=K,
-                                      matryoshka_widths=(8, F)))
-    assert sae.loss(data(B, 0), fused=True, sparse=True)['f'].shape == (B, F)
+@pytest.mark.parametrize('loss_form', ['bussmann', 'openai'])
+def test_matryoshka_prefix_losses_from_the_kept_codes(loss_form):
+    """matryoshka_batchtopk's sparse step decodes each group of latents from its own kept entries: every prefix's
+    term (and the b_dec-only one, 'bussmann') as the dense path's, whose groups each change the loss."""
+    for widths in ((8, F), (2, 5, 10, 20, F)):
+        torch.manual_seed(0)
+        sae = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='matryoshka_batchtopk', k=K,
+                                          matryoshka_widths=widths, topk_loss=loss_form))
+        dense = copy.deepcopy(sae)
+        x = data(B, 3)
+        out, g = grads(sae, x, sparse=True, bf16=False)
+        want, g_want = grads(dense, x, sparse=False, bf16=False)
+        assert out['f'].shape == (K * B,)
+        plain = SparseAutoencoder(SAEConfig(d_in=D, n_features=F, kind='batchtopk', k=K, topk_loss=loss_form))
+        plain.load_state_dict(sae.state_dict(), strict=False)
+        assert not torch.allclose(plain.loss(x)['recon'], want['recon'])  # the prefixes count
+        torch.testing.assert_close(out['recon'], want['recon'], rtol=1e-5, atol=1e-6)
+        for name, q in g.items():
+            torch.testing.assert_close(q, g_want[name], rtol=1e-5, atol=1e-6, msg=name)

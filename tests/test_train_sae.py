@@ -88,16 +88,19 @@ def test_other_kinds_train_and_export(harvested, tmp_path, kind):
     assert sae.cfg.kind == kind
 
 
-@pytest.mark.parametrize('kind', ['topk', 'batchtopk'])
-def test_sparse_topk_flag_reaches_the_step(harvested, tmp_path, kind):
-    """train_sae.py --sparse_topk=True trains through sparse_topk_loss: its weights equal the dense step's to float
-    rounding but are not bitwise the same (they would be if the flag never reached the step)."""
+@pytest.mark.parametrize('kind', ['topk', 'batchtopk', 'matryoshka_batchtopk'])
+def test_sparse_topk_is_the_default_step(harvested, tmp_path, kind):
+    """train_sae.py trains the TopK family through sparse_topk_loss by default: its weights are bitwise those of
+    --sparse_topk=True, and equal the dense step's (--sparse_topk=False) to float rounding without being bitwise the
+    same (they would be if the flag never reached the step)."""
     weights = {}
-    for sparse in (False, True):
+    for sparse in (None, False, True):
         out = copy_run(harvested, tmp_path / f'run_{sparse}')
-        run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20',
-                   f'--sparse_topk={sparse}', *SAE_ARGS)
+        flag = [] if sparse is None else [f'--sparse_topk={sparse}']
+        run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20', *flag,
+                   *SAE_ARGS)
         weights[sparse] = load_saelens(os.path.join(out, 'sae')).state_dict()
+    assert all(torch.equal(v, weights[True][k]) for k, v in weights[None].items())
     differ = [k for k, v in weights[False].items() if not torch.equal(v, weights[True][k])]
     assert 'W_dec' in differ and 'W_enc' in differ
     for k, v in weights[False].items():
