@@ -13,10 +13,12 @@ Without one it prints why and exits 0 (tests/test_saelens.py skips likewise).
 Reads <out_dir>/activations/ and <out_dir>/transformer/ckpt.pt (make demo). Writes, per point <name>:
     <out_dir>/sweep/saelens/<name>/  SAELens's export (sae_weights.safetensors + cfg.json) and metrics.json
     (evaluate_sae's metrics, source 'saelens'), and adds the points to <out_dir>/sweep/pareto.json + pareto.png.
-Ours: <out_dir>/sweep/<name>/metrics.json of the demo sweep when it was trained on this budget (same steps and
-batch size), else trained here by train_sae.py with the same keys into <out_dir>/sweep/saelens/ours/sweep/<name>/.
-Prints one table: per point ours vs SAELens: L0, FVU, loss recovered, dead %, seconds per training step (the
-time of the steps alone, data reading excluded, both measured in this run unless ours was reused).
+Ours: trained here by train_sae.py (its defaults: the sparse TopK step), one point per run as SAELens trains them,
+with the same keys, into <out_dir>/sweep/saelens/ours/sweep/<name>/. A point done at this budget (a metrics.json
+with the same steps and keys, ours or SAELens's) is not trained again: a crashed bench resumes.
+Prints one table and writes it as <out_dir>/sweep/saelens/side_by_side.json (what `make readme` shows): per point
+ours vs SAELens: L0, FVU, loss recovered, dead %, seconds per training step (the time of the steps alone, data
+reading excluded), SAELens's over ours, and the machine's load average (1 min) when each training began and ended.
 
 What differs by design (each library's own choices for its kind): SAELens clips the gradient norm at 1 and uses
 Adam eps 1e-8 always; its TopK / BatchTopK start b_dec at 0 with decoder norms 0.1, do not keep the decoder at
@@ -34,12 +36,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# the points: as the entries of config/demo/sweep.py (same names, so the demo sweep's SAEs are reused)
-POINTS = [dict(name='topk_1024_k10', kind='topk', n_features=1024, k=10),
-          dict(name='topk_1024_k20', kind='topk', n_features=1024, k=20),
-          dict(name='topk_1024_k40', kind='topk', n_features=1024, k=40),
-          dict(name='batchtopk_1024_k20', kind='batchtopk', n_features=1024, k=20),
-          dict(name='jumprelu_1024_l0_1e-3', kind='jumprelu', n_features=1024, l1_coeff=1e-3)]
+# the points: the demo SAE's size (config/demo/sae.py: 2048 features) at three k, and BatchTopK; --points=[...] takes
+# any dicts of train_sae.py SAE keys with a name (kind topk, batchtopk, matryoshka_batchtopk or jumprelu)
+POINTS = [dict(name='topk_2048_k10', kind='topk', n_features=2048, k=10),
+          dict(name='topk_2048_k20', kind='topk', n_features=2048, k=20),
+          dict(name='topk_2048_k40', kind='topk', n_features=2048, k=40),
+          dict(name='batchtopk_2048_k20', kind='batchtopk', n_features=2048, k=20)]
 QUICK = dict(max_steps=200, final_eval_contexts=64)  # --quick=True: a smoke run of every point in a few minutes
 
 
@@ -321,7 +323,9 @@ def run_saelens_point(c: dict, python: str, point: dict, evaluation: Evaluation,
         return done
     spec = saelens_spec(c, point, evaluation.store.d, out)
     print(f"SAELens: training {point['name']} ({c['max_steps']} steps)")
+    load = os.getloadavg()[0]
     t = run_child(python, 'train', spec, c['threads'])
+    load = [round(load, 2), round(os.getloadavg()[0], 2)]
     r = evaluation(load_saelens(out))
     steps = t['steps']
     m = {k: v for k, v in r.items() if k != 'density'}
@@ -331,41 +335,70 @@ def run_saelens_point(c: dict, python: str, point: dict, evaluation: Evaluation,
              config={**c, **point_recipe(c, point), 'points': None, 'name': point['name'],
                      'n_features': point['n_features'], 'kind': point['kind']},
              saelens_training={k: v for k, v in t.items() if k != 'saelens_version'},
+             load_avg=load,
              density=[round(v, 8) for v in r['density'].tolist()])
     atomic_write_json(os.path.join(out, 'metrics.json'), m)
     return m
 
 
-def ours_metrics(c: dict, sweep_dir: str) -> dict[str, tuple[dict, str]]:
-    """name -> (our metrics.json, where it came from): the demo sweep's when trained on this budget, else the
-    bench's own train_sae.py run (trained now if missing)."""
-    found, missing = {}, []
+def ours_metrics(c: dict, sweep_dir: str) -> dict[str, dict]:
+    """name -> our metrics.json of each point, trained now by train_sae.py (one run per point) unless done at this
+    budget in <sweep_dir>/saelens/ours/."""
+    root, found = os.path.join(sweep_dir, 'saelens', 'ours'), {}
     for point in c['points']:
-        m = read_metrics(os.path.join(sweep_dir, point['name'], 'metrics.json'))
-        if m is not None and same_budget(m, c):
-            found[point['name']] = (m, 'the sweep')
-        else:
-            missing.append(point)
-    root = os.path.join(sweep_dir, 'saelens', 'ours')
-    todo = [p for p in missing if not same_budget(read_metrics(os.path.join(root, 'sweep', p['name'], 'metrics.json'))
-                                                  or {'steps': -1, 'config': {}}, c)]
-    if todo:
-        train_ours(c, todo, root)
-    for point in missing:
-        found[point['name']] = (read_metrics(os.path.join(root, 'sweep', point['name'], 'metrics.json')), 'this run')
+        path = os.path.join(root, 'sweep', point['name'], 'metrics.json')
+        if not same_budget(read_metrics(path) or {'steps': -1, 'config': {}}, c):
+            load = os.getloadavg()[0]
+            train_ours(c, [point], root)
+            add_load_(path, load)
+        found[point['name']] = read_metrics(path)
     return found
 
 
-def side_by_side(c: dict, ours: dict, theirs: dict) -> str:
-    """The table: per point ours vs SAELens (L0, FVU, loss recovered, dead %, seconds per step)."""
-    lines = ['| point | L0 ours / SAELens | FVU ours / SAELens | loss rec. ours / SAELens | dead % ours / SAELens '
-             '| s/step ours / SAELens | ours from |', '| --- | ---: | ---: | ---: | ---: | ---: | --- |']
+def add_load_(path: str, load_before: float) -> None:
+    """Record in the metrics.json at path the machine's 1-minute load average when its training began and now."""
+    from monosemanticity.common import atomic_write_json
+    m = read_metrics(path)
+    m['load_avg'] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    atomic_write_json(path, m)
+
+
+def seconds_per_step(m: dict) -> float:
+    return m['train_seconds_this_run'] / max(m['steps'], 1)
+
+
+def side_by_side_record(c: dict, ours: dict, theirs: dict) -> dict:
+    """What side_by_side.json holds: the budget, the machine, and per point both sides' numbers."""
+    import platform
+    import torch
+    keys = ('l0', 'fvu', 'loss_recovered', 'loss_recovered_mean_abl', 'alive_frac', 'train_seconds_this_run',
+            'steps', 'load_avg')
+    points = []
     for p in c['points']:
-        (a, where), b = ours[p['name']], theirs[p['name']]
-        sps = [m['train_seconds_this_run'] / max(m['steps'], 1) for m in (a, b)]
+        a, b = ours[p['name']], theirs[p['name']]
+        points.append({**p, 'ours': {k: a.get(k) for k in keys} | {'s_per_step': seconds_per_step(a)},
+                       'saelens': {k: b.get(k) for k in keys} | {'s_per_step': seconds_per_step(b)},
+                       'saelens_over_ours': seconds_per_step(b) / max(seconds_per_step(a), 1e-12)})
+    return {'max_steps': c['max_steps'], 'batch_size': c['batch_size'], 'autocast_dtype': c['autocast_dtype'],
+            'lr': c['lr'], 'auxk_dead_tokens': c['auxk_dead_tokens'], 'threads': c['threads'],
+            'eval_tokens': ours[c['points'][0]['name']]['eval_tokens'], 'cpus': os.cpu_count(),
+            'machine': platform.processor() or platform.machine(), 'torch': torch.__version__,
+            'saelens_version': theirs[c['points'][0]['name']].get('saelens_version'),
+            'date': time.strftime('%Y-%m-%d'), 'points': points}
+
+
+def side_by_side(record: dict) -> str:
+    """side_by_side.json as a Markdown table (bench/saelens.py prints it, make readme puts it in the README)."""
+    lines = ['| point | L0 ours / SAELens | FVU ours / SAELens | loss recovered ours / SAELens | dead ours / SAELens '
+             '| s/step ours / SAELens | SAELens / ours | load (1 min) ours; SAELens |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
+    for p in record['points']:
+        a, b = p['ours'], p['saelens']
+        load = '; '.join('→'.join(f"{v:.1f}" for v in m['load_avg']) if m.get('load_avg') else '?' for m in (a, b))
         lines.append(f"| {p['name']} | {a['l0']:.1f} / {b['l0']:.1f} | {a['fvu']:.4f} / {b['fvu']:.4f} | "
-                     f"{a['loss_recovered']:.4f} / {b['loss_recovered']:.4f} | {100 * (1 - a['alive_frac']):.1f} / "
-                     f"{100 * (1 - b['alive_frac']):.1f} | {sps[0]:.4f} / {sps[1]:.4f} | {where} |")
+                     f"{a['loss_recovered']:.4f} / {b['loss_recovered']:.4f} | {1 - a['alive_frac']:.1%} / "
+                     f"{1 - b['alive_frac']:.1%} | {a['s_per_step']:.4f} / {b['s_per_step']:.4f} | "
+                     f"{p['saelens_over_ours']:.2f}x | {load} |")
     return '\n'.join(lines)
 
 
@@ -373,7 +406,7 @@ def main(argv: list[str]) -> None:
     """Config, SAELens found (else skip), ours, SAELens's, the Pareto report, the table."""
     sys.path.insert(0, REPO)
     from autoencoder import RECIPES
-    from monosemanticity.common import exit_on_user_error
+    from monosemanticity.common import atomic_write_json, exit_on_user_error
     from monosemanticity.sweep import pareto_record, pareto_table, saelens_records, write_pareto
     exit_on_user_error()
     c = parse_config(argv)
@@ -386,12 +419,13 @@ def main(argv: list[str]) -> None:
     ours = ours_metrics(c, sweep_dir)
     evaluation = Evaluation(c)
     theirs = {p['name']: run_saelens_point(c, python, p, evaluation, sweep_dir) for p in c['points']}
-    extra = [pareto_record(name, m, RECIPES) for name, (m, where) in ours.items() if where == 'this run']
+    extra = [pareto_record(name, m, RECIPES) for name, m in ours.items()]
     records = write_pareto(sweep_dir, RECIPES, extra=extra + saelens_records(sweep_dir, RECIPES))
     print(pareto_table(records))
-    print(f"wrote {sweep_dir}/pareto.json and pareto.png, SAELens's SAEs in {sweep_dir}/saelens/")
-    print(side_by_side(c, ours, theirs))
-
+    record = side_by_side_record(c, ours, theirs)
+    atomic_write_json(os.path.join(sweep_dir, 'saelens', 'side_by_side.json'), record)
+    print(f"wrote {sweep_dir}/pareto.json and pareto.png, SAELens's SAEs and side_by_side.json in {sweep_dir}/saelens/")
+    print(side_by_side(record))
 
 if __name__ == '__main__':
     if sys.argv[1:2] == ['--child']:

@@ -147,3 +147,9 @@ def test_bench_trains_both_and_evaluates_alike(tmp_path):
     again = evaluation(load_saelens(ours_dir))
     for key in ('l0', 'fvu', 'loss_recovered', 'loss_recovered_mean_abl', 'kl_spliced', 'alive_frac', 'ce_clean'):
         assert again[key] == pytest.approx(ours[key], rel=1e-5, abs=1e-7), key
+    table = json.loads(open(os.path.join(out, 'sweep', 'saelens', 'side_by_side.json')).read())
+    assert [p['name'] for p in table['points']] == ['topk_64_k4', 'jumprelu_64']
+    point = table['points'][0]
+    assert point['ours']['fvu'] == ours['fvu'] and point['saelens']['fvu'] == m['fvu']
+    assert point['saelens_over_ours'] == pytest.approx(point['saelens']['s_per_step'] / point['ours']['s_per_step'])
+    assert len(point['ours']['load_avg']) == len(point['saelens']['load_avg']) == 2

@@ -9,7 +9,9 @@ assets/pareto.png, two feature families chosen by split_score below, and screens
 After `make analysis` also the analysis block (`analysis`, docs/findings.md): the features-vs-neurons and
 universality tables of out/demo/analysis/report.json, its plots (assets/interpretability.png,
 assets/universality.png), the explanations at a few quantiles of F1, and a feature page showing its explanation
-(assets/analysis_feature.png). Links in a block are relative to the file that holds it.
+(assets/analysis_feature.png).
+After `python -m bench.saelens` also the SAELens block (`saelens`, README.md): its table of ours vs SAELens
+(out/demo/sweep/saelens/side_by_side.json). Links in a block are relative to the file that holds it.
 
     python tools/readme_assets.py [--out_dir=out/demo] [--feature=ID]      (or: make readme)
 """
@@ -25,6 +27,7 @@ from monosemanticity.common import REPO_ROOT, atomic_write_bytes, die, read_site
 from monosemanticity.families import SCORE_KEYS  # noqa: E402
 from configurator import configure  # noqa: E402
 from tools.guards import markdown  # noqa: E402
+from bench.saelens import side_by_side  # noqa: E402
 
 out_dir = 'out/demo'  # the run folder
 feature = 0  # the feature page to show
@@ -54,8 +57,9 @@ screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'a
 
 
 
-BLOCK_FILES = {'results': 'README.md', 'sweep': 'docs/sweeps.md', 'analysis': 'docs/findings.md',
-               'guards': 'docs/guards.md'}  # each generated block and the file (in the repo) that holds it
+# each generated block and the file (in the repo) that holds it
+BLOCK_FILES = {'results': 'README.md', 'saelens': 'README.md', 'sweep': 'docs/sweeps.md',
+               'analysis': 'docs/findings.md', 'guards': 'docs/guards.md'}
 
 
 def link(path: str, name: str) -> str:
@@ -257,6 +261,23 @@ def analysis_block(out_dir: str) -> str | None:
     return '\n'.join(parts)
 
 
+def saelens_block(path: str) -> str | None:
+    """bench/saelens.py's side_by_side.json as the README's table, with the budget, the machine and its load."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        r = json.load(f)
+    ratios = [p['saelens_over_ours'] for p in r['points']]
+    return (f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->\n"
+            f"Measured {r['date']} on {r['cpus']} CPU cores ({r['threads']} threads each side), torch {r['torch']}, "
+            f"SAELens {r['saelens_version']}: {r['max_steps']:,} steps of {r['batch_size']:,} rows, "
+            f"{r['autocast_dtype']}, lr {r['lr']:g}, dead after {r['auxk_dead_tokens']:,} silent tokens; metrics on "
+            f"{r['eval_tokens']:,} val tokens. Seconds per step count the training steps alone (data reading "
+            f"excluded); SAELens / ours is their ratio ({min(ratios):.2f}x to {max(ratios):.2f}x). The load column "
+            f"is the machine's 1-minute load average when each training began → ended (2 cores: ~2 means busy with "
+            f"the bench alone).\n\n{side_by_side(r)}")
+
+
 note = f"<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->"
 replace_block('results', f"{note}\n{results_table(out_dir)}\n\nThe feature shown below is #{feature}.")
 replace_block('guards', '<!-- written from tools/guards.py by make readme: do not edit by hand -->\n'
@@ -266,6 +287,12 @@ if block is None:
     print(f"no finished sweep site in {out_dir}/sweep (make sweep): {BLOCK_FILES['sweep']}'s block is left as it is")
 else:
     replace_block('sweep', block)
+block = saelens_block(os.path.join(out_dir, 'sweep', 'saelens', 'side_by_side.json'))
+if block is None:
+    print(f"no {out_dir}/sweep/saelens/side_by_side.json (python -m bench.saelens): README.md's saelens block is left "
+          f"as it is")
+else:
+    replace_block('saelens', block)
 block = analysis_block(out_dir)
 if block is None:
     print(f"no complete {out_dir}/analysis/report.json (make analysis): {BLOCK_FILES['analysis']}'s block is left "
