@@ -51,6 +51,8 @@ kind = 'anthropic2023'  # 'anthropic2023' (the paper, the seed), 'april2024', 't
 n_features = 4096  # dictionary size
 normalize = 'none'  # 'layer_norm': per-token normalised inputs (openai/sparse_autoencoder's LN), any kind
 weight_init = 'paper'  # 'paper': each kind's published initialisation; 'tied': the 2024 tied start for any kind
+k_aux = 0  # the TopK family's AuxK: dead latents it decodes; 0 = the kind's authors' (topk d_in/2, others 512)
+aux_coeff = 1 / 32  # the TopK family's AuxK weight (Gao et al. 2024 and the BatchTopK authors: 1/32)
 # each kind's own keys (topk: k, auxk_dead_tokens; batchtopk: topk_threshold_lr; jumprelu: jumprelu_bandwidth, ...):
 # declared with their kind in autoencoder.py, its Params (default and meaning of each); --help lists them
 globals().update(kind_params())
@@ -203,6 +205,7 @@ def build(m: Member) -> torch.Tensor | None:
     torch.set_rng_state(init_rng)
     m.sae = sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=c['n_features'], kind=c['kind'],
                                               normalize=c['normalize'], weight_init=c['weight_init'],
+                                              k_aux=c['k_aux'], aux_coeff=c['aux_coeff'],
                                               **{key: c[key] for key in kind_params()}),
                                     device=device)
     m.recipe = make_recipe(c)

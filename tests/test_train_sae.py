@@ -158,8 +158,10 @@ def test_initialisation_of_a_run(harvested, tmp_path, kind, normalize, init):
     MSE normaliser."""
     out = copy_run(harvested, tmp_path / 'run')
     run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', f'--normalize={normalize}', '--k=8',
-               f'--weight_init={init}', '--max_steps=0', *SAE_ARGS)
-    sd = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)['sae']
+               f'--weight_init={init}', '--max_steps=0', '--aux_coeff=0.25', '--k_aux=3', *SAE_ARGS)
+    ckpt = torch.load(os.path.join(out, 'sae', 'ckpt.pt'), weights_only=True)
+    assert (ckpt['sae_config']['aux_coeff'], ckpt['sae_config']['k_aux']) == (0.25, 3)  # train_sae.py's AuxK keys
+    sd = ckpt['sae']
     rows = ActivationStore(os.path.join(out, 'activations')).sample(1000, seed=0).double()  # seed·7919 + 0
     if normalize == 'layer_norm':
         rows = (rows - rows.mean(1, keepdim=True)) / ((rows - rows.mean(1, keepdim=True)).std(1, keepdim=True) + 1e-5)
