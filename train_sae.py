@@ -33,7 +33,7 @@ from monosemanticity.common import (PTDTYPE, atomic_write_json, data_dir_of, ddp
                                     max_rank_divergence, next_command, print0, progress, rng_state, save_checkpoint,
                                     set_rng_state, token_memmap, token_windows)
 from model import load_gpt, parse_site, site_name
-from monosemanticity.metrics import evaluate_sae
+from monosemanticity.metrics import evaluate_saes
 from monosemanticity.sweep import Member, pareto_table, plan_sweep, write_pareto
 from configurator import configure
 
@@ -256,11 +256,12 @@ cdt = None if autocast_dtype == 'float32' else PTDTYPE[autocast_dtype]
 
 
 # ----------------------------------------------------------------------------- evaluation
-ablation_ce: dict[int, dict] = {}  # n_contexts -> evaluate_sae's zero/mean-ablation CE sums per batch (SAE-free)
+ablation_ce: dict[int, dict] = {}  # n_contexts -> evaluate_saes' zero/mean-ablation CE sums per batch (SAE-free)
 
 
-def evaluate(m: Member, n_contexts: int) -> dict:
-    """evaluate_sae on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
+def evaluate(ms: list[Member], n_contexts: int) -> list[dict]:
+    """The metrics of the SAEs of ms, evaluated together (evaluate_saes: each batch's clean and ablated passes once
+    for all of them) on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
     val = token_memmap(data_dir, 'val', data_meta['dtype'])
     T = min(context_length, len(val) - 1)
     n_contexts = max(1, min(n_contexts, (len(val) - 1) // T))
@@ -273,15 +274,21 @@ def evaluate(m: Member, n_contexts: int) -> dict:
             yield idx[:, :-1], idx[:, 1:]
 
     cache = ablation_ce.setdefault(n_contexts, {})  # the same contexts at every eval: ablation CEs computed once
-    return {**evaluate_sae(m.sae, gpt, site, batches(), data_mean, cache), 'eval_contexts': n_contexts}
+    results = evaluate_saes([m.sae for m in ms], gpt, site, batches(), data_mean, cache)
+    return [{**r, 'eval_contexts': n_contexts} for r in results]
+
+
+def nonfinite_weights(m: Member) -> dict[str, int]:
+    """The SAE tensors of m holding NaN/inf: name -> how many such values."""
+    return {name: int((~torch.isfinite(t)).sum()) for name, t in [*m.sae.named_parameters(), *m.sae.named_buffers()]
+            if t.is_floating_point() and not torch.isfinite(t).all()}
 
 
 def check_finite_weights(m: Member, where: str) -> None:
     """Stop with one line if any SAE tensor holds NaN/inf (nothing is saved from such a model)."""
-    for name, t in [*m.sae.named_parameters(), *m.sae.named_buffers()]:
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            die(f"{where}: {tag(m)}the SAE's {name} holds {int((~torch.isfinite(t)).sum())} non-finite values; "
-                f"nothing was saved (lower --lr, or check the activations)")
+    for name, n_bad in nonfinite_weights(m).items():
+        die(f"{where}: {tag(m)}the SAE's {name} holds {n_bad} non-finite values; "
+            f"nothing was saved (lower --lr, or check the activations)")
 
 
 def save(m: Member, final: bool = False) -> None:
@@ -366,7 +373,7 @@ def log_eval(m: Member, r: dict) -> None:
 
 
 def train_member_step(m: Member, x: torch.Tensor) -> None:
-    """One step of m on the batch x (B, d), then its logging, checkpoint and evaluation as their intervals say."""
+    """One step of m on the batch x (B, d), then its logging and checkpoint as their intervals say."""
     t0 = time.perf_counter()
     stats = train_step_(m.sae, m.opt, x, m.step, m.recipe, cdt, want_l0=(m.step + 1) % log_interval == 0,
                         sparse=sparse_topk)
@@ -377,8 +384,6 @@ def train_member_step(m: Member, x: torch.Tensor) -> None:
         log_train(m, stats)
     if m.step % ckpt_interval == 0 and m.step < max_steps:
         save(m)
-    if m.step % eval_interval == 0 and m.step < max_steps:
-        log_eval(m, evaluate(m, eval_contexts))
 
 
 def announce(m: Member) -> None:
@@ -401,10 +406,10 @@ def announce(m: Member) -> None:
 
 
 # ----------------------------------------------------------------------------- final evaluation and outputs
-def finish(m: Member, elapsed: float) -> None:
-    """m's final evaluation, then its complete checkpoint, SAELens export and metrics.json (written last)."""
+def finish(m: Member, r: dict | None, elapsed: float) -> None:
+    """After m's final evaluation r (None if its weights are not finite: the run stops here, naming it), its
+    complete checkpoint, SAELens export and metrics.json (written last)."""
     check_finite_weights(m, 'after training')
-    r = evaluate(m, final_eval_contexts)
     bad = [k_ for k_ in ('mse', 'fvu', 'l0', 'ce_clean', 'ce_spliced', 'kl_spliced') if not np.isfinite(r[k_])]
     if bad:
         die(f"{tag(m)}the final evaluation gave non-finite {', '.join(bad)}: nothing written (check the transformer)")
@@ -454,6 +459,9 @@ while step < max_steps:
     for m in active:
         train_member_step(m, x)
     step += 1
+    if step % eval_interval == 0 and step < max_steps:  # the SAEs of this step evaluated together
+        for m, r in zip(active, evaluate(active, eval_contexts)):
+            log_eval(m, r)
     bar.update(1)
     if sweep and step % log_interval == 0 and master:
         bar.set_postfix(saes=len(active), tok_s=f'{tokens_per_s():,.0f}', refresh=False)
@@ -462,8 +470,12 @@ elapsed = time.time() - t_start
 if sweep and members:
     print0(f"sweep: {len(members)} SAEs, {step - step_start} steps of the stream in {elapsed:.1f}s, "
            f"{sum(m.seconds for m in members):.1f}s of it in their training steps")
+# one final evaluation for every SAE trained to the end (an SAE whose weights are not finite stops the run at its turn,
+# after the SAEs before it are written, as a run of them one by one would)
+finishing = [m for m in members if not nonfinite_weights(m)]
+final = dict(zip((m.name for m in finishing), evaluate(finishing, final_eval_contexts)))
 for m in members:
-    finish(m, elapsed)
+    finish(m, final.get(m.name), elapsed)
     if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
         print0(f"{tag(m)}ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(m.sae):g}")
     if m.run is not None:

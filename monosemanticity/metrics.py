@@ -1,8 +1,11 @@
 """
 Metrics of a sparse autoencoder: reconstruction and sparsity over a window of activation rows
-(MetricsAccumulator), and the same spliced into the transformer (evaluate_sae: CE losses, loss recovered, KL).
+(MetricsAccumulator), and the same spliced into the transformer (evaluate_saes / evaluate_sae: CE losses, loss
+recovered, KL; the passes that do not depend on the SAE run once for all the SAEs evaluated together).
 One definition for train_sae.py's logs and metrics.json and the interface.
 """
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
@@ -75,10 +78,24 @@ class MetricsAccumulator:
 
 # ----------------------------------------------------------------------------- evaluation in the model
 
+def splice(sae: SparseAutoencoder, acc: MetricsAccumulator) -> Callable[[Tensor], Tensor]:
+    """The site's replacement in GPT.run: h (B, T, d) -> the SAE's reconstruction of it; acc takes the batch's
+    reconstruction metrics."""
+    def reconstruct(h: Tensor) -> Tensor:
+        x = h.reshape(-1, h.shape[-1]).float()  # (B*T, d)
+        x_hat, f = sae(x)
+        acc.update(x, x_hat, f)
+        return x_hat.view_as(h).to(h.dtype)
+    return reconstruct
+
+
 @torch.no_grad()
-def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, data_mean: Tensor,
-                 ablation_ce: dict | None = None) -> dict:
-    """Every metric of an SAE spliced into a transformer, over token batches (x, y) each (B, T).
+def evaluate_saes(saes: list[SparseAutoencoder], gpt: nn.Module, site: str, batches, data_mean: Tensor,
+                  ablation_ce: dict | None = None) -> list[dict]:
+    """Every metric of each SAE spliced into a transformer, over token batches (x, y) each (B, T), in one pass over
+    the batches: each batch's clean forward (and its zero- and mean-ablation forwards) runs once for every SAE, and
+    each SAE adds its spliced forward. Each SAE's metrics are bitwise those of evaluate_sae on it alone: the same
+    ops on the same inputs, summed in the same order. One batch's clean log-probs are held at a time.
 
     gpt.run(x, y, replace=..., reduction='none') (model.GPT.run) gives per-token CE with the site replaced by the
     SAE's reconstruction, by zeros and by data_mean (d,), next to the clean CE. The reconstruction metrics of
@@ -87,28 +104,23 @@ def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, dat
     tokens of KL(clean || spliced) next-token distributions.
     ablation_ce: a dict kept by the caller for one fixed sequence of batches (and data_mean): the zero- and
     mean-ablation CE sums of batch i are computed once into it and read back by later calls (they do not depend
-    on the SAE), which saves two of the four forward passes per batch in periodic and sweep evaluations.
+    on the SAE), which saves two forward passes per batch in periodic evaluations.
     """
-    acc = MetricsAccumulator(sae.cfg.n_features)
-    ce = {'clean': 0.0, 'spliced': 0.0, 'zero': 0.0, 'mean': 0.0}
-    kl, n_tok = 0.0, 0
-    was_training = sae.training
-    sae.eval()
-
-    def spliced(h: Tensor) -> Tensor:
-        x = h.reshape(-1, h.shape[-1]).float()  # (B*T, d)
-        x_hat, f = sae(x)
-        acc.update(x, x_hat, f)
-        return x_hat.view_as(h).to(h.dtype)
-
+    if not saes:
+        return []
+    accs = [MetricsAccumulator(sae.cfg.n_features) for sae in saes]
+    ce = {'clean': 0.0, 'zero': 0.0, 'mean': 0.0}  # shared by the SAEs
+    ce_spliced, kl, n_tok = [0.0] * len(saes), [0.0] * len(saes), 0
+    was_training = [sae.training for sae in saes]
+    for sae in saes:
+        sae.eval()
     ablation_ce = {} if ablation_ce is None else ablation_ce
     for i, (x, y) in enumerate(batches):
-        logits, loss, _ = gpt.run(x, y, reduction='none')
-        logits_s, loss_s, _ = gpt.run(x, y, replace={site: spliced}, reduction='none')
-        logp, logp_s = torch.log_softmax(logits.float(), -1), torch.log_softmax(logits_s.float(), -1)
-        kl += (logp.exp() * (logp - logp_s)).sum().item()
+        logits, loss, _ = gpt.run(x, y, reduction='none')  # the clean pass, once for every SAE
+        logp = torch.log_softmax(logits.float(), -1)  # (B, T, V)
+        p = logp.exp()  # (B, T, V)
+        del logits
         ce['clean'] += loss.sum().item()
-        ce['spliced'] += loss_s.sum().item()
         if i not in ablation_ce:
             ablation_ce[i] = (
                 gpt.run(x, y, replace={site: torch.zeros_like}, reduction='none')[1].sum().item(),
@@ -116,16 +128,35 @@ def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, dat
                         reduction='none')[1].sum().item())
         ce['zero'] += ablation_ce[i][0]
         ce['mean'] += ablation_ce[i][1]
+        for j, sae in enumerate(saes):
+            logits_s, loss_s, _ = gpt.run(x, y, replace={site: splice(sae, accs[j])}, reduction='none')
+            logp_s = torch.log_softmax(logits_s.float(), -1)  # (B, T, V)
+            kl[j] += (p * (logp - logp_s)).sum().item()
+            ce_spliced[j] += loss_s.sum().item()
+            del logits_s, logp_s
         n_tok += y.numel()
-    sae.train(was_training)
+    for sae, mode in zip(saes, was_training):
+        sae.train(mode)
+    return [splice_metrics(acc, {**ce, 'spliced': s}, k, n_tok) for acc, s, k in zip(accs, ce_spliced, kl)]
+
+
+def evaluate_sae(sae: SparseAutoencoder, gpt: nn.Module, site: str, batches, data_mean: Tensor,
+                 ablation_ce: dict | None = None) -> dict:
+    """Every metric of one SAE spliced into a transformer: evaluate_saes of it alone."""
+    return evaluate_saes([sae], gpt, site, batches, data_mean, ablation_ce)[0]
+
+
+def splice_metrics(acc: MetricsAccumulator, ce_sums: dict[str, float], kl_sum: float, n_tok: int) -> dict:
+    """The metrics dict of one SAE from its accumulator and its sums over n_tok tokens: CE sums (clean, spliced, zero,
+    mean) and the KL sum."""
     m = acc.compute()
-    ce = {k: v / max(n_tok, 1) for k, v in ce.items()}
+    ce = {k: v / max(n_tok, 1) for k, v in ce_sums.items()}
 
     def ratio(a: float, b: float) -> float:
         return a / b if b != 0 else float('nan')
 
     m.update(ce_clean=ce['clean'], ce_spliced=ce['spliced'], ce_zero_ablation=ce['zero'],
-             ce_mean_ablation=ce['mean'], kl_spliced=kl / max(n_tok, 1),
+             ce_mean_ablation=ce['mean'], kl_spliced=kl_sum / max(n_tok, 1),
              loss_recovered=ratio(ce['zero'] - ce['spliced'], ce['zero'] - ce['clean']),
              loss_recovered_mean_abl=ratio(ce['mean'] - ce['spliced'], ce['mean'] - ce['clean']),
              eval_tokens=n_tok, alive_frac=1.0 - m['dead_frac'])

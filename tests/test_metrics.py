@@ -307,3 +307,28 @@ def test_ablation_ces_computed_once_per_cache(harvested):
     for key in ('ce_zero_ablation', 'ce_mean_ablation', 'loss_recovered', 'loss_recovered_mean_abl', 'ce_spliced'):
         assert cached[key] == fresh[key], key
     assert first['ce_zero_ablation'] == cached['ce_zero_ablation']
+
+
+def test_saes_evaluated_together_get_their_lone_metrics_bitwise(harvested):
+    """evaluate_saes of several SAEs (three kinds, batchtopk in its inference mode) gives each exactly evaluate_sae's
+    metrics of it alone, with one clean forward per batch for all of them (and the two ablations), one spliced
+    forward per SAE; each SAE's training mode is restored."""
+    from autoencoder import SAEConfig, SparseAutoencoder
+    from monosemanticity.metrics import evaluate_sae, evaluate_saes
+    gpt = load_gpt(torch.load(os.path.join(harvested, 'transformer', 'ckpt.pt'), weights_only=True), 'cpu')
+    torch.manual_seed(0)
+    saes = [SparseAutoencoder(SAEConfig(d_in=32, n_features=64, kind=kind, k=4))
+            for kind in ('topk', 'anthropic2023', 'batchtopk')]
+    saes[2].threshold.fill_(0.05)
+    saes[1].eval()
+    site, mean, n_ctx = 'blocks.0.mlp_hidden', torch.full((32,), 0.1), 3000  # 3 batches of EVAL_BATCH contexts
+    alone = [evaluate_sae(sae, gpt, site, eval_batches(harvested, n_ctx), mean) for sae in saes]
+    calls, run = [], gpt.run
+    gpt.run = lambda *a, **k: calls.append('replaced' if k.get('replace') else 'clean') or run(*a, **k)
+    together = evaluate_saes(saes, gpt, site, eval_batches(harvested, n_ctx), mean)
+    assert calls.count('clean') == 3 and calls.count('replaced') == 3 * (len(saes) + 2)
+    assert [sae.training for sae in saes] == [True, False, True]
+    for a, b in zip(alone, together):
+        assert torch.equal(a.pop('density'), b.pop('density')) and a == b
+    assert len({r['ce_spliced'] for r in together}) == 3 and alone[0]['eval_tokens'] == n_ctx * T
+    assert evaluate_saes([], gpt, site, eval_batches(harvested, n_ctx), mean) == []
