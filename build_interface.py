@@ -29,7 +29,9 @@ absent, older than an SAE, or linked with other family_link / family_threshold /
 family_contexts / split / seed.
 
 All statistics are computed for all features at once, in streaming passes over n_contexts contexts
-(RAM does not grow with n_contexts; nothing of size n_tokens x n_features is kept):
+(RAM does not grow with n_contexts; nothing of size n_tokens x n_features is kept). A sweep's SAEs share them: each
+batch of contexts goes through the transformer once per pass and feeds every SAE's statistics (one SAE is a sweep of
+one: a member's site is, file for file, its SAE's site built alone plus its relatives):
   pass 1  density, max/mean activation, top_k contexts per feature (one example per context), the tokens each
           feature fires on, co-activation counts (first coact_tokens tokens), the final residual's scale
   pass 2  activation histograms and the n_intervals equal-width intervals of (0, max]: their share of the

@@ -1,13 +1,15 @@
 """
 The feature browser's statistics of every feature at once, in streaming passes over the contexts (RAM does not grow
-with their number; nothing of size n_tokens x n_features is kept):
+with their number; nothing of size n_tokens x n_features is kept). Each pass of an SAE is an object fed one batch of
+contexts at a time (add_: the batch, as runs.run_batches ran it through the transformer, and the SAE's features of
+it), so that one forward pass per batch feeds every SAE of a sweep (site.py):
   pass 1  density, max/mean activation, top_k contexts per feature (one example per context), the tokens each
           feature fires on (TokenCounts), co-activation counts (CoactCounts, first coact_tokens tokens), the final
           residual's scale
   pass 2  activation histograms and the n_intervals equal-width intervals of (0, max]: their share of the
           activations and interval_samples random examples each (one per context)
-  then    the shown windows (select_windows; pass 3 is logit_effects.pass3_windows), decoder-cosine and
-          co-activation neighbours, the tokens each feature fires on most, example texts.
+  then    the shown windows (select_windows; pass 3 is logit_effects.Pass3Windows), decoder-cosine and
+          co-activation neighbours, the tokens each feature fires on most, the features of the example texts.
 The (F, V) token counts and (F, F) co-activation counts are dense while they fit in dense_mb, else exact and sparse.
 """
 import math
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from monosemanticity.runs import Contexts, Inputs, TokenFile, encode_contexts, pick_chunks
+from monosemanticity.runs import Batch, Contexts, Inputs, TokenFile, pick_chunks
 
 HIST_BINS = 40  # bins of the activation and logit-weight histograms
 N_NEIGHBOURS = 10  # decoder-cosine and co-activation neighbours per feature
@@ -41,47 +43,60 @@ class Pass1(NamedTuple):
     ln_scale: float  # E[1/σ] of the final residual (σ: its LayerNorm's standard deviation per token)
 
 
-def pass1_statistics(inputs: Inputs, contexts: Contexts, top_k: int, coact_tokens: int,
-                     dense_mb: float = 256) -> Pass1:
-    """Pass 1 over the contexts, one forward pass per batch; the running top-k keeps one example per context.
-    The (F, V) token and (F, F) co-firing counts are dense matrices when each fits in dense_mb MB, else sparse."""
-    n_feat, V, T = len(inputs.W_dec), inputs.model.config.vocab_size, contexts.length
-    dev = inputs.W_dec.device
-    n_fire = torch.zeros(n_feat, dtype=torch.long, device=dev)
-    act_sum = torch.zeros(n_feat, dtype=torch.float64, device=dev)
-    act_max = torch.zeros(n_feat, device=dev)
-    top_act = torch.zeros(top_k, n_feat, device=dev)
-    top_ctx = torch.full((top_k, n_feat), -1, dtype=torch.long, device=dev)
-    top_pos = torch.zeros(top_k, n_feat, dtype=torch.long, device=dev)
-    token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)
-    coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)
-    coact_limit = contexts.n_tokens if coact_tokens <= 0 else min(coact_tokens, contexts.n_tokens)
-    coact_seen, inv_sigma_sum = 0, 0.0
-    for b0, b1 in contexts.bar('pass 1/3: density, top-k'):
-        tokens = contexts.read(b0, b1)
+class EveryBatch:
+    """A pass that reads every batch of its contexts (pass 3 reads only those holding its windows)."""
+
+    def wants(self, b0: int, b1: int) -> bool:
+        return True
+
+
+class Pass1Counts(EveryBatch):
+    """Pass 1 of one SAE, fed a batch of contexts at a time (add_), read once every batch is in (result). The running
+    top-k keeps one example per context. The (F, V) token and (F, F) co-firing counts are dense matrices when each
+    fits in dense_mb MB, else sparse."""
+
+    def __init__(self, inputs: Inputs, contexts: Contexts, top_k: int, coact_tokens: int, dense_mb: float = 256):
+        n_feat, V, dev = len(inputs.W_dec), inputs.model.config.vocab_size, inputs.W_dec.device
+        self.final_site, self.T, self.n_tokens = inputs.final_site, contexts.length, contexts.n_tokens
+        self.n_fire = torch.zeros(n_feat, dtype=torch.long, device=dev)
+        self.act_sum = torch.zeros(n_feat, dtype=torch.float64, device=dev)
+        self.act_max = torch.zeros(n_feat, device=dev)
+        self.top_act = torch.zeros(top_k, n_feat, device=dev)
+        self.top_ctx = torch.full((top_k, n_feat), -1, dtype=torch.long, device=dev)
+        self.top_pos = torch.zeros(top_k, n_feat, dtype=torch.long, device=dev)
+        self.token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)
+        self.coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)
+        self.coact_limit = contexts.n_tokens if coact_tokens <= 0 else min(coact_tokens, contexts.n_tokens)
+        self.coact_seen, self.inv_sigma_sum = 0, 0.0
+
+    def add_(self, batch: Batch, f: torch.Tensor) -> None:
+        """The batch's features f (B*T, F) (and its final residual, captured in batch.acts)."""
+        (b0, b1), T, top_k, n_feat = (batch.b0, batch.b1), self.T, len(self.top_act), f.size(1)
         B = b1 - b0
-        f, r = encode_contexts(inputs, tokens)
         fire = f > 0  # (N, F)
         t_idx, feat = fire.nonzero().unbind(1)
-        n_fire += torch.bincount(feat, minlength=n_feat)
-        act_sum += f.sum(0).double()
-        torch.maximum(act_max, f.amax(0), out=act_max)
+        self.n_fire += torch.bincount(feat, minlength=n_feat)
+        self.act_sum += f.sum(0).double()
+        torch.maximum(self.act_max, f.amax(0), out=self.act_max)
         # top-k over contexts: each context's best token per feature, merged with the best so far
         ctx_max = f.view(B, T, n_feat).amax(1)  # (B, F)
-        top_act, i = torch.cat([top_act, ctx_max]).topk(top_k, dim=0)
-        top_ctx = torch.cat([top_ctx, torch.arange(b0, b1, device=dev)[:, None].expand(B, n_feat)]).gather(0, i)
-        top_pos = torch.cat([top_pos, torch.zeros_like(ctx_max, dtype=torch.long)]).gather(0, i)
+        self.top_act, i = torch.cat([self.top_act, ctx_max]).topk(top_k, dim=0)
+        self.top_ctx = torch.cat([self.top_ctx, torch.arange(b0, b1, device=f.device)[:, None].expand(B, n_feat)]
+                                 ).gather(0, i)
+        self.top_pos = torch.cat([self.top_pos, torch.zeros_like(ctx_max, dtype=torch.long)]).gather(0, i)
         rank, fk = (i >= top_k).nonzero().unbind(1)  # entries new from this batch: find their token
-        top_pos[rank, fk] = f.view(B, T, n_feat)[i[rank, fk] - top_k, :, fk].argmax(1)
-        token_counts.add_(feat, tokens[:, :-1].reshape(-1)[t_idx])
-        if coact_seen < coact_limit:
-            take = min(coact_limit - coact_seen, len(fire))
-            coact.add_(fire[:take], t_idx, feat, coact_seen)
-            coact_seen += take
-        inv_sigma_sum += (r.var(-1, unbiased=False) + 1e-5).rsqrt().sum().item()
-        del f, fire, t_idx, feat, ctx_max
-    return Pass1(n_fire, act_sum, act_max, top_act, top_ctx, top_pos, token_counts, coact,
-                 coact_seen, inv_sigma_sum / contexts.n_tokens)
+        self.top_pos[rank, fk] = f.view(B, T, n_feat)[i[rank, fk] - top_k, :, fk].argmax(1)
+        self.token_counts.add_(feat, batch.tokens[:, :-1].reshape(-1)[t_idx])
+        if self.coact_seen < self.coact_limit:
+            take = min(self.coact_limit - self.coact_seen, len(fire))
+            self.coact.add_(fire[:take], t_idx, feat, self.coact_seen)
+            self.coact_seen += take
+        r = batch.acts[self.final_site].float()  # (B, T, C)
+        self.inv_sigma_sum += (r.var(-1, unbiased=False) + 1e-5).rsqrt().sum().item()
+
+    def result(self) -> Pass1:
+        return Pass1(self.n_fire, self.act_sum, self.act_max, self.top_act, self.top_ctx, self.top_pos,
+                     self.token_counts, self.coact, self.coact_seen, self.inv_sigma_sum / self.n_tokens)
 
 
 def coact_counts(fire: torch.Tensor) -> torch.Tensor:
@@ -272,28 +287,36 @@ class Pass2(NamedTuple):
     samples: IntervalSamples | None  # bucket = feature * n_intervals + interval; None if interval_samples = 0
 
 
-def pass2_intervals(inputs: Inputs, contexts: Contexts, act_max: torch.Tensor, n_intervals: int, S: int,
-                    seed: int) -> Pass2:
-    """Pass 2 (needs pass 1's max): histograms, interval counts and S interval samples per (feature, interval)."""
-    n_feat, T, dev = len(act_max), contexts.length, act_max.device
-    hist = torch.zeros(n_feat * HIST_BINS, dtype=torch.long, device=dev)
-    interval_count = torch.zeros(n_feat * n_intervals, dtype=torch.long, device=dev)
-    samples = IntervalSamples.empty(n_feat * n_intervals, S, dev)
-    safe_max = act_max.clamp_min(1e-30)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    for b0, b1 in contexts.bar('pass 2/3: intervals'):
-        f, _ = encode_contexts(inputs, contexts.read(b0, b1))
+class Pass2Counts(EveryBatch):
+    """Pass 2 of one SAE (needs pass 1's max), fed a batch of contexts at a time (add_): histograms, interval counts
+    and S interval samples per (feature, interval); read once every batch is in (result)."""
+
+    def __init__(self, act_max: torch.Tensor, T: int, n_intervals: int, S: int, seed: int):
+        n_feat, dev = len(act_max), act_max.device
+        self.T, self.n_intervals, self.S = T, n_intervals, S
+        self.hist = torch.zeros(n_feat * HIST_BINS, dtype=torch.long, device=dev)
+        self.interval_count = torch.zeros(n_feat * n_intervals, dtype=torch.long, device=dev)
+        self.samples = IntervalSamples.empty(n_feat * n_intervals, S, dev)
+        self.safe_max = act_max.clamp_min(1e-30)
+        self.gen = torch.Generator(device=dev).manual_seed(seed)
+
+    def add_(self, batch: Batch, f: torch.Tensor) -> None:
+        """The batch's features f (B*T, F)."""
+        T, n_intervals, dev = self.T, self.n_intervals, f.device
         t_idx, feat = (f > 0).nonzero().unbind(1)
         act = f[t_idx, feat]
-        del f
-        rel = act / safe_max[feat]  # in (0, 1]
-        hist.index_add_(0, feat * HIST_BINS + (rel * HIST_BINS).long().clamp_(max=HIST_BINS - 1),
-                        torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
+        rel = act / self.safe_max[feat]  # in (0, 1]
+        self.hist.index_add_(0, feat * HIST_BINS + (rel * HIST_BINS).long().clamp_(max=HIST_BINS - 1),
+                             torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
         bucket = feat * n_intervals + (rel * n_intervals).long().clamp_(max=n_intervals - 1)  # interval j: [j, j+1)/n
-        interval_count.index_add_(0, bucket, torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
-        if S:
-            samples.offer_(bucket, b0 + t_idx // T, t_idx % T, act, (b0, b1), gen)
-    return Pass2(hist.view(n_feat, HIST_BINS), interval_count.view(n_feat, n_intervals), samples if S else None)
+        self.interval_count.index_add_(0, bucket, torch.ones(1, dtype=torch.long, device=dev).expand(len(act)))
+        if self.S:
+            self.samples.offer_(bucket, batch.b0 + t_idx // T, t_idx % T, act, (batch.b0, batch.b1), self.gen)
+
+    def result(self) -> Pass2:
+        n_feat = len(self.safe_max)
+        return Pass2(self.hist.view(n_feat, HIST_BINS), self.interval_count.view(n_feat, self.n_intervals),
+                     self.samples if self.S else None)
 
 
 # ---------------------------------------------------------------------------- the shown windows (pass 3: logit_effects)
@@ -392,20 +415,32 @@ class ExampleTexts(NamedTuple):
     texts: list[dict]  # data/examples.js (docs/browser.md)
 
 
-@torch.no_grad()
-def example_texts(inputs: Inputs, file: TokenFile, n: int, length: int, batch_size: int,
-                  rng: np.random.Generator) -> ExampleTexts:
-    """n random texts of `length` tokens, each token with its active features (the strongest first)."""
-    starts = pick_chunks(len(file), length, n, rng, f"{file.split}.bin in {file.data_dir}") if n else []
-    n_feat, texts = len(inputs.W_dec), []
-    for e0 in range(0, len(starts), batch_size):
-        tokens = file.read(starts[e0:e0 + batch_size], length)
-        with inputs.autocast:
-            _, _, acts = inputs.model.run(tokens[:, :-1], capture=[inputs.site], need_logits=False)
-            f = inputs.sae.encode(acts[inputs.site].reshape(-1, inputs.W_dec.size(1))).float()
-        v, i = f.view(len(tokens), length, n_feat).topk(min(EXAMPLE_MAX_FEATURES, n_feat), dim=2)  # (B, T, k)
-        for b, (vb, ib) in enumerate(zip(v.tolist(), i.tolist())):
-            texts.append({'start': int(starts[e0 + b]), 'tokens': tokens[b, :-1].tolist(),
-                          'features': [[fi for fv, fi in zip(vt, it) if fv > 0] for vt, it in zip(vb, ib)],
-                          'acts': [[float(f'{fv:.4g}') for fv in vt if fv > 0] for vt in vb]})
-    return ExampleTexts([int(s) for s in starts], length, texts)
+def example_contexts(file: TokenFile, n: int, length: int, batch_size: int, rng: np.random.Generator,
+                     quiet: bool = False) -> Contexts:
+    """n random texts of `length` tokens, in batches: read and run like the statistics' contexts."""
+    starts = pick_chunks(len(file), length, n, rng, f"{file.split}.bin in {file.data_dir}") if n else np.zeros(0, int)
+    batches = [(e0, min(e0 + batch_size, len(starts))) for e0 in range(0, len(starts), batch_size)]
+    return Contexts(file, starts, length, batches, quiet)
+
+
+class ExampleFeatures(EveryBatch):
+    """One SAE's active features on each token of the example texts (the strongest first, at most
+    EXAMPLE_MAX_FEATURES) and their activations, fed a batch of texts at a time."""
+
+    def __init__(self, length: int):
+        self.length, self.features, self.acts = length, [], []
+
+    def add_(self, batch: Batch, f: torch.Tensor) -> None:
+        """The batch's features f (B*length, F)."""
+        n_feat = f.size(1)
+        v, i = f.view(-1, self.length, n_feat).topk(min(EXAMPLE_MAX_FEATURES, n_feat), dim=2)  # (B, T, k)
+        for vb, ib in zip(v.tolist(), i.tolist()):
+            self.features.append([[fi for fv, fi in zip(vt, it) if fv > 0] for vt, it in zip(vb, ib)])
+            self.acts.append([[float(f'{fv:.4g}') for fv in vt if fv > 0] for vt in vb])
+
+
+def example_texts(contexts: Contexts, tokens: list[list[int]], feats: ExampleFeatures) -> ExampleTexts:
+    """data/examples.js: each text's start, tokens (the same for every SAE: read once) and the SAE's features."""
+    texts = [{'start': int(s), 'tokens': t, 'features': fe, 'acts': a}
+             for s, t, fe, a in zip(contexts.starts, tokens, feats.features, feats.acts)]
+    return ExampleTexts([int(s) for s in contexts.starts], contexts.length, texts)

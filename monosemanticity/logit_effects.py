@@ -2,9 +2,10 @@
 What a feature does to the next-token prediction: its logit weights (decoder direction -> c_proj -> final LayerNorm
 linearised: centred, times ln_f.weight, times E[1/σ] of the final residual -> unembedding) and, in pass 3 over the
 shown windows only (±window tokens), the per-token activations and the ablation effect: the change of the log-prob of
-each actual next token when the feature's contribution f_i·W_dec[i] is removed from the site. Exact and cheap for a
-site in the last layer (the MLP output reaches only the logits of its own position: 'local'); other sites rerun the
-model per window ('rerun'). Past dense_mb the (F, V) logit directions are computed a block of rows at a time.
+each actual next token when the feature's contribution f_i·W_dec[i] is removed from the site (Pass3Windows, fed a
+batch of contexts at a time like feature_stats' passes). Exact and cheap for a site in the last layer (the MLP output
+reaches only the logits of its own position: 'local'); other sites rerun the model per window ('rerun'). Past
+dense_mb the (F, V) logit directions are computed a block of rows at a time.
 """
 import math
 from typing import Iterator, NamedTuple
@@ -13,7 +14,7 @@ import torch
 
 from model import GPT
 from monosemanticity.feature_stats import HIST_BINS, ROWS_PER_CHUNK, Windows
-from monosemanticity.runs import Contexts, Inputs, encode_contexts
+from monosemanticity.runs import Batch, Contexts, Inputs
 
 N_LOGITS = 10  # top and bottom logit weights shown
 
@@ -90,29 +91,41 @@ def feature_logit_directions(head: LogitHead, U: torch.Tensor, dense_mb: float =
 
 
 class ShownWindows(NamedTuple):
-    tokens: torch.Tensor  # (W, L+1) token ids from start to end + 1, -1 after
+    tokens: torch.Tensor  # (W, L+1) int32 token ids from start to end + 1, -1 after
     acts: torch.Tensor  # (W, L) the feature's activation at start .. end, 0 after
     effects: torch.Tensor  # (W, L) log p(next token) clean - with the feature ablated, at start .. end
 
 
-def pass3_windows(inputs: Inputs, contexts: Contexts, windows: Windows, mode: str, head: LogitHead,
-                  directions: FeatureLogits, batch_size: int) -> ShownWindows:
-    """Pass 3: the tokens, activations and ablation effects (mode 'local', 'rerun' or 'none') of every window."""
-    n_win, L, T, dev = len(windows.ctx), windows.width, contexts.length, windows.ctx.device
-    shown = ShownWindows(torch.full((n_win, L + 1), -1, dtype=torch.long, device=dev),
-                         torch.zeros(n_win, L, device=dev), torch.zeros(n_win, L, device=dev))
-    V = inputs.model.config.vocab_size
-    pair_chunk = max(64, 2 ** 22 // V)  # (feature, position) pairs per ablation chunk: 16 MB per (pairs, V) buffer
-    buffers = tuple(torch.empty(pair_chunk, V, device=dev) for _ in range(2)) if mode == 'local' else ()
-    bounds = torch.searchsorted(windows.ctx, torch.tensor([b for b, _ in contexts.batches] + [contexts.n],
-                                                          device=dev))
-    for bi, (b0, b1) in enumerate(contexts.bar('pass 3/3: windows, ablation')):
-        lo, hi = bounds[bi].item(), bounds[bi + 1].item()
-        if lo == hi:
-            continue
-        tokens = contexts.read(b0, b1)
-        f, r = encode_contexts(inputs, tokens)
-        c, feat, start, end = windows.ctx[lo:hi] - b0, windows.feat[lo:hi], windows.start[lo:hi], windows.end[lo:hi]
+def ablation_buffers(V: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two (pairs, V) float32 work buffers of the local ablation (16 MB each), shared by every SAE's pass 3."""
+    pair_chunk = max(64, 2 ** 22 // V)  # (feature, position) pairs per ablation chunk
+    return tuple(torch.empty(pair_chunk, V, device=device) for _ in range(2))
+
+
+class Pass3Windows:
+    """Pass 3 of one SAE: the tokens, activations and ablation effects (mode 'local', 'rerun' or 'none') of every
+    window (.shown), fed the batches of contexts that hold its windows (wants) one at a time (add_). buffers:
+    ablation_buffers, for mode 'local'."""
+
+    def __init__(self, inputs: Inputs, contexts: Contexts, windows: Windows, mode: str, head: LogitHead,
+                 directions: FeatureLogits | None, batch_size: int, buffers: tuple = ()):
+        n_win, L, dev = len(windows.ctx), windows.width, windows.ctx.device
+        self.inputs, self.windows, self.mode, self.head, self.directions = inputs, windows, mode, head, directions
+        self.T, self.batch_size, self.buffers = contexts.length, batch_size, buffers
+        self.shown = ShownWindows(torch.full((n_win, L + 1), -1, dtype=torch.int32, device=dev),
+                                  torch.zeros(n_win, L, device=dev), torch.zeros(n_win, L, device=dev))
+        starts = [b for b, _ in contexts.batches] + [contexts.n]  # each batch's first window, then the end
+        self.first = dict(zip(starts, torch.searchsorted(windows.ctx, torch.tensor(starts, device=dev)).tolist()))
+
+    def wants(self, b0: int, b1: int) -> bool:
+        return self.first[b0] < self.first[b1]
+
+    def add_(self, batch: Batch, f: torch.Tensor) -> None:
+        """The batch's features f (B*T, F) (and its final residual, captured in batch.acts)."""
+        windows, shown, T, L, mode = self.windows, self.shown, self.T, self.windows.width, self.mode
+        lo, hi, tokens, dev = self.first[batch.b0], self.first[batch.b1], batch.tokens, f.device
+        c, feat = windows.ctx[lo:hi] - batch.b0, windows.feat[lo:hi]
+        start, end = windows.start[lo:hi], windows.end[lo:hi]
         grid = start[:, None] + torch.arange(L + 1, device=dev)  # (W, L+1) positions
         shown.tokens[lo:hi] = torch.where(grid <= (end[:, None] + 1), tokens[c[:, None], grid.clamp(max=T)], -1)
         pos = grid[:, :L]
@@ -120,16 +133,16 @@ def pass3_windows(inputs: Inputs, contexts: Contexts, windows: Windows, mode: st
         a = torch.where(pos <= end[:, None], a, 0.0)
         shown.acts[lo:hi] = a
         if mode == 'none':
-            continue
+            return
+        r = batch.acts[self.inputs.final_site].float()  # (B, T, C)
         wi, j = (a > 0).nonzero().unbind(1)  # firing positions: elsewhere the ablation changes nothing
         if mode == 'local':
             shown.effects[lo + wi, j] = local_ablation_effects(
-                head, directions, r.reshape(-1, r.size(-1)), tokens[:, 1:].reshape(-1), feat[wi],
-                c[wi] * T + pos[wi, j], a[wi, j], buffers)
+                self.head, self.directions, r.reshape(-1, r.size(-1)), tokens[:, 1:].reshape(-1), feat[wi],
+                c[wi] * T + pos[wi, j], a[wi, j], self.buffers)
         else:
-            shown.effects[lo + wi, j] = rerun_ablation_effects(inputs, tokens, r, c, feat, end, wi, pos[wi, j],
-                                                               batch_size)
-    return shown
+            shown.effects[lo + wi, j] = rerun_ablation_effects(self.inputs, tokens, r, c, feat, end, wi, pos[wi, j],
+                                                               self.batch_size)
 
 
 def local_ablation_effects(head: LogitHead, directions: FeatureLogits, resid: torch.Tensor, y_next: torch.Tensor,

@@ -1,12 +1,13 @@
 """
 A trained run as the browser, the findings and the families read it: the transformer and its dataset
 (load_transformer), an SAE export that reads one of its sites (load_sae, load_inputs), random contexts of a split
-(pick_contexts) and their features (encode_contexts), the vocabulary as text (load_vocab). Unusable inputs raise
-UserError with one line naming the file and the fix; NaN/inf weights are refused.
+(pick_contexts), each batch of them through the transformer once (run_batches) and an SAE's features of it
+(encode_batch), the vocabulary as text (load_vocab). Unusable inputs raise UserError with one line naming the file
+and the fix; NaN/inf weights are refused.
 """
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -183,15 +184,34 @@ def pick_contexts(file: TokenFile, length: int, n: int, batch_size: int, rng: np
     return Contexts(file, starts, length, batches, quiet)
 
 
+class Batch(NamedTuple):
+    """A batch of contexts through the transformer once: what every SAE of a build reads of it."""
+    b0: int  # its contexts are b0 ... b1-1
+    b1: int
+    tokens: torch.Tensor  # (B, T+1) the contexts and each one's next token
+    acts: dict[str, torch.Tensor]  # the captured sites' activations (B, T, d) each, in the forward pass's dtype
+
+
 @torch.no_grad()
-def encode_contexts(inputs: Inputs, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens (B, T+1) -> features f (B*T, F) of the contexts tokens[:, :T], final residual r (B, T, C)."""
+def run_batches(model: GPT, autocast, contexts: Contexts, capture: list[str], desc: str,
+                wanted: Callable[[int, int], bool] | None = None) -> Iterator[Batch]:
+    """The batches of the contexts (those `wanted` keeps), each through the model once (in the autocast context),
+    up to the last captured site (no logits)."""
+    for b0, b1 in contexts.bar(desc):
+        if wanted is not None and not wanted(b0, b1):
+            continue
+        tokens = contexts.read(b0, b1)
+        with autocast:
+            _, _, acts = model.run(tokens[:, :-1], capture=capture, need_logits=False)
+        yield Batch(b0, b1, tokens, acts)
+
+
+@torch.no_grad()
+def encode_batch(inputs: Inputs, batch: Batch) -> torch.Tensor:
+    """The SAE's features f (B*T, F) float32 of the batch's contexts (its site's activations through its encoder)."""
     with inputs.autocast:
-        _, _, acts = inputs.model.run(tokens[:, :-1], capture=[inputs.site, inputs.final_site], need_logits=False)
-        f = inputs.sae.encode(acts[inputs.site].reshape(-1, inputs.W_dec.size(1)))
-    return f.float(), acts[inputs.final_site].float()
-
-
+        f = inputs.sae.encode(batch.acts[inputs.site].reshape(-1, inputs.W_dec.size(1)))
+    return f.float()
 
 
 # ----------------------------------------------------------------------------- the vocabulary

@@ -1,7 +1,9 @@
 """
-One SAE's feature browser: the passes (feature_stats, logit_effects) over random contexts of a split, then the
-site's data files (their format: docs/browser.md) and the repo's interface/ assets, written into a new folder.
-build_site takes its settings as a SiteSettings (build_interface.py makes it from its config).
+The feature browsers of SAEs of one transformer (build_sites: a sweep's, or build_site: one SAE's): the passes
+(feature_stats, logit_effects) over random contexts of a split, each batch of contexts through the transformer once
+and fed to every SAE's passes (feed), then site by site its data files (their format: docs/browser.md) and the repo's
+interface/ assets, written into a new folder. The builds take their settings as a SiteSettings (build_interface.py
+makes it from its config).
 """
 import json
 import os
@@ -16,13 +18,14 @@ import torch
 
 from monosemanticity.families import LINKS
 from monosemanticity.common import REPO_ROOT, UserError, atomic_write_json, print0, progress
-from monosemanticity.feature_stats import (HIST_BINS, Neighbours, Pass1, Pass2, TopTokens, Windows, example_texts,
-                                           feature_neighbours, pass1_statistics, pass2_intervals, select_windows,
-                                           top_tokens)
-from monosemanticity.logit_effects import (LogitWeights, ShownWindows, feature_logit_directions, logit_head,
-                                           logit_weights, pass3_windows, resid_direction)
+from monosemanticity.feature_stats import (HIST_BINS, ExampleFeatures, ExampleTexts, Neighbours, Pass1, Pass1Counts,
+                                           Pass2, Pass2Counts, TopTokens, Windows, example_contexts, example_texts,
+                                           feature_neighbours, select_windows, top_tokens)
+from monosemanticity.logit_effects import (FeatureLogits, LogitHead, LogitWeights, Pass3Windows, ShownWindows,
+                                           ablation_buffers, feature_logit_directions, logit_head, logit_weights,
+                                           resid_direction)
 from monosemanticity.neuronpedia import export_site as export_neuronpedia
-from monosemanticity.runs import Contexts, Inputs, TokenFile, load_vocab, pick_contexts
+from monosemanticity.runs import Contexts, Inputs, TokenFile, encode_batch, load_vocab, pick_contexts, run_batches
 from monosemanticity.site_analysis import SiteAnalysis
 
 ULTRALOW = 1e-5  # alive features below this density are "ultralow" (the paper's threshold)
@@ -82,73 +85,117 @@ class SiteSummary(NamedTuple):
     max_act: np.ndarray  # (F,) its largest activation
     top_tokens: list[list[int]]  # per feature, the token ids it fires on most (most first)
     n_dead: int
-    seconds: float
+    seconds: float  # its own passes, weights and pages (the forward passes it shares apart)
 
 
-def build_site(inputs: Inputs, site_dir: str, settings: SiteSettings, config: dict, sweep: dict | None = None,
-               relatives: list[list[dict]] | None = None, vocab: list | None = None,
-               verbose: bool = True, analysis: SiteAnalysis | None = None) -> SiteSummary:
-    """One SAE's site written into site_dir (a new folder): the three passes, the weights' panels, the pages.
-    config: the build's config, kept in meta.json. In a sweep site: sweep (INDEX.meta.sweep) and relatives (per
-    feature, its record's `relatives`) are set. analysis (site_analysis.find_analysis): INDEX.meta.analysis, INDEX's
+class SiteJob(NamedTuple):
+    """One SAE's site to build: its inputs and new folder; in a sweep site its sweep (INDEX.meta.sweep) and relatives
+    (per feature, its record's `relatives`); analysis (site_analysis.find_analysis): INDEX.meta.analysis, INDEX's
     f1/explain/match and each record's `analysis`."""
-    t_start, seconds, s = time.time(), {}, settings
-    token_file = TokenFile(inputs.data_dir, s.split, inputs.data_meta['dtype'], inputs.device)
-    contexts = pick_contexts(token_file, inputs.context_length, s.n_contexts, s.batch_size,
-                             np.random.default_rng(s.seed), quiet=not verbose)
-    mode = ablation_mode(s.ablation, inputs)
-    n_feat = len(inputs.W_dec)
-    if verbose:
-        print0(f"{n_feat} features of {inputs.site} ({inputs.architecture}), {contexts.n} contexts x "
-               f"{contexts.length} tokens = {contexts.n_tokens:,} tokens of {inputs.data_dir}/{s.split}.bin; "
-               f"ablation: {mode}; device {inputs.device} ({inputs.dtype})")
-    panels = feature_panels(inputs, contexts, mode, s, seconds)
-    examples = example_texts(inputs, token_file, s.n_example_texts, min(s.example_length, contexts.length),
-                             s.batch_size, np.random.default_rng(s.seed + 1))
+    inputs: Inputs
+    site_dir: str
+    sweep: dict | None = None
+    relatives: list[list[dict]] | None = None
+    analysis: SiteAnalysis | None = None
 
-    # the site: data files (their format: docs/browser.md)
-    t_write = time.time()
-    vocab = vocab if vocab is not None else load_vocab(inputs.data_dir, inputs.data_meta,
-                                                       inputs.model.config.vocab_size)
-    stats = panels.stats
+
+def build_site(inputs: Inputs, site_dir: str, settings: SiteSettings, config: dict, verbose: bool = True,
+               analysis: SiteAnalysis | None = None) -> SiteSummary:
+    """One SAE's site written into site_dir (a new folder): build_sites of one. config: the build's config, kept in
+    meta.json."""
+    return build_sites([SiteJob(inputs, site_dir, analysis=analysis)], settings, config, verbose=verbose)[0]
+
+
+def build_sites(jobs: list[SiteJob], settings: SiteSettings, config: dict, vocab: list | None = None,
+                verbose: bool = True) -> list[SiteSummary]:
+    """The sites of SAEs of one transformer (a sweep's, or one SAE's), each written into its new folder: the passes
+    over the same random contexts and the example texts, each batch of them through the transformer once for every
+    SAE, the weights' panels, then site by site the pages. config: the build's config, kept in each meta.json."""
+    t_start, s, first = time.time(), settings, jobs[0].inputs
+    if any((j.inputs.model, j.inputs.context_length) != (first.model, first.context_length) for j in jobs):
+        raise ValueError('the SAEs of one build read one transformer, with one context length')
+    token_file = TokenFile(first.data_dir, s.split, first.data_meta['dtype'], first.device)
+    contexts = pick_contexts(token_file, first.context_length, s.n_contexts, s.batch_size,
+                             np.random.default_rng(s.seed), quiet=not verbose)
+    modes = [ablation_mode(s.ablation, j.inputs) for j in jobs]
+    if verbose and len(jobs) == 1:
+        print0(f"{len(first.W_dec)} features of {first.site} ({first.architecture}), {contexts.n} contexts x "
+               f"{contexts.length} tokens = {contexts.n_tokens:,} tokens of {first.data_dir}/{s.split}.bin; "
+               f"ablation: {modes[0]}; device {first.device} ({first.dtype})")
+    shared, seconds = {}, [{} for _ in jobs]  # the forward passes' seconds, shared; each site's own
+    members = [j.inputs for j in jobs]
+    panels = feature_panels(members, contexts, modes, s, seconds, shared)
+    examples = example_panels(members, token_file, s, contexts.length, seconds, shared)
+    vocab = vocab if vocab is not None else load_vocab(first.data_dir, first.data_meta, first.model.config.vocab_size)
+    vocab_js = f"window.VOCAB={js(vocab)};\n"  # data/vocab.js: the same in every site
+    summaries = []
+    for i, job in enumerate(jobs):
+        summaries.append(write_member(job, panels[i], examples[i], contexts, modes[i], s, config, vocab_js,
+                                      seconds[i], shared, quiet=not verbose or len(jobs) > 1))  # a sweep: 1 line
+        panels[i] = examples[i] = None  # its memory back before the next site's pages
+        if verbose and len(jobs) > 1:
+            print0(f"[{i + 1}/{len(jobs)}] {os.path.basename(job.site_dir)}: {len(job.inputs.W_dec)} features "
+                   f"({summaries[-1].n_dead} dead) in {summaries[-1].seconds:.1f}s of its own")
+    if verbose:
+        print0(build_line(jobs, summaries, contexts, seconds, shared, time.time() - t_start))
+    return summaries
+
+
+def build_line(jobs: list[SiteJob], summaries: list[SiteSummary], contexts: Contexts, seconds: list[dict],
+               shared: dict, wall: float) -> str:
+    """The build's last line: what it made and where the time went."""
+    part = {k: sum(sec.get(k, 0.0) for sec in seconds) for k in ('pass1', 'pass2', 'pass3', 'examples', 'weights',
+                                                                  'write')}
+    times = (f"transformer {shared.get('transformer', 0.0):.1f}s, passes {part['pass1']:.1f} + {part['pass2']:.1f} + "
+             f"{part['pass3']:.1f}s, examples {part['examples']:.1f}s, weights {part['weights']:.1f}s, "
+             f"pages {part['write']:.1f}s")
+    if len(jobs) > 1:
+        return f"{len(jobs)} SAEs' sites from {contexts.n_tokens:,} tokens in {wall:.0f}s ({times})"
+    density = summaries[0].density
+    ultralow = int(((density > 0) & (density < ULTRALOW)).sum())
+    return (f"{len(density)} features ({summaries[0].n_dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} "
+            f"tokens in {wall:.0f}s ({times})")
+
+
+def write_member(job: SiteJob, panels: 'Panels', examples: ExampleTexts, contexts: Contexts, mode: str,
+                 s: SiteSettings, config: dict, vocab_js: str, seconds: dict, shared: dict,
+                 quiet: bool) -> SiteSummary:
+    """One SAE's site: its data files (their format: docs/browser.md) and the assets, in its new folder. seconds:
+    its own (the pages' added), shared: the forward passes' (both in meta.json)."""
+    t_write, inputs, stats = time.time(), job.inputs, panels.stats
+    n_feat = len(inputs.W_dec)
     run = {'n_features': n_feat, 'n_tokens': contexts.n_tokens, 'n_contexts': contexts.n,
            'context_length': contexts.length, 'site': inputs.site, 'architecture': inputs.architecture,
            'dataset': inputs.data_dir, 'split': s.split, 'transformer': os.path.abspath(inputs.ckpt_path),
            'sae': os.path.abspath(inputs.sae_path), 'ultralow': ULTRALOW, 'top_k': s.top_k, 'window': s.window,
            'n_intervals': s.n_intervals, 'interval_samples': s.interval_samples, 'hist_bins': HIST_BINS,
            'features_per_file': FEATURES_PER_FILE, 'ablation': mode, 'coact_tokens': stats.coact_tokens,
-           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': sweep} if sweep is not None else {}),
-           **({'analysis': analysis.meta} if analysis is not None else {})}
+           'built': time.strftime('%Y-%m-%d %H:%M:%S'), **({'sweep': job.sweep} if job.sweep is not None else {}),
+           **({'analysis': job.analysis.meta} if job.analysis is not None else {})}
     index = index_data(run, stats, panels.fired_on, panels.logits)
-    if analysis is not None:
-        index.update(analysis.index)
+    if job.analysis is not None:
+        index.update(job.analysis.index)
     features = feature_records(stats, panels.intervals, panels.windows, panels.shown, panels.logits,
                                panels.neighbours, panels.fired_on, contexts.n_tokens)
-    if relatives is not None:
-        features = ({**record, 'relatives': relatives[record['id']]} for record in features)
-    if analysis is not None:
-        features = ({**record, 'analysis': analysis.records[record['id']]} for record in features)
+    if job.relatives is not None:
+        features = ({**record, 'relatives': job.relatives[record['id']]} for record in features)
+    if job.analysis is not None:
+        features = ({**record, 'analysis': job.analysis.records[record['id']]} for record in features)
     meta = {**run, 'config': config, 'context_starts': contexts.starts.tolist(), 'example_starts': examples.starts,
             'example_length': examples.length, 'ln_scale': stats.ln_scale}
-    write_site(site_dir, vocab, index, examples.texts, features, meta, seconds, t_start, t_write, quiet=not verbose)
+    write_site(job.site_dir, vocab_js, index, examples.texts, features, meta, {**shared, **seconds}, t_write, quiet)
     if s.neuronpedia:  # the same data in Neuronpedia's upload format, read back from the site
-        export_neuronpedia(site_dir, inputs.model.config.n_layer, inputs.model.config.n_embd, quiet=not verbose)
-
+        export_neuronpedia(job.site_dir, inputs.model.config.n_layer, inputs.model.config.n_embd, quiet=quiet)
+    seconds['write'] = time.time() - t_write
     n_fire, density, act_max, _ = feature_summary(stats, contexts.n_tokens)
-    dead = int((n_fire == 0).sum())
-    if verbose:
-        ultralow = int(((n_fire > 0) & (n_fire.double() / contexts.n_tokens < ULTRALOW)).sum())
-        print0(f"{n_feat} features ({dead} dead, {ultralow} ultralow) from {contexts.n_tokens:,} tokens in "
-               f"{time.time() - t_start:.0f}s (passes {seconds['pass1']:.0f}s + {seconds['pass2']:.0f}s + "
-               f"{seconds['pass3']:.0f}s, weights {seconds['weights']:.0f}s, pages {time.time() - t_write:.0f}s)")
     fired_on = [[t for t, c in zip(ts, cs) if c > 0] for ts, cs in zip(panels.fired_on.ids.tolist(),
                                                                         panels.fired_on.counts.tolist())]
-    return SiteSummary(density, act_max.numpy(), fired_on, dead, time.time() - t_start)
+    return SiteSummary(density, act_max.numpy(), fired_on, int((n_fire == 0).sum()), sum(seconds.values()))
 
 
 class Panels(NamedTuple):
     """Every feature's numbers: the three passes' and the weights'."""
-    stats: Pass1
+    stats: Pass1  # without its token and co-activation counts (read into fired_on and neighbours)
     intervals: Pass2
     windows: Windows
     shown: ShownWindows
@@ -157,24 +204,81 @@ class Panels(NamedTuple):
     fired_on: TopTokens
 
 
-def feature_panels(inputs: Inputs, contexts: Contexts, mode: str, s: SiteSettings, seconds: dict) -> Panels:
-    """Three streaming passes over the contexts, then the shown windows' numbers; then from the weights (and
-    pass 1's counts): logit weights, neighbours, the tokens each feature fires on most."""
-    with timed(seconds, 'pass1'):
-        stats = pass1_statistics(inputs, contexts, s.top_k, s.coact_tokens, s.dense_stats_mb)
-    with timed(seconds, 'pass2'):
-        intervals = pass2_intervals(inputs, contexts, stats.act_max, s.n_intervals, s.interval_samples, s.seed)
-    head = logit_head(inputs.model)
+class WeightPanels(NamedTuple):
+    """What one SAE's pass 1 and its weights give before passes 2 and 3."""
+    stats: Pass1  # without its token and co-activation counts
+    logits: LogitWeights
+    neighbours: Neighbours
+    fired_on: TopTokens
+    directions: FeatureLogits | None  # for pass 3's local ablation; None in other modes
+
+
+def feature_panels(members: list[Inputs], contexts: Contexts, modes: list[str], s: SiteSettings,
+                   seconds: list[dict], shared: dict) -> list[Panels]:
+    """Every SAE's panels: three passes over the contexts, each batch through the transformer once for all of them
+    (feed); between passes 1 and 2, from the weights and pass 1's counts, the logit weights, neighbours and the
+    tokens each feature fires on most (the counts, the passes' largest matrices, are then dropped)."""
+    model, final, dev = members[0].model, members[0].final_site, members[0].W_dec.device
+    sites = sorted({m.site for m in members})
+    counts = [Pass1Counts(m, contexts, s.top_k, s.coact_tokens, s.dense_stats_mb) for m in members]
+    feed(members, counts, contexts, sites + [final], 'pass 1/3: density, top-k', 'pass1', seconds, shared)
+    head = logit_head(model)  # the transformer's: the same for every SAE
+    weights = []
+    for m, mode, sec in zip(members, modes, seconds):
+        with timed(sec, 'weights'):
+            weights.append(weight_panels(m, counts.pop(0).result(), head, mode, s.dense_stats_mb))
+    intervals = [Pass2Counts(w.stats.act_max, contexts.length, s.n_intervals, s.interval_samples, s.seed)
+                 for w in weights]
+    feed(members, intervals, contexts, sites, 'pass 2/3: intervals', 'pass2', seconds, shared)
+    buffers = ablation_buffers(model.config.vocab_size, dev) if 'local' in modes else ()
+    windows = [select_windows(w.stats, i.result(), s.window, contexts.length) for w, i in zip(weights, intervals)]
+    shown = [Pass3Windows(m, contexts, win, mode, head, w.directions, s.batch_size, buffers)
+             for m, win, mode, w in zip(members, windows, modes, weights)]
+    feed(members, shown, contexts, sites + [final], 'pass 3/3: windows, ablation', 'pass3', seconds, shared)
+    return [Panels(w.stats, i.result(), win, sh.shown, w.logits, w.neighbours, w.fired_on)
+            for w, i, win, sh in zip(weights, intervals, windows, shown)]
+
+
+def weight_panels(inputs: Inputs, stats: Pass1, head: LogitHead, mode: str, dense_mb: float) -> WeightPanels:
+    """From the weights and pass 1: the tokens each feature fires on most and its neighbours (then pass 1's counts
+    are dropped), the logit directions and weights."""
+    fired_on = top_tokens(stats.token_counts)
+    neighbours = feature_neighbours(inputs.W_dec, stats.coact)
+    stats = stats._replace(token_counts=None, coact=None)
     directions = feature_logit_directions(head, resid_direction(inputs.model, inputs.layer, inputs.site_kind,
-                                                                 inputs.W_dec), s.dense_stats_mb)
-    windows = select_windows(stats, intervals, s.window, contexts.length)
-    with timed(seconds, 'pass3'):
-        shown = pass3_windows(inputs, contexts, windows, mode, head, directions, s.batch_size)
-    with timed(seconds, 'weights'):
-        logits = logit_weights(directions, stats.ln_scale)
-        neighbours = feature_neighbours(inputs.W_dec, stats.coact)
-        fired_on = top_tokens(stats.token_counts)
-    return Panels(stats, intervals, windows, shown, logits, neighbours, fired_on)
+                                                                inputs.W_dec), dense_mb)
+    logits = logit_weights(directions, stats.ln_scale)
+    return WeightPanels(stats, logits, neighbours, fired_on, directions if mode == 'local' else None)
+
+
+def example_panels(members: list[Inputs], file: TokenFile, s: SiteSettings, T: int, seconds: list[dict],
+                   shared: dict) -> list[ExampleTexts]:
+    """Every SAE's example texts: the same random texts (their tokens read once), each batch of them through the
+    transformer once for all the SAEs."""
+    texts = example_contexts(file, s.n_example_texts, min(s.example_length, T), s.batch_size,
+                             np.random.default_rng(s.seed + 1), quiet=True)
+    tokens = texts.read(0, texts.n)[:, :-1].tolist() if texts.n else []
+    feats = [ExampleFeatures(texts.length) for _ in members]
+    feed(members, feats, texts, sorted({m.site for m in members}), 'example texts', 'examples', seconds, shared)
+    return [example_texts(texts, tokens, f) for f in feats]
+
+
+def feed(members: list[Inputs], passes: list, contexts: Contexts, capture: list[str], desc: str, part: str,
+         seconds: list[dict], shared: dict) -> None:
+    """One pass over the contexts for every SAE: each batch that an SAE's pass wants (passes[i].wants(b0, b1))
+    through the transformer once (runs.run_batches; its seconds in shared['transformer']), the features each SAE's
+    encoder makes of it fed to that SAE's pass (passes[i].add_(batch, f); its seconds in seconds[i][part])."""
+    batches = run_batches(members[0].model, members[0].autocast, contexts, capture, desc,
+                          wanted=lambda b0, b1: any(p.wants(b0, b1) for p in passes))
+    while True:
+        with timed(shared, 'transformer'):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        for inputs, one, sec in zip(members, passes, seconds):
+            if one.wants(batch.b0, batch.b1):
+                with timed(sec, part):
+                    one.add_(batch, encode_batch(inputs, batch))
 
 
 @contextmanager
@@ -259,9 +363,10 @@ def feature_records(stats: Pass1, intervals: Pass2, windows: Windows, shown: Sho
         }
 
 
-def write_site(site_dir: str, vocab: list, index: dict, examples: list[dict], features: Iterator[dict],
-               meta: dict, seconds: dict, t_start: float, t_write: float, quiet: bool = False) -> None:
-    """One SAE's site (the assets but the sweep pages, and the data) written into the new folder site_dir."""
+def write_site(site_dir: str, vocab_js: str, index: dict, examples: list[dict], features: Iterator[dict],
+               meta: dict, seconds: dict, t_write: float, quiet: bool = False) -> None:
+    """One SAE's site (the assets but the sweep pages, and the data) written into the new folder site_dir; vocab_js:
+    data/vocab.js's text. meta.json's seconds: seconds, the pages' (since t_write) and their total."""
     shutil.copytree(ASSETS, site_dir, ignore=shutil.ignore_patterns('*.md', '__pycache__', *SWEEP_PAGES))
     os.makedirs(os.path.join(site_dir, 'data'), exist_ok=True)
     os.makedirs(os.path.join(site_dir, 'features'), exist_ok=True)
@@ -270,7 +375,7 @@ def write_site(site_dir: str, vocab: list, index: dict, examples: list[dict], fe
         with open(os.path.join(site_dir, rel), 'w', encoding='ascii') as fh:
             fh.write(text)
 
-    write_js('data/vocab.js', f"window.VOCAB={js(vocab)};\n")
+    write_js('data/vocab.js', vocab_js)
     write_js('data/index.js', f"window.INDEX={js(index)};\n")
     write_js('data/examples.js', f"window.EXAMPLES={js(examples)};\n")
     n_feat, shard = meta['n_features'], []
@@ -280,9 +385,10 @@ def write_site(site_dir: str, vocab: list, index: dict, examples: list[dict], fe
             write_js(os.path.join('features', f"{record['id'] // FEATURES_PER_FILE:04d}.js"),
                      f"loadFeatures([{','.join(shard)}]);\n")
             shard = []
-    seconds = {**seconds, 'write': time.time() - t_write, 'total': time.time() - t_start}
+    seconds = {**seconds, 'write': time.time() - t_write}
     atomic_write_json(os.path.join(site_dir, 'meta.json'), {
-        **meta, 'seconds': {k: round(v, 2) for k, v in seconds.items()}, 'complete': True})
+        **meta, 'seconds': {k: round(v, 2) for k, v in {**seconds, 'total': sum(seconds.values())}.items()},
+        'complete': True})
 
 
 def temp_dir_for(final_dir: str) -> str:

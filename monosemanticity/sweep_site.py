@@ -1,45 +1,47 @@
 """
-A sweep's feature browser, <sweep_dir>/interface/: every SAE's site in <name>/ (site.build_site, each feature record
-with its `relatives` in the other sizes of its family), the sweep page (every SAE, the families, the Pareto plot) and
-family.html?family=NAME (how the smallest dictionary's features split and merge in the larger ones), built in one
-temp folder swapped in when complete. The families come from <sweep_dir>/families.json (families.py), computed first
-when it is absent, older than an SAE, or linked with other settings.
+A sweep's feature browser, <sweep_dir>/interface/: every SAE's site in <name>/ (site.build_sites: the sweep's SAEs
+share each batch's forward pass; each feature record with its `relatives` in the other sizes of its family), the
+sweep page (every SAE, the families, the Pareto plot) and family.html?family=NAME (how the smallest dictionary's
+features split and merge in the larger ones), built in one temp folder swapped in when complete. The families come
+from <sweep_dir>/families.json (families.py), computed first when it is absent, older than an SAE, or linked with
+other settings.
 """
 import os
 import shutil
+import time
 
 from monosemanticity import families as fam
 from monosemanticity.common import UserError, print0, read_json
 from monosemanticity.runs import Transformer, load_inputs, load_vocab
-from monosemanticity.site import (ASSETS, SWEEP_PAGES, SWEEP_SHARED, SiteSettings, SiteSummary, build_site, js, swap_in,
-                                  temp_dir_for)
+from monosemanticity.site import (ASSETS, SWEEP_PAGES, SWEEP_SHARED, SiteJob, SiteSettings, SiteSummary, build_sites,
+                                  js, swap_in, temp_dir_for)
 from monosemanticity.sweep import PARETO_FIELDS
 
 
 def build_sweep_site(sweep_dir: str, transformer: Transformer, settings: SiteSettings, config: dict) -> str:
-    """<sweep_dir>/interface/: every SAE's site in <name>/ (build_site, with its relatives and INDEX.meta.sweep),
-    the sweep page and the family pages, built in one temp folder swapped in when complete; returns its path.
-    config: the build's config, kept in each member's meta.json."""
+    """<sweep_dir>/interface/: every SAE's site in <name>/ (site.build_sites: each batch of contexts through the
+    transformer once for all of them; each site with its relatives and INDEX.meta.sweep), the sweep page and the
+    family pages, built in one temp folder swapped in when complete; returns its path. config: the build's config,
+    kept in each member's meta.json."""
     members = fam.sweep_members(sweep_dir)
+    t_links = time.time()
     links = linked_families(sweep_dir, members, transformer, settings)
+    t_links = time.time() - t_links
     final_dir = os.path.join(sweep_dir, 'interface')
     tmp_dir = temp_dir_for(final_dir)
     os.makedirs(tmp_dir)
     vocab = load_vocab(transformer.data_dir, transformer.data_meta, transformer.model.config.vocab_size)
     n_fam = len(links['families'])
-    print0(f"{len(members)} SAEs of {sweep_dir} ({n_fam} famil{'y' if n_fam == 1 else 'ies'}), "
-           f"{settings.n_contexts} contexts each, device {transformer.device} ({transformer.dtype})")
-    summaries = {}
-    for i, m in enumerate(members):
+    print0(f"{len(members)} SAEs of {sweep_dir} ({n_fam} famil{'y' if n_fam == 1 else 'ies'}, linked in "
+           f"{t_links:.1f}s), {settings.n_contexts} contexts, device {transformer.device} ({transformer.dtype})")
+    jobs = []
+    for m in members:
         family = fam.family_of(links, m.name)
         relatives = ([f['relatives'] for f in family['features'][m.name]] if family else
                      [[] for _ in range(m.n_features)])
         sweep = {'member': m.name, 'family': family['name'] if family else None, 'root': '../'}
-        summary = build_site(load_inputs(transformer, m.dir), os.path.join(tmp_dir, m.name), settings, config,
-                             sweep, relatives, vocab, verbose=False)
-        summaries[m.name] = summary
-        print0(f"[{i + 1}/{len(members)}] {m.name}: {m.n_features} features ({summary.n_dead} dead) "
-               f"in {summary.seconds:.0f}s")
+        jobs.append(SiteJob(load_inputs(transformer, m.dir), os.path.join(tmp_dir, m.name), sweep, relatives))
+    summaries = dict(zip((m.name for m in members), build_sites(jobs, settings, config, vocab)))
     write_sweep_root(tmp_dir, sweep_dir, members, links, summaries, vocab)
     return swap_in(tmp_dir, final_dir)
 

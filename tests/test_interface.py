@@ -19,6 +19,7 @@ from monosemanticity import feature_stats as fs
 from monosemanticity import logit_effects as le
 from monosemanticity import runs
 from monosemanticity import site as site_build
+from monosemanticity import sweep_site as sweep_site_build
 
 from monosemanticity.common import read_site_data
 from conftest import REPO, run_script, save_transformer, write_token_data
@@ -511,11 +512,13 @@ def sweep_site(site, tmp_path_factory):
     save_raw_sae(os.path.join(sweep_dir, 'tk8'), sae['W_enc'][:, 16:24], sae['W_dec'][16:24], sae['b_enc'][16:24],
                  sae['b_dec'], architecture='topk', k=2)
     p = run_script('build_interface.py', f"--out_dir={site['out']}", f'--sweep_dir={sweep_dir}', *ARGS)
-    single = str(tmp_path_factory.mktemp('single'))
-    run_script('build_interface.py', f'--out_dir={single}', f"--transformer_ckpt={site['out']}/transformer/ckpt.pt",
-               f'--sae_dir={sweep_dir}/s16', *ARGS)
-    return {'dir': sweep_dir, 'site': os.path.join(sweep_dir, 'interface'), 'stdout': p.stdout,
-            'single': os.path.join(single, 'interface')}
+    single = {}  # each SAE's site built alone
+    for name in ('s8', 's16', 'tk8'):
+        out = str(tmp_path_factory.mktemp(f'single_{name}'))
+        run_script('build_interface.py', f'--out_dir={out}', f"--transformer_ckpt={site['out']}/transformer/ckpt.pt",
+                   f'--sae_dir={sweep_dir}/{name}', *ARGS)
+        single[name] = os.path.join(out, 'interface')
+    return {'dir': sweep_dir, 'site': os.path.join(sweep_dir, 'interface'), 'stdout': p.stdout, 'single': single}
 
 
 def test_sweep_site_has_the_contracts_files(sweep_site):
@@ -576,22 +579,67 @@ def test_sweep_relatives_point_at_existing_features_and_recover_the_split(sweep_
 
 
 def test_sweep_member_is_its_single_site_plus_relatives(sweep_site, site):
-    """The same code path: a member's data equal the single build of its SAE, but relatives and meta.sweep; a
-    single build has neither."""
-    member, single = os.path.join(sweep_site['site'], 's16'), sweep_site['single']
-    a, b = read_features(member), read_features(single)
-    assert [{k: v for k, v in f.items() if k != 'relatives'} for f in a.values()] == list(b.values())
-    ia, ib = read_js(os.path.join(member, 'data', 'index.js')), read_js(os.path.join(single, 'data', 'index.js'))
-    for i in (ia, ib):
-        i['meta'].pop('built')
-    assert ia['meta'].pop('sweep') and ia == ib
-    for name in ('vocab.js', 'examples.js'):
-        assert open(os.path.join(member, 'data', name)).read() == open(os.path.join(single, 'data', name)).read()
-    for d in (single, site['site']):
+    """The same code path: every member's data files equal the single build of its SAE byte for byte, but the
+    relatives of its feature records and INDEX.meta.sweep (the records written again without their relatives by
+    the site's own serialiser must be the single site's file bytes); meta.json but the build's config, time and
+    timings. A single build has neither relatives nor meta.sweep."""
+    for name, single in sweep_site['single'].items():
+        member = os.path.join(sweep_site['site'], name)
+        assert sorted(os.listdir(member)) == sorted(os.listdir(single))
+        files = sorted(os.path.relpath(f, member) for f in glob.glob(os.path.join(member, '*', '*.js')))
+        assert sorted(os.path.relpath(f, single) for f in glob.glob(os.path.join(single, '*', '*.js'))) == files
+        assert len(files) >= 4 and 'data/index.js' in files and 'features/0000.js' in files
+        for rel in files:
+            a, b = (open(os.path.join(d, rel), encoding='ascii').read() for d in (member, single))
+            if rel.startswith('features/'):
+                records = read_js(os.path.join(member, rel))
+                assert all('relatives' in r for r in records)
+                shorn = [site_build.js({k: v for k, v in r.items() if k != 'relatives'}) for r in records]
+                a = f"loadFeatures([{','.join(shorn)}]);\n"
+            elif rel == 'data/index.js':
+                index_a, index_b = read_js(os.path.join(member, rel)), read_js(os.path.join(single, rel))
+                assert index_a['meta'].pop('sweep')['member'] == name and 'sweep' not in index_b['meta']
+                index_a['meta']['built'] = index_b['meta']['built']
+                a = f"window.INDEX={site_build.js(index_a)};\n"
+            assert a == b, (name, rel)
+        meta_a, meta_b = (json.load(open(os.path.join(d, 'meta.json'))) for d in (member, single))
+        for m in (meta_a, meta_b):
+            for key in ('built', 'seconds', 'config', 'sweep'):
+                m.pop(key, None)
+        assert meta_a == meta_b
+    for d in (*sweep_site['single'].values(), site['site']):
         assert not any('relatives' in f for f in read_features(d).values())
         assert 'sweep' not in read_js(os.path.join(d, 'data', 'index.js'))['meta']
         assert 'sweep_dir' not in json.load(open(os.path.join(d, 'meta.json')))['config']
         assert not any(os.path.exists(os.path.join(d, n)) for n in site_build.SWEEP_PAGES)
+
+
+def test_sweep_runs_the_transformer_once_per_batch_for_all_its_saes(sweep_site, tmp_path, monkeypatch):
+    """The sweep's SAEs share each batch's forward pass: building the sweep's site (3 SAEs) runs the transformer
+    as often as building one SAE's site does: once per batch of contexts in each of the 3 passes, once per batch of
+    example texts. (The families are read from families.json: they cost no forward pass here.)"""
+    sweep_dir = str(tmp_path / 'sweep')
+    shutil.copytree(sweep_site['dir'], sweep_dir, ignore=shutil.ignore_patterns('interface'))  # times kept
+    calls = []
+    run = GPT.run
+
+    def counted(model, idx, *args, **kwargs):
+        calls.append(len(idx))
+        return run(model, idx, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, 'run', counted)
+    settings = site_build.SiteSettings(n_contexts=CTX, batch_size=BATCH, top_k=TOP_K, window=WINDOW,
+                                       n_intervals=N_INT, interval_samples=S, n_example_texts=4, example_length=24,
+                                       coact_tokens=500, seed=3)
+    transformer = runs.load_transformer(os.path.dirname(sweep_site['dir']), '', '', T, 'cpu', 'float32')
+    site_dir = sweep_site_build.build_sweep_site(sweep_dir, transformer, settings, {})
+    sweep_calls, calls[:] = list(calls), []
+    assert sorted(os.listdir(site_dir)) == sorted(os.listdir(sweep_site['site']))
+    inputs = runs.load_inputs(transformer, os.path.join(sweep_dir, 's16'))
+    site_build.build_site(inputs, str(tmp_path / 'one'), settings, {}, verbose=False)
+    batches = [min(BATCH, CTX - b0) for b0 in range(0, CTX, BATCH)]  # 5 batches of contexts, 1 of example texts
+    assert calls == batches * 3 + [4]  # pass 3 too: each batch holds some shown window
+    assert sweep_calls == calls
 
 
 def test_build_site_from_another_module_uses_the_settings_it_is_given(site, tmp_path):

@@ -27,7 +27,7 @@ def firings(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def counted(fire: torch.Tensor, tokens: torch.Tensor, dense: bool, batch: int = 64, coact_n: int = N):
-    """TokenCounts and CoactCounts fed like pass1_statistics: batch by batch, co-firing over the first coact_n."""
+    """TokenCounts and CoactCounts fed like Pass1Counts: batch by batch, co-firing over the first coact_n."""
     tc, cc = fs.TokenCounts(F, V, 'cpu', dense), fs.CoactCounts(F, 'cpu', dense)
     tc.merge_at = 50  # merge often
     for b0 in range(0, N, batch):
@@ -109,14 +109,17 @@ def test_site_from_sparse_counts_is_the_dense_one(sites):
 
 
 def test_pass1_is_sparse_past_dense_stats_mb(sites):
-    """pass1_statistics itself: dense matrices when they fit in dense_mb, else sparse counts of the pairs seen."""
+    """Pass1Counts itself: dense matrices when they fit in dense_mb, else sparse counts of the pairs seen."""
     out = sites[0]['out']
     inputs = runs.load_inputs(runs.load_transformer(out, '', '', 32, 'cpu', 'float32'), os.path.join(out, 'sae'))
     file = runs.TokenFile(inputs.data_dir, 'val', inputs.data_meta['dtype'], 'cpu')
     stats = []
     for dense_mb in (1, 0):
         contexts = runs.pick_contexts(file, 32, 30, 7, np.random.default_rng(3), quiet=True)
-        stats.append(fs.pass1_statistics(inputs, contexts, 4, 500, dense_mb))
+        counts = fs.Pass1Counts(inputs, contexts, 4, 500, dense_mb)
+        for batch in runs.run_batches(inputs.model, inputs.autocast, contexts, [inputs.site, inputs.final_site], ''):
+            counts.add_(batch, runs.encode_batch(inputs, batch))
+        stats.append(counts.result())
     dense, sparse = stats
     assert dense.token_counts.dense and dense.coact.dense and not sparse.token_counts.dense and not sparse.coact.dense
     n_feat, V = sparse.token_counts.shape

@@ -584,8 +584,8 @@ FAM_GUARDS = [
           'top = score.topk(min(N_RELATIVES, n_other), dim=1).indices  # (F, r)',
           'top = score.topk(min(N_RELATIVES, n_other), dim=1, largest=False).indices  # (F, r)',
           f'{FAM}::test_parent_links_recover_a_planted_split'),
-    Guard('sweep site: each feature record carries its relatives', 'monosemanticity/site.py::build_site',
-          "features = ({**record, 'relatives': relatives[record['id']]} for record in features)",
+    Guard('sweep site: each feature record carries its relatives', 'monosemanticity/site.py::write_member',
+          "features = ({**record, 'relatives': job.relatives[record['id']]} for record in features)",
           'pass', f'{SW}::test_sweep_relatives_point_at_existing_features_and_recover_the_split'),
     Guard('sweep site: family nodes list their children (inverse of the parents)',
           'monosemanticity/sweep_site.py::family_nodes',
@@ -604,6 +604,28 @@ FAM_GUARDS.append(
     Guard('a single build records its config without the sweep key (its output as before the sweep mode)',
           'build_interface.py::main', "without(config, 'analysis', *SWEEP_ONLY)", "without(config, 'analysis')",
           f'{SW}::test_sweep_member_is_its_single_site_plus_relatives'))
+# a sweep site's SAEs share each batch's forward pass (site.build_sites), and each gets its own numbers
+SWX = f'{SW}::test_sweep_runs_the_transformer_once_per_batch_for_all_its_saes'
+SWS = f'{SW}::test_sweep_member_is_its_single_site_plus_relatives'
+FAM_GUARDS += [
+    Guard("sweep site: each batch of contexts through the transformer once for all the SAEs' passes",
+          'monosemanticity/site.py::build_sites',
+          '    panels = feature_panels(members, contexts, modes, s, seconds, shared)',
+          '    panels = [feature_panels([m], contexts, [mode], s, [sec], shared)[0] '
+          'for m, mode, sec in zip(members, modes, seconds)]', SWX),
+    Guard('sweep site: each batch of example texts through the transformer once for all the SAEs',
+          'monosemanticity/site.py::example_panels',
+          "    feed(members, feats, texts, sorted({m.site for m in members}), 'example texts', 'examples', seconds, "
+          "shared)",
+          "    for m, fe, sec in zip(members, feats, seconds):\n"
+          "        feed([m], [fe], texts, [m.site], 'example texts', 'examples', [sec], shared)", SWX),
+    Guard("sweep site: each SAE's passes fed its own encoder's features of the shared batch",
+          'monosemanticity/site.py::feed', 'one.add_(batch, encode_batch(inputs, batch))',
+          'one.add_(batch, encode_batch(members[-1], batch))', SWS),
+    Guard("sweep site: each SAE's own example-text features (the texts' tokens shared)",
+          'monosemanticity/site.py::example_panels', '    feats = [ExampleFeatures(texts.length) for _ in members]',
+          '    feats = [ExampleFeatures(texts.length)] * len(members)', SWS),
+]
 
 # the sweep site's pages
 SWF = 'tests/test_browser.py::test_sweep_site_from_family_to_relatives'
@@ -841,7 +863,8 @@ GUARDS += SITE_GUARDS + SITE_WEB_GUARDS
 # the Neuronpedia export (neuronpedia.py, build_interface.py --neuronpedia=True)
 NP = 'tests/test_neuronpedia.py'
 NEURONPEDIA_GUARDS = [
-    Guard('neuronpedia: build_interface.py --neuronpedia=True writes the export', 'monosemanticity/site.py::build_site',
+    Guard('neuronpedia: build_interface.py --neuronpedia=True writes the export',
+          'monosemanticity/site.py::write_member',
           '    if s.neuronpedia:  # the same data in Neuronpedia', '    if False:  # the same data in Neuronpedia',
           f'{NP}::test_layout_and_header_rows'),
     Guard("neuronpedia: pos_str are the tokens a feature's logits raise most",
@@ -999,11 +1022,11 @@ GUARDS_SPARSE_STATS = [
           'return torch.bincount(self.index()[1], minlength=self.n_feat).int()',
           'return torch.bincount(self.index()[1], minlength=self.n_feat).int() + 1', SST),
     Guard('browser: (F, V) token counts sparse past dense_stats_mb',
-          'monosemanticity/feature_stats.py::pass1_statistics',
+          'monosemanticity/feature_stats.py::Pass1Counts.__init__',
           'token_counts = TokenCounts(n_feat, V, dev, dense=n_feat * V * 4 <= dense_mb * 2 ** 20)',
           'token_counts = TokenCounts(n_feat, V, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
     Guard('browser: (F, F) co-activation counts sparse past dense_stats_mb',
-          'monosemanticity/feature_stats.py::pass1_statistics',
+          'monosemanticity/feature_stats.py::Pass1Counts.__init__',
           'coact = CoactCounts(n_feat, dev, dense=n_feat * n_feat * 4 <= dense_mb * 2 ** 20)',
           'coact = CoactCounts(n_feat, dev, dense=True)', f'{SST}::test_pass1_is_sparse_past_dense_stats_mb'),
     Guard('browser ablation past the budget: each pair reads its own row of its feature block',
