@@ -128,12 +128,13 @@ def evaluate_saes(saes: list[SparseAutoencoder], gpt: nn.Module, site: str, batc
                         reduction='none')[1].sum().item())
         ce['zero'] += ablation_ce[i][0]
         ce['mean'] += ablation_ce[i][1]
-        for j, sae in enumerate(saes):
-            logits_s, loss_s, _ = gpt.run(x, y, replace={site: splice(sae, accs[j])}, reduction='none')
+        for j, sae in enumerate(saes):  # the CE from the same log-probs as the KL: one log_softmax, no temporaries
+            logits_s, _, _ = gpt.run(x, replace={site: splice(sae, accs[j])})
             logp_s = torch.log_softmax(logits_s.float(), -1)  # (B, T, V)
-            kl[j] += (p * (logp - logp_s)).sum().item()
-            ce_spliced[j] += loss_s.sum().item()
-            del logits_s, logp_s
+            del logits_s
+            ce_spliced[j] -= logp_s.gather(-1, y.unsqueeze(-1)).sum().item()  # Σ -log p_s(y): cross_entropy's
+            kl[j] -= torch.dot(p.view(-1), logp_s.sub_(logp).view(-1)).item()  # Σ p (log p - log p_s)
+            del logp_s
         n_tok += y.numel()
     for sae, mode in zip(saes, was_training):
         sae.train(mode)

@@ -22,8 +22,8 @@ SWEEP = [dict(name='topk_k8', kind='topk', k=8), dict(name='btk_k8', kind='batch
          dict(name='a23', kind='anthropic2023', l1_coeff=3e-3)]
 NOT_EVAL = ('train_seconds_this_run', 'tokens_per_s_this_run', 'config')  # the resumed run's timing and init_from
 
-# train_sae.py with model.GPT.run counted: a forward with targets and no replacement is a clean pass, one with a
-# replacement a spliced or ablated one; the counts are written to COUNTS at exit
+# train_sae.py with model.GPT.run counted: a forward with a replacement is a spliced or ablated one, one with targets
+# and no replacement a clean pass; the counts are written to COUNTS at exit
 COUNTING = '''
 import atexit, json, os, runpy, sys
 sys.path.insert(0, os.getcwd())
@@ -31,8 +31,10 @@ import model
 counts = {'clean': 0, 'replaced': 0}
 run = model.GPT.run
 def counted(self, idx, targets=None, capture=(), replace=None, **kw):
-    if targets is not None:
-        counts['replaced' if replace else 'clean'] += 1
+    if replace:
+        counts['replaced'] += 1
+    elif targets is not None:
+        counts['clean'] += 1
     return run(self, idx, targets, capture, replace, **kw)
 model.GPT.run = counted
 atexit.register(lambda: json.dump(counts, open(os.environ['COUNTS'], 'w')))
