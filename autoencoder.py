@@ -1159,59 +1159,70 @@ class EncoderOperands(NamedTuple):
     W_enc: Tensor  # (F, d)
 
 
+def _in_param_dtype(t: Tensor, buf: Tensor | None) -> Tensor:
+    """t (bf16) cast into buf, a kept buffer in the parameters' dtype (a fresh 32 MB tensor costs page faults: 3x
+    slower); t itself when buf is None (fp32: t is in the parameters' dtype already)."""
+    return t if buf is None else buf.copy_(t)
+
+
 class SparseEncode(torch.autograd.Function):
     """The pre-activations pre_values (N,) at the entries of code, taken from the dense encoder GEMM, with the
     gradients of x̄ (B, d), W_enc (F, d), b_enc (F,) computed from those N entries only. Their products read x̄ and
     W_enc from ops (EncoderOperands) in the GEMM's dtype: bf16 under a bf16 autocast, as the dense path's backward
-    GEMMs do (and 3x faster gathers than fp32); the parameters themselves in fp32."""
+    GEMMs do (and 3x faster gathers than fp32), dW_enc then cast into grad_buf; the parameters themselves in fp32."""
 
     @staticmethod
     def forward(ctx, xbar: Tensor, W_enc: Tensor, b_enc: Tensor, pre_values: Tensor, code: SparseCode,
-                ops: EncoderOperands):
+                ops: EncoderOperands, grad_buf: Tensor | None):
         ctx.save_for_backward(ops.xbar, ops.W_enc)
-        ctx.code = code
+        ctx.code, ctx.grad_buf = code, grad_buf
         return pre_values.to(W_enc.dtype, copy=True)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         xbar, W_enc = ctx.saved_tensors  # in the GEMM's dtype
-        code, gc = ctx.code, g.to(W_enc.dtype).contiguous()  # (N,)
+        (code, grad_buf), ctx.grad_buf = (ctx.code, ctx.grad_buf), None
+        gc = g.to(W_enc.dtype).contiguous()  # (N,)
         g_xbar = None
         if ctx.needs_input_grad[0]:  # (B, d) = Σ_j g_j W_enc[cols_j] per row
             g_xbar = _bag_sum(code.cols, W_enc, code.row_starts, gc).to(g.dtype)
-        g_W_enc = _by_col_sum(code, gc, xbar).to(g.dtype)  # (F, d) = (g sparse)ᵀ x̄
+        g_W_enc = _in_param_dtype(_by_col_sum(code, gc, xbar), grad_buf)  # (F, d) = (g sparse)ᵀ x̄
         g_b_enc = g.new_zeros(W_enc.shape[0]).index_add_(0, code.cols, g)  # (F,)
-        return g_xbar, g_W_enc, g_b_enc, None, None, None
+        return g_xbar, g_W_enc, g_b_enc, None, None, None, None
 
 
-def _transpose_into_(out: Tensor, a: Tensor, via: Tensor | None) -> Tensor:
-    """out (d, F) = aᵀ for a (F, d) in another dtype, through via (d, F) in a's dtype (a copy that transposes and
-    casts at once is 3x slower than the two); via None: a has out's dtype."""
-    return out.copy_(a.T if via is None else via.copy_(a.T))
+def sparse_encode(sae: SparseAutoencoder, xbar: Tensor, pre_values: Tensor, code: SparseCode, ops: EncoderOperands,
+                  name: str) -> Tensor:
+    """SparseEncode of pre_values (N,) at code; a bf16 dW_enc is cast into the scratch buffer `name` (one per call in a
+    step: both gradients reach W_enc.grad)."""
+    W_enc = sae.W_enc
+    grad_buf = None if ops.W_enc.dtype == W_enc.dtype else _buf(sae, name, tuple(W_enc.shape), W_enc.dtype, pad=False)
+    return SparseEncode.apply(xbar, W_enc, sae.b_enc, pre_values, code, ops, grad_buf)
 
 
 class SparseDecode(torch.autograd.Function):
     """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients.
     W_rows (F, d) = W_dec transposed, made by the caller (decoder_rows); g_W_dec (d, F) is written into grad_buf
-    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster). t_buf (d, F) bf16
-    (None in fp32): dW_dec's products in bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers)."""
+    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster). dW_dec's products in
+    cdt: bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers), then cast into cast_buf (F, d) and
+    transposed (an fp32 transposed copy is 1.6x faster than a bf16 one)."""
 
     @staticmethod
     def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode, W_rows: Tensor, grad_buf: Tensor,
-                t_buf: Tensor | None):
+                cast_buf: Tensor | None, cdt: torch.dtype):
         ctx.save_for_backward(values, W_rows)
-        ctx.code, ctx.bufs = code, (grad_buf, t_buf)
+        ctx.code, ctx.bufs, ctx.cdt = code, (grad_buf, cast_buf), cdt
         return _bag_sum(code.cols, W_rows, code.row_starts, values)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         values, W_rows = ctx.saved_tensors
-        (grad_buf, t_buf), ctx.bufs = ctx.bufs, None
-        code, g = ctx.code, g.contiguous()
+        (grad_buf, cast_buf), ctx.bufs = ctx.bufs, None
+        code, cdt, g = ctx.code, ctx.cdt, g.contiguous()
         g_values = _entry_dots(code, W_rows, g)  # (N,) g_row · W_dec[:, col]
-        cdt = values.dtype if t_buf is None else t_buf.dtype
-        g_W_dec = _transpose_into_(grad_buf, _by_col_sum(code, values.to(cdt), g.to(cdt)), t_buf)  # (d, F)
-        return g_values, g_W_dec, None, None, None, None
+        g_W_rows = _in_param_dtype(_by_col_sum(code, values.to(cdt), g.to(cdt)), cast_buf)  # (F, d)
+        g_W_dec = grad_buf.copy_(g_W_rows.T)  # (d, F)
+        return g_values, g_W_dec, None, None, None, None, None
 
 
 def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_rows: Tensor, name: str,
@@ -1219,8 +1230,8 @@ def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_ro
     """SparseDecode of values (N,) at code, its dW_dec (products in cdt) written into the scratch buffer `name`
     (one per call in a step: both gradients reach W_dec.grad)."""
     shape, dt = tuple(sae.W_dec.shape), sae.W_dec.dtype
-    t_buf = None if cdt == dt else _buf(sae, 'sp_gW_dec_t', shape, cdt, pad=False)
-    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, shape, dt, pad=False), t_buf)
+    cast_buf = None if cdt == dt else _buf(sae, 'sp_gW_rows', tuple(W_rows.shape), dt, pad=False)
+    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, shape, dt, pad=False), cast_buf, cdt)
 
 
 def decoder_rows(sae: SparseAutoencoder) -> Tensor:
@@ -1283,7 +1294,7 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
     with torch.no_grad():
         pre, ops = encoder_gemm(sae, xbar)  # (B, F), x̄ and W_enc as the GEMM read them
         code, pre_values = topk_code(sae, pre)  # (N,) kept entries
-    f = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code, ops).relu()  # (N,)
+    f = sparse_encode(sae, xbar, pre_values, code, ops, 'sp_gW_enc').relu()  # (N,)
     W_rows = decoder_rows(sae)  # (F, d)
     with torch.autocast(x.device.type, enabled=False):
         x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec', ops.W_enc.dtype) + sae.b_dec  # (B, d)
@@ -1307,7 +1318,7 @@ def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Ten
     if dead.any():
         with torch.no_grad():  # (B·k_aux,) the dead latents' top k_aux; in place: a fresh (B, F) costs page faults
             code, pre_values = row_topk_code(pre.masked_fill_(~dead, -math.inf), min(k_aux(sae.cfg), int(dead.sum())))
-        z = SparseEncode.apply(xbar, sae.W_enc, sae.b_enc, pre_values, code, ops).relu()  # (B·k,)
+        z = sparse_encode(sae, xbar, pre_values, code, ops, 'sp_gW_enc_aux').relu()  # (B·k,)
         with torch.autocast(err.device.type, enabled=False):
             e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux', ops.W_enc.dtype)  # (B, d)
     return auxk_term(sae, e_hat, err)
