@@ -1200,29 +1200,39 @@ def sparse_encode(sae: SparseAutoencoder, xbar: Tensor, pre_values: Tensor, code
     return SparseEncode.apply(xbar, W_enc, sae.b_enc, pre_values, code, ops, grad_buf)
 
 
+def _transpose_into_(out: Tensor, a: Tensor, via: Tensor | None) -> Tensor:
+    """out (d, F) = aᵀ for a (F, d). a in bf16 (via (d, F) bf16): as the GEMM I·aᵀ, then cast into out; exact (each
+    output is one product by 1 plus zeros; a NaN spreads to its whole decoder column, as the step's column norms
+    spread it anyway), and with AMX or AVX-512 bf16 1.6x faster than a transposed copy, which runs on one thread.
+    via None: a has out's dtype, a transposed copy."""
+    if via is None:
+        return out.copy_(a.T)
+    eye = torch.eye(a.shape[1], dtype=a.dtype, device=a.device)  # (d, d)
+    return out.copy_(torch.mm(eye, a.T, out=via))
+
+
 class SparseDecode(torch.autograd.Function):
     """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients.
     W_rows (F, d) = W_dec transposed, made by the caller (decoder_rows); g_W_dec (d, F) is written into grad_buf
-    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster). dW_dec's products in
-    cdt: bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers), then cast into cast_buf (F, d) and
-    transposed (an fp32 transposed copy is 1.6x faster than a bf16 one)."""
+    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster). t_buf (d, F) bf16
+    (None in fp32): dW_dec's products in bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers)."""
 
     @staticmethod
     def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode, W_rows: Tensor, grad_buf: Tensor,
-                cast_buf: Tensor | None, cdt: torch.dtype):
+                t_buf: Tensor | None):
         ctx.save_for_backward(values, W_rows)
-        ctx.code, ctx.bufs, ctx.cdt = code, (grad_buf, cast_buf), cdt
+        ctx.code, ctx.bufs = code, (grad_buf, t_buf)
         return _bag_sum(code.cols, W_rows, code.row_starts, values)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         values, W_rows = ctx.saved_tensors
-        (grad_buf, cast_buf), ctx.bufs = ctx.bufs, None
-        code, cdt, g = ctx.code, ctx.cdt, g.contiguous()
+        (grad_buf, t_buf), ctx.bufs = ctx.bufs, None
+        code, g = ctx.code, g.contiguous()
         g_values = _entry_dots(code, W_rows, g)  # (N,) g_row · W_dec[:, col]
-        g_W_rows = _in_param_dtype(_by_col_sum(code, values.to(cdt), g.to(cdt)), cast_buf)  # (F, d)
-        g_W_dec = grad_buf.copy_(g_W_rows.T)  # (d, F)
-        return g_values, g_W_dec, None, None, None, None, None
+        cdt = values.dtype if t_buf is None else t_buf.dtype
+        g_W_dec = _transpose_into_(grad_buf, _by_col_sum(code, values.to(cdt), g.to(cdt)), t_buf)  # (d, F)
+        return g_values, g_W_dec, None, None, None, None
 
 
 def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_rows: Tensor, name: str,
@@ -1230,8 +1240,8 @@ def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_ro
     """SparseDecode of values (N,) at code, its dW_dec (products in cdt) written into the scratch buffer `name`
     (one per call in a step: both gradients reach W_dec.grad)."""
     shape, dt = tuple(sae.W_dec.shape), sae.W_dec.dtype
-    cast_buf = None if cdt == dt else _buf(sae, 'sp_gW_rows', tuple(W_rows.shape), dt, pad=False)
-    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, shape, dt, pad=False), cast_buf, cdt)
+    t_buf = None if cdt == dt else _buf(sae, 'sp_gW_dec_t', shape, cdt, pad=False)
+    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, shape, dt, pad=False), t_buf)
 
 
 def decoder_rows(sae: SparseAutoencoder) -> Tensor:
