@@ -1200,29 +1200,49 @@ def sparse_encode(sae: SparseAutoencoder, xbar: Tensor, pre_values: Tensor, code
     return SparseEncode.apply(xbar, W_enc, sae.b_enc, pre_values, code, ops, grad_buf)
 
 
-def _transpose_into_(out: Tensor, a: Tensor, via: Tensor | None) -> Tensor:
-    """out (d, F) = aᵀ for a (F, d). a in bf16 (via (d, F) bf16): as the GEMM I·aᵀ, then cast into out; exact (each
-    output is one product by 1 plus zeros; a NaN spreads to its whole decoder column, as the step's column norms
-    spread it anyway), and with AMX or AVX-512 bf16 1.6x faster than a transposed copy, which runs on one thread.
-    via None: a has out's dtype, a transposed copy."""
-    if via is None:
-        return out.copy_(a.T)
-    eye = torch.eye(a.shape[1], dtype=a.dtype, device=a.device)  # (d, d)
-    return out.copy_(torch.mm(eye, a.T, out=via))
+def _transposed_by_gemm(a: Tensor, out: Tensor) -> Tensor:
+    """out = aᵀ for a bf16 a, (d, F) or (F, d) with d < F, as a GEMM with the (d, d) identity: exact (each output is
+    one product by 1 plus zeros; a NaN spreads to its whole decoder column, as the step's column norms spread it
+    anyway), and with AMX or AVX-512 bf16 1.6x faster than a transposed copy, which runs on one thread."""
+    d = min(a.shape)
+    eye = torch.eye(d, dtype=a.dtype, device=a.device)  # (d, d)
+    return torch.mm(a.T, eye, out=out) if a.shape[0] == d else torch.mm(eye, a.T, out=out)
+
+
+class DecoderRows(NamedTuple):
+    """W_dec as rows (F, d) for SparseDecode, made once per step in scratch buffers (no gradient flows through them):
+    in the matmul dtype for the decoding's gathers (bf16 under a bf16 autocast, as the dense path's GEMMs), and those
+    values in the parameters' dtype for sampled_addmm (fp32 only on CPU). The same tensor twice in fp32."""
+
+    bags: Tensor  # (F, d) the matmul dtype
+    dots: Tensor  # (F, d) the parameters' dtype
+
+
+def decoder_rows(sae: SparseAutoencoder, cdt: torch.dtype) -> DecoderRows:
+    """DecoderRows of sae's W_dec (d, F) for matmul dtype cdt: an fp32 transposed copy, or in bf16 W_dec cast and
+    transposed by a GEMM (_transposed_by_gemm), then cast back for sampled_addmm."""
+    with torch.no_grad():
+        W, (d, n) = sae.W_dec, sae.W_dec.shape
+        dots = _buf(sae, 'sp_W_rows', (n, d), W.dtype, pad=False)
+        if cdt == W.dtype:
+            return DecoderRows(dots.copy_(W.T), dots)
+        bags = _transposed_by_gemm(_buf(sae, 'sp_W_dec_c', (d, n), cdt, pad=False).copy_(W),
+                                   _buf(sae, 'sp_W_rows_c', (n, d), cdt, pad=False))
+        return DecoderRows(bags, dots.copy_(bags))
 
 
 class SparseDecode(torch.autograd.Function):
-    """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients.
-    W_rows (F, d) = W_dec transposed, made by the caller (decoder_rows); g_W_dec (d, F) is written into grad_buf
-    (fresh 32 MB tensors cost page faults: a transposed copy into a kept buffer is 3x faster). t_buf (d, F) bf16
-    (None in fp32): dW_dec's products in bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers)."""
+    """Σ_j values_j W_dec[:, cols_j] per row (B, d) from the N entries of code (values (N,)), and its gradients, with
+    W_dec as rows (DecoderRows, made by the caller); g_W_dec (d, F) is written into grad_buf (fresh 32 MB tensors
+    cost page faults: a transposed copy into a kept buffer is 3x faster). t_buf (d, F) bf16 (None in fp32): dW_dec's
+    products in bf16 under a bf16 autocast, as the dense path's GEMM (3x faster gathers), then transposed by a GEMM."""
 
     @staticmethod
-    def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode, W_rows: Tensor, grad_buf: Tensor,
+    def forward(ctx, values: Tensor, W_dec: Tensor, code: SparseCode, rows: DecoderRows, grad_buf: Tensor,
                 t_buf: Tensor | None):
-        ctx.save_for_backward(values, W_rows)
+        ctx.save_for_backward(values, rows.dots)
         ctx.code, ctx.bufs = code, (grad_buf, t_buf)
-        return _bag_sum(code.cols, W_rows, code.row_starts, values)
+        return _bag_sum(code.cols, rows.bags, code.row_starts, values.to(rows.bags.dtype)).to(values.dtype)
 
     @staticmethod
     def backward(ctx, g: Tensor):
@@ -1230,24 +1250,20 @@ class SparseDecode(torch.autograd.Function):
         (grad_buf, t_buf), ctx.bufs = ctx.bufs, None
         code, g = ctx.code, g.contiguous()
         g_values = _entry_dots(code, W_rows, g)  # (N,) g_row · W_dec[:, col]
-        cdt = values.dtype if t_buf is None else t_buf.dtype
-        g_W_dec = _transpose_into_(grad_buf, _by_col_sum(code, values.to(cdt), g.to(cdt)), t_buf)  # (d, F)
+        if t_buf is None:
+            g_W_dec = grad_buf.copy_(_by_col_sum(code, values, g).T)  # (d, F)
+        else:
+            g_W_rows = _by_col_sum(code, values.to(t_buf.dtype), g.to(t_buf.dtype))  # (F, d)
+            g_W_dec = grad_buf.copy_(_transposed_by_gemm(g_W_rows, t_buf))  # (d, F)
         return g_values, g_W_dec, None, None, None, None
 
 
-def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, W_rows: Tensor, name: str,
-                  cdt: torch.dtype) -> Tensor:
-    """SparseDecode of values (N,) at code, its dW_dec (products in cdt) written into the scratch buffer `name`
-    (one per call in a step: both gradients reach W_dec.grad)."""
-    shape, dt = tuple(sae.W_dec.shape), sae.W_dec.dtype
+def sparse_decode(sae: SparseAutoencoder, values: Tensor, code: SparseCode, rows: DecoderRows, name: str) -> Tensor:
+    """SparseDecode of values (N,) at code, its dW_dec (products in the dtype of rows.bags) written into the scratch
+    buffer `name` (one per call in a step: both gradients reach W_dec.grad)."""
+    shape, dt, cdt = tuple(sae.W_dec.shape), sae.W_dec.dtype, rows.bags.dtype
     t_buf = None if cdt == dt else _buf(sae, 'sp_gW_dec_t', shape, cdt, pad=False)
-    return SparseDecode.apply(values, sae.W_dec, code, W_rows, _buf(sae, name, shape, dt, pad=False), t_buf)
-
-
-def decoder_rows(sae: SparseAutoencoder) -> Tensor:
-    """W_dec as rows (F, d) for the gathers of SparseDecode, in a scratch buffer (no gradient flows through it)."""
-    with torch.no_grad():
-        return _buf(sae, 'sp_W_rows', tuple(sae.W_dec.T.shape), sae.W_dec.dtype, pad=False).copy_(sae.W_dec.T)
+    return SparseDecode.apply(values, sae.W_dec, code, rows, _buf(sae, name, shape, dt, pad=False), t_buf)
 
 
 def topk_code(sae: SparseAutoencoder, pre: Tensor) -> tuple[SparseCode, Tensor]:
@@ -1305,9 +1321,9 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
         pre, ops = encoder_gemm(sae, xbar)  # (B, F), x̄ and W_enc as the GEMM read them
         code, pre_values = topk_code(sae, pre)  # (N,) kept entries
     f = sparse_encode(sae, xbar, pre_values, code, ops, 'sp_gW_enc').relu()  # (N,)
-    W_rows = decoder_rows(sae)  # (F, d)
+    W_rows = decoder_rows(sae, ops.W_enc.dtype)  # (F, d)
     with torch.autocast(x.device.type, enabled=False):
-        x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec', ops.W_enc.dtype) + sae.b_dec  # (B, d)
+        x_hat = sparse_decode(sae, f, code, W_rows, 'sp_gW_dec') + sae.b_dec  # (B, d)
     err = x_hat.float() - xs  # (B, d)
     fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
     recon = recon_term(sae, err)
@@ -1320,7 +1336,7 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
 
 
 def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Tensor, dead: Tensor,
-                     W_rows: Tensor, ops: EncoderOperands) -> Tensor:
+                     W_rows: DecoderRows, ops: EncoderOperands) -> Tensor:
     """The AuxK term (auxk_term) with ê from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without
     gradient (its scratch buffer, overwritten here), its gradient through SparseEncode of xbar (B, d); err = x̂ - x
     (B, d); dead (F,) bool; W_rows (F, d) decoder_rows; ops the encoder GEMM's operands."""
@@ -1330,7 +1346,7 @@ def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Ten
             code, pre_values = row_topk_code(pre.masked_fill_(~dead, -math.inf), min(k_aux(sae.cfg), int(dead.sum())))
         z = sparse_encode(sae, xbar, pre_values, code, ops, 'sp_gW_enc_aux').relu()  # (B·k,)
         with torch.autocast(err.device.type, enabled=False):
-            e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux', ops.W_enc.dtype)  # (B, d)
+            e_hat = sparse_decode(sae, z, code, W_rows, 'sp_gW_dec_aux')  # (B, d)
     return auxk_term(sae, e_hat, err)
 
 
