@@ -1104,7 +1104,7 @@ def fused_l1_loss(sae: SparseAutoencoder, x: Tensor) -> tuple[Tensor, Tensor, Te
 # ----------------------------------------------------------------------------- the sparse TopK step (Kind.sparse)
 
 class SparseCode(NamedTuple):
-    """Where a (B, F) code is non-zero: N entries sorted by row, then by column within a row (CSR order)."""
+    """Where a (B, F) code is non-zero: N entries grouped by row (in any order within a row)."""
 
     rows: Tensor  # (N,) long
     cols: Tensor  # (N,) long
@@ -1116,7 +1116,7 @@ class SparseCode(NamedTuple):
 
 
 def sparse_code(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int, per_row: int = 0) -> SparseCode:
-    """The SparseCode of the entries (rows[i], cols[i]) (N,) in CSR order; per_row > 0: that many in every row."""
+    """The SparseCode of the entries (rows[i], cols[i]) (N,) grouped by row; per_row > 0: that many in every row."""
     def starts(keys: Tensor, n: int) -> Tensor:
         return torch.cat([keys.new_zeros(1), torch.bincount(keys, minlength=n).cumsum(0)])
     if per_row:
@@ -1273,12 +1273,11 @@ def topk_code(sae: SparseAutoencoder, pre: Tensor) -> tuple[SparseCode, Tensor]:
 
 
 def row_topk_code(pre: Tensor, k: int) -> tuple[SparseCode, Tensor]:
-    """The k largest entries of each row of pre (B, F) (pre.topk), and their values (B·k,)."""
+    """The k largest entries of each row of pre (B, F) (pre.topk), in its order, and their values (B·k,)."""
     B, n = pre.shape
     vals, idx = pre.topk(k, dim=-1, sorted=False)  # (B, k)
-    idx, order = idx.sort(dim=-1)
     rows = torch.arange(B, device=pre.device).repeat_interleave(k)
-    return sparse_code(rows, idx.flatten(), B, n, per_row=k), vals.gather(1, order).flatten()
+    return sparse_code(rows, idx.flatten(), B, n, per_row=k), vals.flatten()
 
 
 @torch.no_grad()

@@ -897,8 +897,6 @@ GUARDS_SPARSE = [
           'autoencoder.py::sparse_topk_loss',
           'index_add_(0, code.cols, (f.detach() > kind.fire_threshold)',
           'index_add_(0, code.rows, (f.detach() > kind.fire_threshold)', EQ),
-    Guard('sparse step: the kept values follow their columns (sorted within a row)', 'autoencoder.py::row_topk_code',
-          'vals.gather(1, order).flatten()', 'vals.flatten()', EQ),
     Guard('sparse step: dW_enc = (dpre sparse)ᵀ x̄', 'autoencoder.py::SparseEncode.backward',
           'g_W_enc = _in_param_dtype(_by_col_sum(code, gc, xbar)[:, :d], grad_buf)  # (F, d)',
           'g_W_enc = _in_param_dtype(_by_col_sum(code, gc, xbar + 1)[:, :d], grad_buf)  # (F, d)', EQ),
