@@ -625,9 +625,12 @@ def auxk_term(sae: 'SparseAutoencoder', e_hat: Tensor | None, err: Tensor) -> Te
             return err.new_zeros(())
         return (e_hat.float() + err).pow(2).mean()
     e = -err.detach()
-    e_hat = (torch.zeros_like(e) if e_hat is None else e_hat.float()) + (sae.b_dec - sae.b_dec.detach()).float()
-    var = (e - e.mean(0)).pow(2).mean()  # the reference's mse(mean_b e, e)
-    return ((e_hat - e).pow(2).mean() / var).nan_to_num(0.0)
+    e_mean = e.mean(0)  # (d,)
+    var = (e - e_mean).pow(2).mean()  # the reference's mse(mean_b e, e)
+    b = (sae.b_dec - sae.b_dec.detach()).float()  # (d,) 0, with b_dec's gradient: ê is decoded with b_dec
+    if e_hat is None:  # ê = b on every row: mean((b - e)²) = mean((b - ē)²) + var, without (B, d) passes
+        return (((b - e_mean).pow(2).mean() + var) / var).nan_to_num(0.0)
+    return ((e_hat.float() + b - e).pow(2).mean() / var).nan_to_num(0.0)
 
 
 # ----------------------------------------------------------------------------- initialisations
