@@ -366,6 +366,10 @@ def test_auxk_term_by_hand():
     e_hat3 = torch.tensor([[0., 0.], [2 * -0.6, 2 * 0.8]])
     by_hand3 = ((e_hat3 - e) ** 2).mean() / ((e - e.mean(0)) ** 2).mean()
     assert out3['aux'].item() == pytest.approx(by_hand3.item(), rel=1e-6)
+    # no dead latent: ê = b_dec (0 here) on every row
+    out0 = sae.loss(x, dead=torch.zeros(4, dtype=torch.bool))
+    by_hand0 = (e ** 2).mean() / ((e - e.mean(0)) ** 2).mean()
+    assert out0['aux'].item() == pytest.approx(by_hand0.item(), rel=1e-6)
 
 
 def test_recipes_hold_the_published_values():
