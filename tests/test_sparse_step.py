@@ -49,10 +49,11 @@ CASES = [('topk', 'none', 0.0), ('batchtopk', 'none', 0.0), ('topk', 'layer_norm
 @pytest.mark.parametrize('kind,normalize,b_enc_shift', CASES)
 def test_sparse_loss_and_gradients_equal_the_dense_path(kind, normalize, b_enc_shift, bf16):
     sae = make(kind, normalize, b_enc_shift)
-    dense = copy.deepcopy(sae)
+    dense, exact = copy.deepcopy(sae), copy.deepcopy(sae)
     x = data(B, 1)
     out, g = grads(sae, x, sparse=True, bf16=bf16)
     want, g_want = grads(dense, x, sparse=False, bf16=bf16)
+    _, g_exact = grads(exact, x, sparse=False, bf16=False)  # the fp32 dense gradients
     assert out['f'].shape == (K * B,) and want['f'].shape == (B, F)  # the sparse path ran (and the dense one)
     # AuxK active: some latents are dead (matryoshka's is 0 when every dead pre-activation is negative, as its code)
     assert want['aux'] > 0 or (kind == 'matryoshka_batchtopk' and b_enc_shift < 0)
@@ -63,9 +64,11 @@ def test_sparse_loss_and_gradients_equal_the_dense_path(kind, normalize, b_enc_s
     for key in ('loss', 'recon', 'aux', 'mse'):
         torch.testing.assert_close(out[key], want[key], rtol=rtol, atol=atol, msg=key)
     for name, q in g.items():
-        if bf16:  # bf16 rounding of the dense path's own (B, F) gradients: compare relative to the whole gradient
+        if bf16:  # bf16 rounding of the dense path's own (B, F) gradients: compare relative to the whole gradient;
+            # more than 1% from the dense bf16 gradient only where closer to the fp32 one than the dense bf16 is
             err = (q - g_want[name]).norm() / g_want[name].norm()
-            assert err < 1e-2, f"{name}: relative error {err:.2e}"
+            to_exact, dense_to_exact = ((v - g_exact[name]).norm() for v in (q, g_want[name]))
+            assert err < 1e-2 or to_exact <= dense_to_exact, f"{name}: relative error {err:.2e}"
         else:
             torch.testing.assert_close(q, g_want[name], rtol=rtol, atol=atol, msg=name)
 
