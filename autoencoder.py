@@ -1202,7 +1202,7 @@ class SparseEncode(torch.autograd.Function):
     """The pre-activations pre_values (N,) at the entries of code, taken from the dense encoder GEMM, with the
     gradients of x̄ (B, d), W_enc (F, d), b_enc (F,) computed from those N entries only. Their products read x̄ and
     W_enc from ops (EncoderOperands) in the GEMM's dtype: bf16 under a bf16 autocast, as the dense path's backward
-    GEMMs do (and 3x faster gathers than fp32), dW_enc then cast into grad_buf; the parameters themselves in fp32."""
+    GEMMs do (and 2-3x faster gathers than fp32), dW_enc then cast into grad_buf; the parameters themselves in fp32."""
 
     @staticmethod
     def forward(ctx, xbar: Tensor, W_enc: Tensor, b_enc: Tensor, pre_values: Tensor, code: SparseCode,
@@ -1347,7 +1347,7 @@ def sparse_topk_loss(sae: SparseAutoencoder, x: Tensor, dead: Tensor | None = No
         pre, ops = encoder_gemm(sae, xbar)  # (B, F), x̄ and W_enc as the GEMM read them
         code, pre_values = topk_code(sae, pre)  # (N,) kept entries
     f = sparse_encode(sae, xbar, pre_values, code, ops, 'sp_gW_enc').relu()  # (N,)
-    W_rows = decoder_rows(sae, ops.W_enc.dtype)  # (F, d)
+    W_rows = decoder_rows(sae, ops.W_enc.dtype)  # W_dec's rows (F, d) for the gathers and sampled_addmm
     with torch.autocast(x.device.type, enabled=False):
         err, recon = kind.sparse_recon(sae, xs, f, code, W_rows)  # (B, d) x̂ - x, the kind's reconstruction term
     fired = torch.zeros_like(sae.b_enc).index_add_(0, code.cols, (f.detach() > kind.fire_threshold).to(f.dtype)) > 0
@@ -1363,7 +1363,7 @@ def sparse_auxk_loss(sae: SparseAutoencoder, pre: Tensor, xbar: Tensor, err: Ten
                      W_rows: DecoderRows, ops: EncoderOperands) -> Tensor:
     """The AuxK term (auxk_term) with ê from the top-k_aux dead pre-activations as a SparseCode: pre (B, F) without
     gradient (its scratch buffer, overwritten here), its gradient through SparseEncode of xbar (B, d); err = x̂ - x
-    (B, d); dead (F,) bool; W_rows (F, d) decoder_rows; ops the encoder GEMM's operands."""
+    (B, d); dead (F,) bool; W_rows the step's decoder_rows; ops the encoder GEMM's operands."""
     e_hat = None
     if dead.any():
         with torch.no_grad():  # (B·k_aux,) the dead latents' top k_aux; in place: a fresh (B, F) costs page faults
