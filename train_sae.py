@@ -27,7 +27,8 @@ import torch
 
 from monosemanticity.store import ActivationStore, NonFiniteRows, OnTheFlySource
 from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, kind_params,
-                         make_adam, resample_dead_, saelens_cfg, save_saelens, silent_latents, train_step_)
+                         make_adam, resample_dead_, saelens_cfg, save_saelens, silent_latents, sparse_step_pays,
+                         train_step_)
 from monosemanticity.common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die,
                                     exit_on_user_error, get_device, load_checkpoint, load_data_meta,
                                     max_rank_divergence, next_command, print0, progress, rng_state, save_checkpoint,
@@ -74,8 +75,9 @@ max_steps = 500000
 autocast_dtype = 'float32'  # 'bfloat16' runs the SAE's matmuls in bf16 (parameters and Adam stay fp32)
 # topk, batchtopk, matryoshka_batchtopk: the sparse step (autoencoder.sparse_topk_loss: decoding and every gradient
 # from the k kept codes, the encoder GEMM the only dense product; the dense step's loss and gradients to float
-# rounding, and faster: see docs/recipes.md#the-sparse-topk-step). False: the dense step (autograd through (B, F))
-sparse_topk = True
+# rounding) or the dense one (autograd through (B, F)). 'auto': the sparse step where it is the faster,
+# F >= 1024 and F >= 32·k (autoencoder.sparse_step_pays, measured by bench/sparse_step.py); True / False: always
+sparse_topk = 'auto'
 # neuron resampling (anthropic2023)
 resample_steps = (25000, 50000, 75000, 100000)  # resample dead neurons at these steps; () = never
 resample_rows = 819200  # rows whose loss decides where dead neurons go
@@ -121,6 +123,9 @@ if autocast_dtype not in ('float32', 'bfloat16', 'float16'):
     die(f"autocast_dtype '{autocast_dtype}' is not float32, bfloat16 or float16")
 if init_from not in ('scratch', 'resume'):
     die(f"init_from '{init_from}' is not 'scratch' or 'resume'")
+sparse_topk = str(sparse_topk).lower()
+if sparse_topk not in ('auto', 'true', 'false'):
+    die(f"sparse_topk '{sparse_topk}' is not auto, True or False")
 sae_dir, sweep_dir = os.path.join(out_dir, 'sae'), os.path.join(out_dir, 'sweep')
 activations_dir = activations_dir or os.path.join(out_dir, 'activations')
 transformer_ckpt = transformer_ckpt or os.path.join(out_dir, 'transformer', 'ckpt.pt')
@@ -208,6 +213,7 @@ def build(m: Member) -> torch.Tensor | None:
                                               k_aux=c['k_aux'], aux_coeff=c['aux_coeff'],
                                               **{key: c[key] for key in kind_params()}),
                                     device=device)
+    m.sparse = sparse_step_pays(sae.cfg) if sparse_topk == 'auto' else sparse_topk == 'true' and sae.kind.sparse
     m.recipe = make_recipe(c)
     m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)
     m.resample_gen = torch.Generator().manual_seed(seed + 1)
@@ -376,7 +382,7 @@ def train_member_step(m: Member, x: torch.Tensor) -> None:
     """One step of m on the batch x (B, d), then its logging and checkpoint as their intervals say."""
     t0 = time.perf_counter()
     stats = train_step_(m.sae, m.opt, x, m.step, m.recipe, cdt, want_l0=(m.step + 1) % log_interval == 0,
-                        sparse=sparse_topk)
+                        sparse=m.sparse)
     stop_if_not_finite(m, stats, x)
     m.seconds += time.perf_counter() - t0
     m.step += 1
@@ -389,9 +395,10 @@ def train_member_step(m: Member, x: torch.Tensor) -> None:
 def announce(m: Member) -> None:
     """The start-up lines of one SAE: its shape, data, recipe and resampling."""
     c, r = m.conf, m.recipe
+    how = f", {'sparse' if m.sparse else 'dense'} step (sparse_topk {sparse_topk})" if m.sae.kind.sparse else ''
     print0(f"{tag(m)}SAE {c['kind']}: {d_in} -> {c['n_features']} features on {site} ({source}: "
            f"{data.n_rows if source == 'store' else 'on the fly'} rows), batch {batch_size} x {world_size} rank(s), "
-           f"{max_steps} steps, {device} {autocast_dtype}")
+           f"{max_steps} steps, {device} {autocast_dtype}{how}")
     warm = f"{r.warmup_steps} steps" if r.warmup_steps else f"{r.warmup_frac:g} of the run"
     l1_warm = f"{r.l1_warmup_steps} steps" if r.l1_warmup_steps else f"{r.l1_warmup_frac:g} of the run"
     print0(f"{tag(m)}recipe: lr {r.lr:g} ({r.warmup_shape} warm-up over {warm}, decay over {r.decay_frac:g} of the "

@@ -15,7 +15,10 @@ step blocks alternate for `rounds` rounds and medians are compared. The fused st
 loss().backward(), for comparison.
 The TopK rows (kind topk, F = topk_features, k = topk_k) time its sparse step (sparse_topk_loss: decoding and
 gradients from the k kept codes per row; the encoder GEMM, 1/6 of the roofline, is its only dense product)
-against the 12·B·d·F roofline at that F, measured in the same rounds; "topk dense" is the dense autograd step.
+against the 12·B·d·F roofline at that F, measured in the same rounds; "topk dense" is the dense autograd step;
+"topk floor" the three parts no TopK step can skip, timed alone in the same rounds: the encoder GEMM (B, d)·(d, F),
+the top-k of its (B, F) rows (torch.topk) and the fused Adam update of the parameters: the lowest ratio this machine
+allows a step built from PyTorch's kernels.
 """
 import statistics
 import time
@@ -76,11 +79,28 @@ def make_steps(kind: str, n: int, cdt: torch.dtype | None) -> dict:
         steps = {'topk sparse': lambda: sae_step_(sae, opt, x, 0.0, cdt, sparse=True)}
         if autograd:
             steps['topk dense'] = lambda: sae_step_(sae, opt, x, 0.0, cdt, fused=False)
+        steps['topk floor'] = floor_block(n, cdt or torch.float32)
         return steps
     steps = {'fused': lambda: sae_step_(sae, opt, x, 1e-3, cdt)}
     if autograd:
         steps['autograd'] = lambda: sae_step_(sae, opt, x, 1e-3, cdt, fused=False)
     return steps
+
+
+def floor_block(n: int, dt: torch.dtype):
+    """The encoder GEMM, top-k and Adam update of a TopK step with F = n, each alone, into preallocated outputs."""
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, n_features=n, kind='topk', k=topk_k))
+    opt = make_adam(sae, lr=1e-4)
+    for p in sae.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    xa, W = torch.randn(batch_size, d_in, dtype=dt), sae.W_enc.detach().to(dt)
+    pre = torch.empty(batch_size, n, dtype=dt)
+
+    def run():
+        torch.mm(xa, W.T, out=pre)  # pre = x̄ W_encᵀ
+        pre.topk(topk_k, dim=-1, sorted=False)
+        opt.step()
+    return run
 
 
 def measure(steps: dict, n: int, dt: torch.dtype) -> list[tuple]:

@@ -44,6 +44,7 @@ class Member:
     sae: torch.nn.Module = None
     opt: torch.optim.Optimizer = None
     recipe: object = None  # autoencoder.Recipe
+    sparse: bool = False  # trains by the sparse TopK step (train_sae.py's sparse_topk)
     window_tokens: dict = field(default_factory=dict)  # resample step -> dead window in tokens
     resample_gen: torch.Generator = None
     resampled: list = field(default_factory=list)  # one record per resampling: {step, n_dead, window_tokens}

@@ -142,3 +142,15 @@ def test_matryoshka_prefix_losses_from_the_kept_codes(loss_form):
         torch.testing.assert_close(out['recon'], want['recon'], rtol=1e-5, atol=1e-6)
         for name, q in g.items():
             torch.testing.assert_close(q, g_want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_sparse_step_pays_where_bench_sparse_step_measured_it():
+    """sparse_topk='auto' (train_sae.py) takes the sparse step for the TopK family from F 1024 and F >= 32·k only
+    (bench/sparse_step.py: the dense step is the faster below), never for another kind."""
+    from autoencoder import sparse_step_pays
+    for kind in ('topk', 'batchtopk', 'matryoshka_batchtopk'):
+        assert sparse_step_pays(SAEConfig(d_in=8, n_features=1024, kind=kind, k=32))
+        assert sparse_step_pays(SAEConfig(d_in=8, n_features=16384, kind=kind, k=32))
+        assert not sparse_step_pays(SAEConfig(d_in=8, n_features=1024, kind=kind, k=33))
+        assert not sparse_step_pays(SAEConfig(d_in=8, n_features=512, kind=kind, k=4))
+    assert not sparse_step_pays(SAEConfig(d_in=8, n_features=16384, kind='jumprelu'))

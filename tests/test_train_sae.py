@@ -90,21 +90,35 @@ def test_other_kinds_train_and_export(harvested, tmp_path, kind):
 
 @pytest.mark.parametrize('kind', ['topk', 'batchtopk', 'matryoshka_batchtopk'])
 def test_sparse_topk_is_the_default_step(harvested, tmp_path, kind):
-    """train_sae.py trains the TopK family through sparse_topk_loss by default: its weights are bitwise those of
-    --sparse_topk=True, and equal the dense step's (--sparse_topk=False) to float rounding without being bitwise the
-    same (they would be if the flag never reached the step)."""
+    """train_sae.py trains the TopK family through sparse_topk_loss by default where it is the faster (sparse_topk
+    'auto', here F 1024 >= 32·k): its weights are bitwise those of --sparse_topk=True, and equal the dense step's
+    (--sparse_topk=False) to float rounding without being bitwise the same (they would be if the flag never reached
+    the step)."""
     weights = {}
     for sparse in (None, False, True):
         out = copy_run(harvested, tmp_path / f'run_{sparse}')
         flag = [] if sparse is None else [f'--sparse_topk={sparse}']
-        run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20', *flag,
-                   *SAE_ARGS)
+        p = run_script('train_sae.py', f'--out_dir={out}', f'--kind={kind}', '--k=8', '--max_steps=20', *flag,
+                       *SAE_ARGS, '--n_features=1024')
+        how = f"{'dense' if sparse is False else 'sparse'} step (sparse_topk {'auto' if sparse is None else sparse})"
+        assert how.lower() in p.stdout
         weights[sparse] = load_saelens(os.path.join(out, 'sae')).state_dict()
     assert all(torch.equal(v, weights[True][k]) for k, v in weights[None].items())
     differ = [k for k, v in weights[False].items() if not torch.equal(v, weights[True][k])]
     assert 'W_dec' in differ and 'W_enc' in differ
     for k, v in weights[False].items():
         torch.testing.assert_close(weights[True][k], v, rtol=1e-3, atol=1e-5, msg=k)
+
+
+def test_sparse_topk_auto_keeps_the_dense_step_where_it_is_faster(harvested, tmp_path):
+    """At F 128 (< 1024) sparse_topk='auto' trains by the dense step: weights bitwise those of --sparse_topk=False."""
+    weights = {}
+    for flag in ([], ['--sparse_topk=False']):
+        out = copy_run(harvested, tmp_path / f'run_{len(flag)}')
+        p = run_script('train_sae.py', f'--out_dir={out}', '--kind=topk', '--k=8', '--max_steps=20', *flag, *SAE_ARGS)
+        assert 'dense step (sparse_topk' in p.stdout
+        weights[len(flag)] = load_saelens(os.path.join(out, 'sae')).state_dict()
+    assert all(torch.equal(v, weights[1][k]) for k, v in weights[0].items())
 
 
 def test_bad_inputs_are_one_line(harvested, tmp_path):

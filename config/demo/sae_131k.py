@@ -10,7 +10,6 @@ source = 'store'
 kind = 'topk'
 k = 32
 n_features = 131072
-sparse_topk = True
 auxk_dead_tokens = 100_000
 lr = 1e-3
 batch_size = 1024
