@@ -1247,7 +1247,8 @@ def _transposed_by_gemm(a: Tensor, out: Tensor) -> Tensor:
 class DecoderRows(NamedTuple):
     """W_dec as rows (F, d) for SparseDecode, made once per step in scratch buffers (no gradient flows through them):
     in the parameters' dtype for sampled_addmm (fp32 only on CPU), and in the matmul dtype for the decoding's gathers
-    (bf16 under a bf16 autocast, as the dense path's GEMM: 1.6x faster than fp32). The same tensor twice in fp32."""
+    (bf16 under a bf16 autocast, as the dense path's GEMM: 1.6x faster than fp32; dots then hold the same bf16-rounded
+    values, as the dense path's bf16 GEMM g·W_dec reads them). The same tensor twice in fp32."""
 
     dots: Tensor  # (F, d) the parameters' dtype
     bags: Tensor  # (F, d) the matmul dtype
@@ -1257,9 +1258,15 @@ def decoder_rows(sae: SparseAutoencoder, cdt: torch.dtype) -> DecoderRows:
     """DecoderRows of sae's W_dec (d, F) for matmul dtype cdt."""
     with torch.no_grad():
         W, (d, n) = sae.W_dec, sae.W_dec.shape
-        dots = _buf(sae, 'sp_W_rows', (n, d), W.dtype, pad=False).copy_(W.T)
-        bags = dots if cdt == W.dtype else _buf(sae, 'sp_W_rows_c', (n, d), cdt, pad=False).copy_(dots)
-        return DecoderRows(dots, bags)
+        if cdt == W.dtype:
+            dots = _buf(sae, 'sp_W_rows', (n, d), W.dtype, pad=False).copy_(W.T)
+            return DecoderRows(dots, dots)
+        # bf16: W_dec cast (d, F), transposed by the GEMM Wᵀ·I (exact, 3x faster than a transposed fp32 copy);
+        # the dots then read the bf16-rounded W_dec as the dense path's bf16 GEMM g·W_dec does
+        wc = _buf(sae, 'sp_W_dec_c', (d, n), cdt, pad=False).copy_(W)
+        bags = torch.mm(wc.T, torch.eye(d, dtype=cdt, device=W.device), out=_buf(sae, 'sp_W_rows_c', (n, d), cdt,
+                                                                                 pad=False))
+        return DecoderRows(_buf(sae, 'sp_W_rows', (n, d), W.dtype, pad=False).copy_(bags), bags)
 
 
 class SparseDecode(torch.autograd.Function):
