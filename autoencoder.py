@@ -1345,8 +1345,9 @@ def encoder_gemm(sae: SparseAutoencoder, xbar: Tensor) -> tuple[Tensor, EncoderO
 
 
 # where the sparse step is the faster (bench/sparse_step.py, d 512, B 1,024, bf16, 2 CPU cores: at F 512 the dense
-# step was 1.0-1.4x faster for every kind and k, at F 1,024 with k 40 0.9-1.1x, from F 1,024 with F/k >= 51 the
-# sparse one 1.1-2x): its costs besides the encoder GEMM grow with k·B, the dense step's decoding with F·B
+# one, up to 1.5x, for every kind and k but matryoshka k 10 (0.97); at F 1,024 with k 40 a draw, 0.97-1.11; from
+# F 1,024 with F/k >= 51 the sparse one, 1.02-1.9x): its costs besides the encoder GEMM grow with k·B, the dense
+# step's decoding with F·B
 SPARSE_MIN_FEATURES = 1024
 SPARSE_MIN_FEATURES_PER_K = 32
 
