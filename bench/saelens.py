@@ -13,9 +13,10 @@ Without one it prints why and exits 0 (tests/test_saelens.py skips likewise).
 Reads <out_dir>/activations/ and <out_dir>/transformer/ckpt.pt (make demo). Writes, per point <name>:
     <out_dir>/sweep/saelens/<name>/  SAELens's export (sae_weights.safetensors + cfg.json) and metrics.json
     (evaluate_sae's metrics, source 'saelens'), and adds the points to <out_dir>/sweep/pareto.json + pareto.png.
-Ours: trained here by train_sae.py (its defaults: the sparse TopK step), one point per run as SAELens trains them,
-with the same keys, into <out_dir>/sweep/saelens/ours/sweep/<name>/. A point done at this budget (a metrics.json
-with the same steps and keys, ours or SAELens's) is not trained again: a crashed bench resumes.
+Ours: trained here by train_sae.py (its defaults: sparse_topk 'auto', the sparse TopK step at these sizes), one
+point per run as SAELens trains them, with the same keys, into <out_dir>/sweep/saelens/ours/sweep/<name>/. A point
+done at this budget (a metrics.json with the same steps and keys, ours or SAELens's) is not trained again: a crashed
+bench resumes.
 Prints one table and writes it as <out_dir>/sweep/saelens/side_by_side.json (what `make readme` shows): per point
 ours vs SAELens: L0, FVU, loss recovered, dead %, seconds per training step (the time of the steps alone, data
 reading excluded), SAELens's over ours, and the machine's load average (1 min) when each training began and ended.
