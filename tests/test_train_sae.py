@@ -132,6 +132,8 @@ def test_bad_inputs_are_one_line(harvested, tmp_path):
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and shard in p.stderr
     p = run_script('train_sae.py', f'--out_dir={harvested}', '--kind=sparse', *SAE_ARGS, check=False)
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and 'anthropic2023' in p.stderr
+    p = run_script('train_sae.py', f'--out_dir={harvested}', '--sparse_topk=yes', *SAE_ARGS, check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and 'auto, True or False' in p.stderr
 
 
 def test_torchrun_two_ranks_stay_in_sync(harvested, tmp_path):
