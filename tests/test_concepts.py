@@ -1,0 +1,126 @@
+"""Ground-truth concept labels (monosemanticity/concepts.py): hand-labelled snippets."""
+import re
+
+import numpy as np
+import pytest
+
+from monosemanticity.concepts import CONCEPTS, COLUMN, NotPython, label_document
+
+WORDS = re.compile(r' ?\w+| ?[^\w\s]|\s+')  # BPE-like pieces: a word keeps the space before it
+
+
+def spans_of(pieces: list[str]) -> np.ndarray:
+    """(n, 2) UTF-8 byte [start, end) of consecutive pieces."""
+    sizes = np.array([len(p.encode('utf-8')) for p in pieces])
+    ends = np.cumsum(sizes)
+    return np.stack([ends - sizes, ends], axis=1)
+
+
+def labelled(text: str, pieces: list[str] | None = None) -> list[tuple[str, set[str]]]:
+    """(piece, its concepts) for each piece of `text` (WORDS pieces unless given)."""
+    pieces = pieces if pieces is not None else WORDS.findall(text)
+    assert ''.join(pieces) == text
+    labels = label_document(text, spans_of(pieces))
+    return [(p, {CONCEPTS[j].name for j in np.flatnonzero(row)}) for p, row in zip(pieces, labels)]
+
+
+def of(rows: list[tuple[str, set[str]]], piece: str, nth: int = 0) -> set[str]:
+    """The concepts of the nth occurrence of `piece`."""
+    return [c for p, c in rows if p == piece][nth]
+
+
+def test_comment_keyword_builtin_number_line_start():
+    rows = labelled("import os  # say len\nx = len(y) + 3\n")
+    assert of(rows, 'import') == {'line_start', 'keyword:import', 'import'}
+    assert of(rows, ' os') == {'import'}
+    assert of(rows, '#') == {'comment'}
+    assert of(rows, ' len') == {'comment'}  # a builtin's name inside a comment is only comment
+    assert of(rows, 'x') == {'line_start'}
+    assert of(rows, ' =') == set()
+    assert of(rows, ' len', 1) == {'builtin'}  # the first non-blank byte decides: ' len' is the builtin
+    assert of(rows, 'y') == {'call_args', 'bracket_depth>=1'}
+    assert of(rows, ' 3') == {'number'}
+
+
+def test_docstring_vs_plain_string_and_function_body():
+    rows = labelled('def f():\n    """Doc."""\n    s = "plain"\n    return s\n')
+    assert of(rows, 'def') == {'line_start', 'keyword:def'}
+    assert of(rows, 'Doc') == {'string', 'docstring', 'function_body', 'indent_1'}
+    assert of(rows, 'plain') == {'string', 'function_body', 'indent_1'}
+    assert of(rows, 'return') == {'line_start', 'keyword:return', 'function_body', 'indent_1'}
+    # a string that is not the first statement is no docstring, even alone on its line
+    rows = labelled('x = 1\n"not doc"\n')
+    assert 'docstring' not in of(rows, 'not')
+
+
+def test_nested_fstring_is_one_span():
+    rows = labelled('v = f"{x!r} {f\'{len(y)}\'}"\n')
+    for piece in ('x', 'r', ' {', 'f', 'len', 'y'):
+        assert of(rows, piece) == {'string', 'fstring'}, piece  # no builtin, call or bracket inside an f-string
+    assert of(rows, 'v') == {'line_start'}
+    assert 'fstring' not in of(labelled('v = "{x}"\n'), 'x')
+
+
+def test_decorator_class_body_and_method():
+    rows = labelled('@register(1)\nclass A:\n    z = 1\n    @property\n    def m(self):\n        return 2\n')
+    assert of(rows, '@') == {'line_start', 'decorator'}
+    assert of(rows, '1') == {'decorator', 'call_args', 'bracket_depth>=1', 'number'}
+    assert of(rows, 'z') == {'line_start', 'class_body', 'indent_1'}
+    assert of(rows, '@', 1) == {'line_start', 'decorator', 'indent_1'}  # a method's decorator is in the method
+    assert of(rows, ' m') == {'indent_1'}
+    assert of(rows, 'return') == {'line_start', 'keyword:return', 'function_body', 'indent_2'}
+
+
+def test_lambda_in_comprehension_call_args_subscript_and_depth():
+    rows = labelled('r = [(lambda a: a[i])(v) for v in d[k]]\n')
+    assert of(rows, 'lambda') == {'keyword:lambda', 'comprehension', 'bracket_depth>=1', 'bracket_depth>=2'}
+    assert of(rows, 'i') == {'comprehension', 'subscript', 'bracket_depth>=1', 'bracket_depth>=2'}
+    assert of(rows, 'v') == {'comprehension', 'call_args', 'bracket_depth>=1', 'bracket_depth>=2'}
+    assert of(rows, ' for') == {'keyword:for', 'comprehension', 'bracket_depth>=1'}
+    assert of(rows, 'k') == {'comprehension', 'subscript', 'bracket_depth>=1', 'bracket_depth>=2'}
+    assert of(rows, ' [') == {'comprehension'}  # the opening bracket is outside its own depth
+
+
+def test_indentation_levels_loop_and_try():
+    text = ('for i in x:\n'
+            '    try:\n'
+            '        while y:\n'
+            '            pass\n'
+            '    except E:\n'
+            '        pass\n')
+    rows = labelled(text)
+    assert of(rows, 'for') == {'line_start', 'keyword:for', 'loop'}
+    assert of(rows, 'try') == {'line_start', 'keyword:try', 'loop', 'try', 'indent_1'}
+    assert of(rows, 'while') == {'line_start', 'keyword:while', 'loop', 'try', 'indent_2'}
+    assert of(rows, 'pass') == {'line_start', 'keyword:pass', 'loop', 'try', 'indent_3+'}
+    assert of(rows, 'except') == {'line_start', 'keyword:except', 'loop', 'try', 'indent_1'}
+
+
+def test_multibyte_text_before_a_labelled_span():
+    # 'é' and '日本' are 2 and 3 bytes a character: a character column would put 'len' elsewhere
+    rows = labelled('é = "日本"; n = len(é)  # ok\n')
+    assert of(rows, ' len') == {'builtin'}
+    assert of(rows, 'é', 1) == {'call_args', 'bracket_depth>=1'}
+    assert of(rows, '#') == {'comment'}
+    assert of(rows, '日本') == {'string'}
+
+
+def test_token_straddling_two_labels_takes_its_first_bytes():
+    text = 'f("a")  # c\n'
+    rows = labelled(text, ['f', '(', '"a', '")', '  #', ' c', '\n'])
+    assert of(rows, '"a') == {'string', 'call_args', 'bracket_depth>=1'}
+    assert of(rows, '")') == {'string', 'call_args', 'bracket_depth>=1'}  # its ')' half is outside all three
+    assert of(rows, '  #') == {'comment'}  # leading blanks are skipped: the '#' byte decides
+    assert of(rows, '(') == set()
+
+
+def test_file_that_does_not_parse_raises():
+    with pytest.raises(NotPython, match='ast'):
+        label_document('def f(:\n', spans_of(['def', ' f', '(:', '\n']))
+    with pytest.raises(ValueError):
+        label_document('x = 1\n', np.array([[0, 99]]))
+
+
+def test_columns():
+    assert len(COLUMN) == len(CONCEPTS) and COLUMN['keyword:def'] < COLUMN['function_body']
+    assert {c.kind for c in CONCEPTS} == {'lexical', 'structural'}
