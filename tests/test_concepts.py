@@ -1,10 +1,16 @@
-"""Ground-truth concept labels (monosemanticity/concepts.py): hand-labelled snippets."""
+"""Ground-truth concept labels (monosemanticity/concepts.py, label_concepts.py): hand-labelled snippets and the
+command end to end on a tiny prepared dataset."""
+import json
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
 
+from conftest import run_failing, run_script
 from monosemanticity.concepts import CONCEPTS, COLUMN, NotPython, label_document
+from monosemanticity.tokenizer import load_tokenizer
 
 WORDS = re.compile(r' ?\w+| ?[^\w\s]|\s+')  # BPE-like pieces: a word keeps the space before it
 
@@ -124,3 +130,79 @@ def test_file_that_does_not_parse_raises():
 def test_columns():
     assert len(COLUMN) == len(CONCEPTS) and COLUMN['keyword:def'] < COLUMN['function_body']
     assert {c.kind for c in CONCEPTS} == {'lexical', 'structural'}
+
+
+# ----------------------------------------------------------------------------- the command, end to end
+
+GOOD = {'a.py': 'import os\n\n\ndef f(x):\n    """Doc."""\n    return [len(v) for v in x]  # é\n',
+        'b.py': 'class A:\n    z = {"k": (1, [2])}\n\n    @staticmethod\n    def m():\n        pass\n',
+        'c.py': 'for i in range(3):\n    try:\n        print(f"{i}")\n    except ValueError:\n        pass\n',
+        'd.py': 'x = 1\n', 'e.py': 'y = [2]\n', 'f.py': 'z = {3: 4}\n'}
+BAD = {'bad.py': 'def broken(:\n    pass\n'}
+
+
+@pytest.fixture(scope='module')
+def labelled_data(tmp_path_factory):
+    base = tmp_path_factory.mktemp('concepts')
+    os.makedirs(base / 'corpus')
+    for name, text in (GOOD | BAD).items():
+        (base / 'corpus' / name).write_text(text)
+    data = str(base / 'data')
+    run_script('data/text/prepare.py', f'--input={base / "corpus"}', '--vocab_size=300', f'--out_dir={data}',
+               '--num_threads=1', '--val_fraction=0.3')
+    first = run_script('label_concepts.py', f'--data_dir={data}')
+    return data, first
+
+
+def test_command_writes_packed_labels_equal_to_the_library(labelled_data):
+    data, first = labelled_data
+    meta = json.load(open(os.path.join(data, 'meta.json')))
+    info = json.load(open(os.path.join(data, 'concepts.json')))
+    enc = load_tokenizer(data)
+    assert [c['name'] for c in info['concepts']] == [c.name for c in CONCEPTS]
+    n_skipped, n_files = 0, 0
+    for split in ('train', 'val'):
+        tokens = np.fromfile(os.path.join(data, f'{split}.bin'), dtype=meta['dtype'])
+        packed = np.fromfile(os.path.join(data, f'concepts_{split}.bin'), dtype=np.uint8)
+        rows = np.unpackbits(packed.reshape(len(tokens), -1), axis=1, count=len(CONCEPTS)).astype(bool)
+        assert not rows[tokens == enc.eot_token].any()
+        counts, start = np.zeros(len(CONCEPTS)), 0
+        for end in np.flatnonzero(tokens == enc.eot_token):
+            ids = tokens[start:end].tolist()
+            text = enc.decode(ids)
+            sizes = np.array([len(enc.decode_single_token_bytes(t)) for t in ids])
+            spans = np.stack([np.cumsum(sizes) - sizes, np.cumsum(sizes)], axis=1)
+            n_files += 1
+            if text in BAD.values():
+                n_skipped += 1
+                assert not rows[start:end].any()
+            else:
+                np.testing.assert_array_equal(rows[start:end], label_document(text, spans))
+                counts += rows[start:end].sum(axis=0)
+            start = end + 1
+        rates = info['splits'][split]['base_rates']
+        assert rates == {c.name: round(counts[j] / len(tokens), 6) for j, c in enumerate(CONCEPTS)}
+        assert info['splits'][split]['tokens'] == len(tokens)
+    assert n_files == len(GOOD) + len(BAD) == sum(info['splits'][s]['files'] for s in ('train', 'val'))
+    assert n_skipped == 1 == len(info['skipped']) and 'ast' in info['skipped'][0]['reason']
+    assert 'skipped' in first.stdout
+
+
+def test_command_rerun_skips_and_relabels_other_tokens(labelled_data, tmp_path):
+    data, _ = labelled_data
+    path = os.path.join(data, 'concepts_val.bin')
+    before = os.stat(path).st_mtime_ns
+    p = run_script('label_concepts.py', f'--data_dir={data}')
+    assert 'labels are up to date' in p.stdout and os.stat(path).st_mtime_ns == before
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(data, copy)
+    with open(os.path.join(copy, 'val.bin'), 'ab') as f:  # one more end-of-text token: other tokens
+        np.array([load_tokenizer(copy).eot_token], dtype=np.uint16).tofile(f)
+    p = run_script('label_concepts.py', f'--data_dir={copy}')
+    assert 'up to date' not in p.stdout
+    assert os.path.getsize(os.path.join(copy, 'concepts_val.bin')) == os.path.getsize(path) + (len(CONCEPTS) + 7) // 8
+
+
+def test_command_bad_data_dir_is_one_line(tmp_path):
+    code, lines, _ = run_failing('label_concepts.py', f'--data_dir={tmp_path / "nothing"}')
+    assert code == 2 and len(lines) == 1 and lines[0].startswith('error:')
