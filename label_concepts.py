@@ -19,6 +19,7 @@ import numpy as np
 
 from monosemanticity.common import (atomic_file, atomic_write_json, data_dir_of, exit_on_user_error, load_data_meta,
                                     progress, read_json, token_memmap)
+from monosemanticity import concepts
 from monosemanticity.concepts import CONCEPTS, NotPython, label_document
 from monosemanticity.tokenizer import load_tokenizer
 from configurator import configure
@@ -89,15 +90,16 @@ def label_split(tokens: np.ndarray, eot: int, enc, token_bytes: np.ndarray, path
 
 
 def up_to_date(json_path: str, fingerprints: dict) -> bool:
-    """True when concepts.json describes these splits' tokens, these concepts and this Python, and its files exist."""
+    """True when concepts.json describes these splits' tokens, this labeller (concepts.py) and this Python, and its
+    files exist."""
     if not os.path.isfile(json_path):
         return False
     old = read_json(json_path)
     width = (len(CONCEPTS) + 7) // 8
-    same = (old.get('python') == platform.python_version()
+    same = (old.get('python') == platform.python_version() and old.get('labeller_sha256') == fingerprints['labeller']
             and [c['name'] for c in old.get('concepts', [])] == [c.name for c in CONCEPTS])
-    for split, sha in fingerprints.items():
-        entry = old.get('splits', {}).get(split, {})
+    for split in ('train', 'val'):
+        sha, entry = fingerprints[split], old.get('splits', {}).get(split, {})
         path = os.path.join(os.path.dirname(json_path), f'concepts_{split}.bin')
         same = same and entry.get('tokens_sha256') == sha and os.path.isfile(path) and \
             os.path.getsize(path) == entry.get('tokens', -1) * width
@@ -124,7 +126,8 @@ def label_dataset(data_dir: str, meta: dict, json_path: str, fingerprints: dict)
                "columns in `concepts` order) along the concept axis; end-of-text and skipped files' tokens are 0",
         concepts=[dict(name=c.name, kind=c.kind) for c in CONCEPTS], token_rule=TOKEN_RULE,
         skipped_rule="a document that Python's ast or tokenize rejects gets no labels (all-zero rows) and is listed",
-        python=platform.python_version(), folder_concept=FOLDER_CONCEPT, splits=splits, skipped=skipped))
+        python=platform.python_version(), labeller_sha256=fingerprints['labeller'], folder_concept=FOLDER_CONCEPT,
+        splits=splits, skipped=skipped))
     for s in skipped:
         print(f"skipped {s['split']} document {s['document']} (token {s['first_token']}): {s['reason']}")
     print(f"wrote {json_path}")
@@ -135,6 +138,7 @@ data_dir = data_dir_of(data_dir)
 meta = load_data_meta(data_dir)  # one line and exit 2 when data_dir is not a prepared dataset
 json_path = os.path.join(data_dir, 'concepts.json')
 fingerprints = {split: sha256_of(os.path.join(data_dir, f'{split}.bin')) for split in ('train', 'val')}
+fingerprints['labeller'] = sha256_of(concepts.__file__)  # new labelling code: new labels
 if up_to_date(json_path, fingerprints):
     print(f"labels are up to date: {json_path}")
 else:

@@ -57,6 +57,7 @@ def test_docstring_vs_plain_string_and_function_body():
     # a string that is not the first statement is no docstring, even alone on its line
     rows = labelled('x = 1\n"not doc"\n')
     assert 'docstring' not in of(rows, 'not')
+    assert of(labelled('def g():\n    b"raw"\n'), 'raw') == {'string', 'function_body', 'indent_1'}  # bytes: no doc
 
 
 def test_nested_fstring_is_one_span():
@@ -118,6 +119,18 @@ def test_token_straddling_two_labels_takes_its_first_bytes():
     assert of(rows, '")') == {'string', 'call_args', 'bracket_depth>=1'}  # its ')' half is outside all three
     assert of(rows, '  #') == {'comment'}  # leading blanks are skipped: the '#' byte decides
     assert of(rows, '(') == set()
+
+
+def test_only_the_first_token_of_a_logical_line_and_a_byte_order_mark():
+    rows = labelled('get_value(a,\n          b); c\n', ['get', '_value', '(', 'a', ',', '\n', '          ', 'b', ');',
+                                                           ' c', '\n'])
+    assert of(rows, 'get') == {'line_start'}
+    assert of(rows, '_value') == set()  # the rest of the first token, and the continuation line, are not
+    assert of(rows, 'b') == {'call_args', 'bracket_depth>=1'}
+    assert of(rows, ' c') == set()  # after ';': the same logical line
+    # a UTF-8 byte order mark (3 bytes), which ast refuses inside a str, is skipped over
+    rows = labelled('\ufeffx = len(y)\n', ['\ufeff', 'x', ' =', ' len', '(', 'y', ')', '\n'])
+    assert of(rows, ' len') == {'builtin'} and of(rows, 'y') == {'call_args', 'bracket_depth>=1'}
 
 
 def test_file_that_does_not_parse_raises():
@@ -196,11 +209,16 @@ def test_command_rerun_skips_and_relabels_other_tokens(labelled_data, tmp_path):
     assert 'labels are up to date' in p.stdout and os.stat(path).st_mtime_ns == before
     copy = str(tmp_path / 'copy')
     shutil.copytree(data, copy)
-    with open(os.path.join(copy, 'val.bin'), 'ab') as f:  # one more end-of-text token: other tokens
-        np.array([load_tokenizer(copy).eot_token], dtype=np.uint16).tofile(f)
+    tokens = np.fromfile(os.path.join(copy, 'val.bin'), dtype=np.uint16)
+    tokens[0] = (tokens[0] + 1) % load_tokenizer(copy).eot_token  # other tokens, same length
+    tokens.tofile(os.path.join(copy, 'val.bin'))
     p = run_script('label_concepts.py', f'--data_dir={copy}')
-    assert 'up to date' not in p.stdout
-    assert os.path.getsize(os.path.join(copy, 'concepts_val.bin')) == os.path.getsize(path) + (len(CONCEPTS) + 7) // 8
+    assert 'up to date' not in p.stdout and 'wrote' in p.stdout
+    info = json.load(open(os.path.join(copy, 'concepts.json')))
+    info['labeller_sha256'] = 'older labelling code'
+    with open(os.path.join(copy, 'concepts.json'), 'w') as f:
+        json.dump(info, f)
+    assert 'wrote' in run_script('label_concepts.py', f'--data_dir={copy}').stdout
 
 
 def test_command_bad_data_dir_is_one_line(tmp_path):
