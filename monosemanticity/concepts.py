@@ -18,7 +18,8 @@ the insides of f-strings are only 'string' and 'fstring' (3.11's tokenize gives 
 3.12+ gives FSTRING_START..FSTRING_END: both are read as one span, and the structural walk does not enter f-strings,
 so the labels do not depend on the Python version); call arguments and subscripts are the bytes strictly between the
 brackets; bracket depth counts the bytes strictly between an opener and its closer; a logical line's indentation
-level covers it from the start of its first physical line to its NEWLINE. A document that `ast` or `tokenize`
+level covers it from the start of its first physical line to its NEWLINE; statements (bodies, loops, try, import,
+a method within its class) include their indentation. A document that `ast` or `tokenize`
 rejects raises NotPython and gets no labels.
 """
 import ast
@@ -73,6 +74,18 @@ class _Source:
         if i >= len(self.lines) or self.ascii[i]:
             return self.line_start[min(i, len(self.lines))] + col
         return self.line_start[i] + len(self.lines[i][:col].encode('utf-8'))
+
+    def line_begin(self, pos: int) -> int:
+        """`pos`, or the start of its line when only spaces and tabs precede it there (a statement's indentation)."""
+        at = pos
+        while at > 0 and self.data[at - 1] in b' \t':
+            at -= 1
+        return at if at == 0 or self.data[at - 1] in b'\r\n' else pos
+
+    def stmt_span(self, node: ast.AST) -> tuple[int, int]:
+        """A statement's [start, end) bytes, its indentation included."""
+        start, end = self.node_span(node)
+        return self.line_begin(start), end
 
     def node_span(self, node: ast.AST) -> tuple[int, int]:
         """ast node -> [start, end) byte offsets (ast's columns are UTF-8 byte offsets)."""
@@ -216,21 +229,20 @@ def _mark_structural(src: _Source, tree: ast.Module, m: _Marker) -> None:
                     isinstance(first.value.value, str):
                 m.mark('docstring', *src.node_span(first))
         if isinstance(node, ast.ClassDef):
-            scope[m.rows(src.node_span(node.body[0])[0], src.node_span(node.body[-1])[1])] = 1
+            scope[m.rows(src.stmt_span(node.body[0])[0], src.node_span(node.body[-1])[1])] = 1
         if isinstance(node, _DEFS):
-            body = src.node_span(node.body[0])[0], src.node_span(node.body[-1])[1]
-            m.mark('function_body', *body)
+            m.mark('function_body', src.stmt_span(node.body[0])[0], src.node_span(node.body[-1])[1])
             whole = _decorator_at(src, node.decorator_list[0]) if node.decorator_list else src.node_span(node)[0]
-            scope[m.rows(whole, src.node_span(node)[1])] = 2
+            scope[m.rows(src.line_begin(whole), src.node_span(node)[1])] = 2
         if isinstance(node, (ast.ClassDef,) + _DEFS):
             for deco in node.decorator_list:
                 m.mark('decorator', _decorator_at(src, deco), src.node_span(deco)[1])
         if isinstance(node, _LOOPS):
-            m.mark('loop', *src.node_span(node))
+            m.mark('loop', *src.stmt_span(node))
         elif isinstance(node, _TRIES):
-            m.mark('try', *src.node_span(node))
+            m.mark('try', *src.stmt_span(node))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            m.mark('import', *src.node_span(node))
+            m.mark('import', *src.stmt_span(node))
         elif isinstance(node, ast.Call):
             m.mark('call_args', *_inside_brackets(src, node.func, node, b'('))
         elif isinstance(node, ast.Subscript):

@@ -78,6 +78,17 @@ def test_decorator_class_body_and_method():
     assert of(rows, 'return') == {'line_start', 'keyword:return', 'function_body', 'indent_2'}
 
 
+def test_indentation_belongs_to_its_statement():
+    text = 'class A:\n    z = 1\n    def m(self):\n        return 2\n'
+    rows = labelled(text, ['class', ' A', ':\n', '   ', ' z', ' =', ' 1', '\n', '   ', ' def', ' m', '(self', '):\n',
+                           '       ', ' return', ' 2', '\n'])
+    assert of(rows, '   ') == {'class_body', 'indent_1'}
+    assert of(rows, '   ', 1) == {'indent_1'}  # the method's indentation is the method's
+    assert of(rows, '       ') == {'function_body', 'indent_2'}
+    rows = labelled('for x in y:\n    pass\n', ['for', ' x', ' in', ' y', ':\n', '   ', ' pass', '\n'])
+    assert of(rows, '   ') == {'loop', 'indent_1'}
+
+
 def test_lambda_in_comprehension_call_args_subscript_and_depth():
     rows = labelled('r = [(lambda a: a[i])(v) for v in d[k]]\n')
     assert of(rows, 'lambda') == {'keyword:lambda', 'comprehension', 'bracket_depth>=1', 'bracket_depth>=2'}
