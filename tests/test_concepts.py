@@ -235,3 +235,18 @@ def test_command_rerun_skips_and_relabels_other_tokens(labelled_data, tmp_path):
 def test_command_bad_data_dir_is_one_line(tmp_path):
     code, lines, _ = run_failing('label_concepts.py', f'--data_dir={tmp_path / "nothing"}')
     assert code == 2 and len(lines) == 1 and lines[0].startswith('error:')
+
+
+def test_command_skips_a_document_that_is_not_utf8(labelled_data, tmp_path):
+    data, _ = labelled_data
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(data, copy)
+    enc = load_tokenizer(copy)
+    with open(os.path.join(copy, 'val.bin'), 'ab') as f:  # one more document: the lone byte 0xff
+        np.array([enc.encode_single_token(b'\xff'), enc.eot_token], dtype=np.uint16).tofile(f)
+    run_script('label_concepts.py', f'--data_dir={copy}')
+    info = json.load(open(os.path.join(copy, 'concepts.json')))
+    assert [s['reason'][:10] for s in info['skipped'] if s['split'] == 'val'][-1] == 'not UTF-8:'
+    packed = np.fromfile(os.path.join(copy, 'concepts_val.bin'), dtype=np.uint8)
+    assert len(packed) == info['splits']['val']['tokens'] * info['splits']['val']['row_bytes']
+    assert not packed[-2 * info['splits']['val']['row_bytes']:].any()
