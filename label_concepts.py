@@ -2,7 +2,7 @@
 Label every token of a prepared Python dataset with ground-truth concepts (monosemanticity/concepts.py: comments,
 strings, keywords, function bodies, call arguments, bracket depth, ...), once, next to the data.
 
-    python label_concepts.py --data_dir=data/pystdlib        # ~2 min on the demo data, 2 cores (docs/concepts.md)
+    python label_concepts.py --data_dir=data/pystdlib        # ~45 s on the demo data, 2 cores (docs/concepts.md)
 
 Writes <data_dir>/concepts_train.bin and concepts_val.bin (one row per token of <split>.bin: the concepts bit-packed
 with np.packbits along the concept axis, (n_tokens, ceil(C/8)) uint8; end-of-text tokens and the tokens of documents
