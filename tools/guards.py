@@ -44,6 +44,7 @@ class Guard(NamedTuple):
 R, T, M = 'tests/test_recipes.py', 'tests/test_train_sae.py', 'tests/test_metrics.py'
 SE = 'tests/test_sweep_eval.py'
 K = 'tests/test_kinds.py'
+C = 'tests/test_concepts.py'
 B = 'tests/test_browser.py::test_every_token_on_every_page_is_literal_text'
 STEP = f'{R}::test_train_step_follows_the_published_recipe'
 GUARDS = [
@@ -527,6 +528,44 @@ GUARDS = [
           'out[torch.from_numpy(dest).to(s.device)] = rows',
           'out[torch.from_numpy(np.sort(dest)).to(s.device)] = rows',
           'tests/test_activations.py::test_on_the_fly_rows_are_the_models_rows_in_the_plans_order'),
+    # ---------------------------------------------------------------- ground-truth concepts (issue 23, labels)
+    Guard("concepts: tokenize's character columns converted to UTF-8 bytes",
+          'monosemanticity/concepts.py::_Source.char_pos',
+          "return self.line_start[i] + len(self.lines[i][:col].encode('utf-8'))", 'return self.line_start[i] + col',
+          f'{C}::test_multibyte_text_before_a_labelled_span'),
+    Guard('concepts: a token takes the labels of its first non-blank byte',
+          'monosemanticity/concepts.py::token_anchors',
+          'return np.where(first < spans[:, 1], first, spans[:, 0])', 'return spans[:, 0]',
+          f'{C}::test_token_straddling_two_labels_takes_its_first_bytes'),
+    Guard('concepts: f-strings are one span (3.11 STRING with an f prefix), not entered by the ast walk',
+          'monosemanticity/concepts.py::_walk', 'if not isinstance(node, ast.JoinedStr):', 'if True:',
+          f'{C}::test_nested_fstring_is_one_span'),
+    Guard('concepts: a docstring is a str constant, first statement of a body',
+          'monosemanticity/concepts.py::_mark_structural',
+          'isinstance(first.value.value, str)', 'True', f'{C}::test_docstring_vs_plain_string_and_function_body'),
+    Guard("concepts: a method (from its decorator's '@') is not class body",
+          'monosemanticity/concepts.py::_mark_structural',
+          'whole = _decorator_at(src, node.decorator_list[0]) if',
+          'whole = src.node_span(node.decorator_list[0])[0] if', f'{C}::test_decorator_class_body_and_method'),
+    Guard('concepts: a statement (body, loop, method) includes its indentation',
+          'monosemanticity/concepts.py::_Source.stmt_span',
+          'return self.line_begin(start), end', 'return start, end',
+          f'{C}::test_indentation_belongs_to_its_statement'),
+    Guard('concepts: bracket depth counts the bytes strictly inside the brackets',
+          'monosemanticity/concepts.py::_mark_lexical',
+          "m.mark(f'bracket_depth>={level}', opened, start)", "m.mark(f'bracket_depth>={level}', opened - 1, start)",
+          f'{C}::test_lambda_in_comprehension_call_args_subscript_and_depth'),
+    Guard('concepts: only the first token of a logical line is line_start',
+          'monosemanticity/concepts.py::_mark_lexical',
+          "m.mark('line_start', start, start + 1)", "m.mark('line_start', start, end)",
+          f'{C}::test_only_the_first_token_of_a_logical_line_and_a_byte_order_mark'),
+    Guard('label_concepts.py: rows packed along the concept axis, in column order', 'label_concepts.py::label_split',
+          'out[start:end] = np.packbits(labels, axis=1)', 'out[start:end] = np.packbits(labels[:, ::-1], axis=1)',
+          f'{C}::test_command_writes_packed_labels_equal_to_the_library'),
+    Guard("label_concepts.py: a rerun on other tokens relabels (the split's fingerprint)",
+          'label_concepts.py::up_to_date', "same = same and entry.get('tokens_sha256') == sha and",
+          'same = same and',
+          f'{C}::test_command_rerun_skips_and_relabels_other_tokens'),
 ]
 
 # families.py and the sweep site's data (build_interface.py --sweep_dir)

@@ -13,7 +13,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'monosemanticity'
 # what the top level holds: the pipeline's scripts, the core modules, and nothing else
-TOP_SCRIPTS = {'train_transformer.py', 'generate_activations.py', 'train_sae.py', 'build_interface.py', 'analyze.py'}
+TOP_SCRIPTS = {'train_transformer.py', 'generate_activations.py', 'train_sae.py', 'build_interface.py', 'analyze.py',
+               'label_concepts.py'}
 TOP_CORE = {'model.py', 'autoencoder.py', 'configurator.py'}
 
 
