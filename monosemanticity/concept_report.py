@@ -1,0 +1,189 @@
+"""
+The ground-truth concept report (issue 23, item 2; analyze.py is the story): for every concept of a labelled dataset
+(label_concepts.py, docs/concepts.md), the best single SAE feature and the best single neuron at detecting it on the
+analysis's contexts. A unit detects a concept where its activation > a threshold; per (unit, concept) the threshold
+is the one of the grid THRESHOLD_FRACS x the unit's max over the EXPLAIN tokens that maximises F1 on the EXPLAIN
+tokens; per concept the best unit is the one of highest EXPLAIN F1; its precision, recall and F1 are scored on the
+held-out SCORE tokens. Counts are streamed (ConceptCounts.add_, called in findings.pass2_firings' batches): per
+threshold an (tokens x units) indicator block times the (tokens x concepts) labels. report.json's 'concepts':
+docs/formats.md.
+"""
+import json
+import os
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from monosemanticity.common import UserError, atomic_file
+
+UNIT_SETS = ('features', 'neurons')  # run A's SAE features and the neurons of their site
+THRESHOLD_FRACS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # x a unit's max over the EXPLAIN tokens
+PARTS = ('explain', 'score')
+
+
+class ConceptLabels(NamedTuple):
+    names: list[str]  # (C,) in column order
+    kinds: list[str]  # (C,) 'lexical' or 'structural'
+    packed: np.ndarray  # (n_tokens, row_bytes) uint8 memmap: np.packbits rows of <split>.bin's tokens
+    json_path: str
+
+
+def load_concept_labels(data_dir: str, split: str, n_split_tokens: int) -> ConceptLabels | None:
+    """The labels of <data_dir>/<split>.bin (concepts.json, concepts_<split>.bin), or None when the dataset has no
+    concepts.json; UserError when they do not cover the split's n_split_tokens tokens."""
+    json_path = os.path.join(data_dir, 'concepts.json')
+    if not os.path.isfile(json_path):
+        return None
+    with open(json_path) as f:
+        meta = json.load(f)
+    info = meta['splits'][split]
+    if info['tokens'] != n_split_tokens:
+        raise UserError(f"{json_path} labels {info['tokens']} {split} tokens but {split}.bin holds {n_split_tokens}: "
+                        f"relabel with `python label_concepts.py --data_dir={data_dir}`")
+    packed = np.memmap(os.path.join(data_dir, info['file']), dtype=np.uint8, mode='r',
+                       shape=(info['tokens'], info['row_bytes']))
+    return ConceptLabels([c['name'] for c in meta['concepts']], [c['kind'] for c in meta['concepts']], packed,
+                         json_path)
+
+
+def context_labels(labels: ConceptLabels, starts: np.ndarray, T: int) -> torch.Tensor:
+    """(len(starts)*T, C) float32: the labels of the first T tokens of the contexts at starts, row by row."""
+    rows = (starts[:, None] + np.arange(T)).reshape(-1)  # (B*T,)
+    bits = np.unpackbits(labels.packed[rows], axis=1, count=len(labels.names))  # (B*T, C) uint8
+    return torch.from_numpy(bits.astype(np.float32))
+
+
+class ConceptCounts:
+    """Per unit set, per part ('explain', 'score'): tp (G, U, C) tokens where the unit fires above threshold g and
+    the concept holds, fires (G, U), positives (C,), tokens; float64 sums of exact float32 batch counts."""
+
+    def __init__(self, labels: ConceptLabels, explain_max: dict[str, torch.Tensor], halves_is_explain: np.ndarray,
+                 T: int):
+        self.labels, self.T, self.is_explain = labels, T, halves_is_explain
+        fracs = torch.tensor(THRESHOLD_FRACS, dtype=torch.float32)
+        self.thresholds = {name: torch.where(explain_max[name].cpu() > 0, fracs[:, None] * explain_max[name].cpu(),
+                                             torch.full((len(fracs), len(explain_max[name])), torch.inf))
+                           for name in UNIT_SETS}  # (G, U): inf where the unit never fires on the EXPLAIN tokens
+        G, C = len(fracs), len(labels.names)
+        self.tp = {(n, p): torch.zeros(G, len(self.thresholds[n][0]), C, dtype=torch.float64)
+                   for n in UNIT_SETS for p in PARTS}
+        self.fires = {(n, p): torch.zeros(G, len(self.thresholds[n][0]), dtype=torch.float64)
+                      for n in UNIT_SETS for p in PARTS}
+        self.positives = {p: torch.zeros(C, dtype=torch.float64) for p in PARTS}
+        self.tokens = {p: 0 for p in PARTS}
+
+    def add_(self, starts: np.ndarray, context_ids: np.ndarray, units: dict[str, torch.Tensor]) -> None:
+        """One batch: contexts context_ids (B,) at starts (B,), units[name] (B*T, U) their activations."""
+        y = context_labels(self.labels, starts, self.T)  # (B*T, C)
+        explain = torch.from_numpy(np.repeat(self.is_explain[context_ids], self.T))  # (B*T,)
+        for part, keep in (('explain', explain), ('score', ~explain)):
+            yk = y[keep]  # (N, C)
+            self.positives[part] += yk.sum(0).double()
+            self.tokens[part] += len(yk)
+            for name in UNIT_SETS:
+                a = units[name].cpu()[keep]  # (N, U)
+                for g, thr in enumerate(self.thresholds[name]):
+                    fire = (a > thr).float()  # (N, U)
+                    self.tp[name, part][g] += (fire.T @ yk).double()  # (U, C)
+                    self.fires[name, part][g] += fire.sum(0).double()
+
+
+def prf(tp: torch.Tensor, fires: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Precision, recall, F1 (broadcast shapes); NaN where undefined (no firing, no positive, neither)."""
+    nan = torch.tensor(float('nan'), dtype=torch.float64)
+    p = torch.where(fires > 0, tp / fires.clamp(min=1), nan)
+    r = torch.where(positives > 0, tp / positives.clamp(min=1), nan)
+    den = fires + positives
+    f1 = torch.where(den > 0, 2 * tp / den.clamp(min=1), nan)
+    return p, r, f1
+
+
+class BestDetectors(NamedTuple):
+    unit: torch.Tensor  # (C,) int64 the unit of highest EXPLAIN F1 (its best threshold)
+    grid: torch.Tensor  # (C,) int64 that threshold's index in THRESHOLD_FRACS
+    f1_explain: torch.Tensor  # (C,) its F1 on the EXPLAIN tokens
+    precision: torch.Tensor  # (C,) on the SCORE tokens (NaN: undefined)
+    recall: torch.Tensor
+    f1: torch.Tensor
+
+
+def best_detectors(counts: ConceptCounts, name: str) -> BestDetectors:
+    """Per concept its best unit of the set `name` and threshold, both chosen on the EXPLAIN tokens, scored on the
+    SCORE tokens."""
+    tp_e, fires_e = counts.tp[name, 'explain'], counts.fires[name, 'explain']  # (G, U, C), (G, U)
+    _, _, f1_e = prf(tp_e, fires_e[:, :, None], counts.positives['explain'])
+    f1_e = torch.nan_to_num(f1_e, nan=-1.0)  # (G, U, C)
+    best_f1_per_unit, g_per_unit = f1_e.max(0)  # (U, C) each: the threshold chosen per (unit, concept)
+    f1_explain, unit = best_f1_per_unit.max(0)  # (C,)
+    C = len(unit)
+    grid = g_per_unit[unit, torch.arange(C)]  # (C,)
+    tp_s = counts.tp[name, 'score'][grid, unit, torch.arange(C)]  # (C,)
+    fires_s = counts.fires[name, 'score'][grid, unit]  # (C,)
+    p, r, f1 = prf(tp_s, fires_s, counts.positives['score'])
+    return BestDetectors(unit, grid, f1_explain, p, r, f1)
+
+
+def concepts_section(counts: ConceptCounts) -> dict:
+    """report.json's 'concepts' (docs/formats.md)."""
+    def r4(x: float):
+        return None if np.isnan(x) else round(float(x), 4)
+    best = {name: best_detectors(counts, name) for name in UNIT_SETS}
+    n_score = counts.tokens['score']
+    rows = []
+    for c, (concept, kind) in enumerate(zip(counts.labels.names, counts.labels.kinds)):
+        row = {'name': concept, 'kind': kind, 'n_positive_score': int(counts.positives['score'][c]),
+               'base_rate_score': r4(float(counts.positives['score'][c]) / max(n_score, 1))}
+        for name in UNIT_SETS:
+            b = best[name]
+            u, g = int(b.unit[c]), int(b.grid[c])
+            row[name] = {'id': u, 'threshold_frac': THRESHOLD_FRACS[g],
+                         'threshold': float(f"{float(counts.thresholds[name][g, u]):.6g}"),
+                         'f1_explain': r4(max(float(b.f1_explain[c]), 0.0)), 'precision': r4(float(b.precision[c])),
+                         'recall': r4(float(b.recall[c])), 'f1': r4(float(b.f1[c]))}
+        rows.append(row)
+    summary = {}
+    for name in UNIT_SETS:
+        f1s = [row[name]['f1'] for row in rows if row[name]['f1'] is not None and row['n_positive_score'] > 0]
+        summary[name] = {'n_concepts_scored': len(f1s), 'median_best_f1': r4(float(np.median(f1s))) if f1s else None,
+                         'share_best_f1_at_least_0.5': r4(float(np.mean(np.array(f1s) >= 0.5))) if f1s else None}
+    rule = (f"a unit detects a concept where its activation > a threshold; per (unit, concept) the threshold is the "
+            f"one of {list(THRESHOLD_FRACS)} x the unit's max over the EXPLAIN tokens of highest F1 on the EXPLAIN "
+            f"tokens, and per concept the best unit is the one of highest EXPLAIN F1; precision, recall and F1 are "
+            f"scored on the SCORE tokens; the summaries count the concepts with a positive SCORE token")
+    return {'labels': os.path.abspath(counts.labels.json_path), 'rule': rule, 'threshold_fracs': list(THRESHOLD_FRACS),
+            'n_explain_tokens': counts.tokens['explain'], 'n_score_tokens': n_score, 'summary': summary,
+            'concepts': rows}
+
+
+def concepts_summary_line(section: dict) -> str:
+    """The printed line: median best F1 and share >= 0.5, features vs neurons."""
+    s = section['summary']
+    parts = [f"{name} median {s[name]['median_best_f1']}, {s[name]['share_best_f1_at_least_0.5']:.0%} >= 0.5"
+             for name in UNIT_SETS if s[name]['median_best_f1'] is not None]
+    return (f"concepts ({s['features']['n_concepts_scored']} scored), best single unit's held-out F1: "
+            f"{'; '.join(parts)}")
+
+
+def plot_concepts(section: dict, path: str) -> None:
+    """concepts.png: per concept (sorted by best-feature F1) its best feature's and best neuron's SCORE F1."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = sorted(section['concepts'], key=lambda r: -(r['features']['f1'] or 0))
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.22 * len(rows)), 4.5))
+    for name, dx, color in (('features', -0.2, 'tab:blue'), ('neurons', 0.2, 'tab:orange')):
+        med = section['summary'][name]['median_best_f1']
+        ax.bar(x + dx, [r[name]['f1'] or 0 for r in rows], width=0.4, color=color,
+               label=f"best {name[:-1]} (median {med if med is None else format(med, '.2f')})")
+    ax.set_xticks(x, [r['name'] for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel('F1 on held-out tokens')
+    ax.set_ylim(0, 1)
+    ax.set_title('Ground-truth concepts: the best single SAE feature vs the best single neuron', fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis='y', alpha=0.3)
+    fig.tight_layout()
+    with atomic_file(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=120)
+    plt.close(fig)
