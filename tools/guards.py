@@ -45,6 +45,7 @@ R, T, M = 'tests/test_recipes.py', 'tests/test_train_sae.py', 'tests/test_metric
 SE = 'tests/test_sweep_eval.py'
 K = 'tests/test_kinds.py'
 C = 'tests/test_concepts.py'
+CR = 'tests/test_concepts_report.py'
 B = 'tests/test_browser.py::test_every_token_on_every_page_is_literal_text'
 STEP = f'{R}::test_train_step_follows_the_published_recipe'
 GUARDS = [
@@ -566,6 +567,41 @@ GUARDS = [
           'label_concepts.py::up_to_date', "same = same and entry.get('tokens_sha256') == sha and",
           'same = same and',
           f'{C}::test_command_rerun_skips_and_relabels_other_tokens'),
+    # ---------------------------------------------------------------- the concept report (issue 23, item 2)
+    Guard('concept report: the threshold per (unit, concept) chosen on the EXPLAIN tokens',
+          'monosemanticity/concept_report.py::best_detectors',
+          "tp_e, fires_e = counts.tp[name, 'explain'], counts.fires[name, 'explain']",
+          "tp_e, fires_e = counts.tp[name, 'score'], counts.fires[name, 'score']",
+          f'{CR}::test_best_unit_and_scores_against_brute_force'),
+    Guard('concept report: precision, recall, F1 scored on the SCORE tokens',
+          'monosemanticity/concept_report.py::best_detectors',
+          "p, r, f1 = prf(tp_s, fires_s, counts.positives['score'])",
+          "p, r, f1 = prf(tp_s, fires_s, counts.positives['explain'])",
+          f'{CR}::test_best_unit_and_scores_against_brute_force'),
+    Guard('concept report: the threshold grid is fractions of the max over the EXPLAIN tokens',
+          'monosemanticity/concept_report.py::ConceptCounts.__init__',
+          'fracs[:, None] * explain_max[name].cpu()', '0.5 * explain_max[name].cpu() + 0 * fracs[:, None]',
+          f'{CR}::test_planted_units_are_found_with_f1_one'),
+    Guard("concept report: a token's labels are its own row of concepts_<split>.bin",
+          'monosemanticity/concept_report.py::context_labels',
+          'starts[:, None] + np.arange(T)', 'starts[:, None] + np.arange(1, T + 1)',
+          f'{CR}::test_planted_units_are_found_with_f1_one'),
+    Guard('concept report: a token counts in the split of its context',
+          'monosemanticity/concept_report.py::ConceptCounts.add_',
+          'explain = torch.from_numpy(np.repeat(self.is_explain[context_ids], self.T))',
+          'explain = torch.from_numpy(np.tile(self.is_explain[context_ids], self.T))',
+          f'{CR}::test_best_unit_and_scores_against_brute_force'),
+    Guard('concept report: true positives are firings on tokens with the concept',
+          'monosemanticity/concept_report.py::ConceptCounts.add_',
+          'self.tp[name, part][g] += (fire.T @ yk).double()', 'self.tp[name, part][g] += (fire.T @ (1 - yk)).double()',
+          f'{CR}::test_best_unit_and_scores_against_brute_force'),
+    Guard('concept report: pass 2 hands each batch to the concept counts', 'monosemanticity/findings.py::pass2_firings',
+          '            on_batch(b0, b1, units)', '            pass',
+          f'{CR}::test_best_unit_and_scores_against_brute_force'),
+    Guard('concept report: the median best F1 over the concepts with a SCORE positive',
+          'monosemanticity/concept_report.py::concepts_section',
+          "'median_best_f1': r4(float(np.median(f1s)))", "'median_best_f1': r4(float(np.mean(f1s)))",
+          f'{CR}::test_plot_and_summary_line'),
 ]
 
 # families.py and the sweep site's data (build_interface.py --sweep_dir)
