@@ -48,7 +48,8 @@ import torch
 from configurator import config_keys, configure
 from monosemanticity.common import atomic_file, exit_on_user_error, get_device, next_command, print0
 from monosemanticity.concept_report import (ConceptCounts, concepts_section, concepts_summary_line,
-                                            load_concept_labels, plot_concepts)
+                                            load_concept_labels, pass3_spread_firings, plot_concepts,
+                                            spread_candidates)
 from monosemanticity.findings import (AnalysisSettings, analysis_dir, analysis_report, best_matches, explain_all,
                                       firing_thresholds, load_runs, pass1_maxima_and_correlations, pass2_firings,
                                       pick_split, plot_interpretability, plot_universality, report_json,
@@ -100,7 +101,8 @@ def main() -> None:
                f"with `python label_concepts.py --data_dir={data_dir}`")
 
     # pass 1: maxima and correlation sums; the firing thresholds; pass 2: where each unit fires (and the concept
-    # counts of features and neurons above each threshold of their grid)
+    # counts of features and neurons above each threshold of their grid); pass 3 (concepts only): where each
+    # concept's candidate features fire, for its spread
     with timed(seconds, 'passes'):
         stats = pass1_maxima_and_correlations(runs, contexts, halves)
         thresholds = {name: firing_thresholds(m, s.fire_frac) for name, m in stats.explain_max.items()}
@@ -108,12 +110,14 @@ def main() -> None:
                                                            contexts.length)
         firings = pass2_firings(runs, contexts, halves, thresholds, None if counts is None else
                                 lambda b0, b1, units: counts.add_(contexts.starts[b0:b1], np.arange(b0, b1), units))
+        spread = None if counts is None else pass3_spread_firings(runs, contexts, halves, spread_candidates(counts),
+                                                                  labels)
 
     # explanations on the EXPLAIN tokens, scored on the SCORE tokens; universality across the runs
     with timed(seconds, 'explain'):
         interpretability = explain_all(runs, contexts, halves, thresholds, firings, s)
     with timed(seconds, 'concepts'):
-        concepts = None if counts is None else concepts_section(counts)
+        concepts = None if counts is None else concepts_section(counts, spread)
     with timed(seconds, 'universality'):
         universality = {'features': best_matches(stats.feature_sums.corr(0, 1), stats.feature_sums.n),
                         'neurons': best_matches(stats.neuron_sums.corr(0, 1), stats.neuron_sums.n),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import run_failing, run_script
-from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS
+from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS, greedy_spread
 from test_analyze import ARGS, T, brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
 
 PLANT_NEURON, PLANT_FEATURE, PLANT_FRAC = 3, 7, 0.3
@@ -143,3 +143,45 @@ def test_labels_of_other_tokens_are_one_line_exit_2(runs, labelled):  # noqa: F8
         with open(path, 'w') as f:
             f.write(text)
     assert code == 2 and len(lines) == 1 and 'label_concepts.py' in lines[0], lines
+
+
+# ----------------------------------------------------------------------------- spread: features needed for F1 0.9
+
+def test_greedy_spread_finds_a_concept_split_over_three_features():
+    rng = np.random.default_rng(0)
+    part = rng.integers(0, 6, size=(2, 3000))  # per token 0, 1, 2: in the concept's part 0, 1, 2; else not in it
+    fire = [np.stack([p == 0, p == 1, p == 2, rng.random(3000) < 0.3], axis=1) for p in part]  # (N, 4)
+    y = [p < 3 for p in part]
+    y[1][:100] = ~y[1][:100]  # the SCORE tokens differ: their F1 is below 1
+    g = greedy_spread(fire[0], y[0], fire[1], y[1])
+    assert sorted(g['chosen']) == [0, 1, 2] and g['f1_explain'][-1] == 1.0
+    assert g['f1_explain'] == sorted(g['f1_explain']) and len(set(g['f1_explain'])) == 3
+    assert g['f1'] == pytest.approx(f1_of(fire[1][:, :3].any(1), y[1])[2])
+    assert greedy_spread(fire[0][:, 3:], y[0], fire[1][:, 3:], y[1])['chosen'] == [0]  # noise: one, no raise after
+
+
+def test_spread_on_the_tiny_run_against_brute_force(runs, brute, labelled):  # noqa: F811
+    rep = labelled['report']
+    starts, explain, score = (rep['tokens'][k] for k in ('context_starts', 'explain', 'score'))
+    acts = brute['features']
+    thr = grid_thresholds(acts, explain)  # (G, u)
+    y = np.stack([labelled['y'][s:s + T] for s in starts])  # (n, T, C)
+    rows = {r['name']: r for r in rep['concepts']['concepts']}
+    assert rows['planted_feature']['features_spread'] == {'n_features': 1, 'features': [PLANT_FEATURE],
+                                                          'f1_explain': [1.0], 'f1': 1.0}
+    for c, row in enumerate(rep['concepts']['concepts']):
+        sp = row['features_spread']
+        assert len(sp['features']) <= 20 and sp['f1_explain'] == sorted(sp['f1_explain'])
+        assert (sp['n_features'] is not None) == (bool(sp['f1_explain']) and sp['f1_explain'][-1] >= 0.9)
+        if not sp['features']:
+            continue
+        fire = {}
+        for u in sp['features']:  # each chosen feature at its threshold of best EXPLAIN F1
+            f1s = [f1_of(acts[explain, :, u] > thr[g, u], y[explain, :, c])[2] for g in range(len(THRESHOLD_FRACS))]
+            fire[u] = acts[:, :, u] > thr[int(np.nanargmax(f1s)), u]  # (n, T)
+        cover = np.zeros(y.shape[:2], dtype=bool)
+        for u, f1_step in zip(sp['features'], sp['f1_explain']):
+            cover |= fire[u]
+            assert f1_step == pytest.approx(f1_of(cover[explain], y[explain, :, c])[2], abs=1e-4)
+        assert sp['f1'] == pytest.approx(f1_of(cover[score], y[score, :, c])[2], abs=1e-4)
+    assert 'reached (EXPLAIN tokens) by 1 feature for' in labelled['stdout']
