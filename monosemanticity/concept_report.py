@@ -244,10 +244,13 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
         summary[name] = {'n_concepts_scored': len(f1s), 'median_best_f1': r4(float(np.median(f1s))) if f1s else None,
                          'share_best_f1_at_least_0.5': r4(float(np.mean(np.array(f1s) >= 0.5))) if f1s else None}
     if spread is not None:
-        counts_n = [row['features_spread']['n_features'] for row in rows if row['n_positive_score'] > 0]
+        scored = [row['features_spread'] for row in rows if row['n_positive_score'] > 0]
+        counts_n = [sp['n_features'] for sp in scored]
         summary['features_spread'] = {'n_one': sum(n == 1 for n in counts_n),
                                       'n_reached': sum(n is not None for n in counts_n),
-                                      'n_not_reached': sum(n is None for n in counts_n)}
+                                      'n_not_reached': sum(n is None for n in counts_n),
+                                      'median_f1': r4(float(np.median([sp['f1'] for sp in scored]))) if scored
+                                      else None}
     rule = (f"a unit detects a concept where its activation > a threshold; per (unit, concept) the threshold is the "
             f"one of {list(THRESHOLD_FRACS)} x the unit's max over the EXPLAIN tokens of highest F1 on the EXPLAIN "
             f"tokens, and per concept the best unit is the one of highest EXPLAIN F1; precision, recall and F1 are "
@@ -271,7 +274,8 @@ def concepts_summary_line(section: dict) -> str:
     if 'features_spread' in s:
         sp = s['features_spread']
         line += (f"; F1 {SPREAD_F1} reached (EXPLAIN tokens) by 1 feature for {sp['n_one']} concepts, by <= "
-                 f"{SPREAD_MAX} for {sp['n_reached']}, not for {sp['n_not_reached']}")
+                 f"{SPREAD_MAX} for {sp['n_reached']}, not for {sp['n_not_reached']}; the greedy sets' median "
+                 f"held-out F1 {sp['median_f1']}")
     return line
 
 

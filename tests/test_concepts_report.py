@@ -184,4 +184,6 @@ def test_spread_on_the_tiny_run_against_brute_force(runs, brute, labelled):  # n
             cover |= fire[u]
             assert f1_step == pytest.approx(f1_of(cover[explain], y[explain, :, c])[2], abs=1e-4)
         assert sp['f1'] == pytest.approx(f1_of(cover[score], y[score, :, c])[2], abs=1e-4)
+    spreads = [r['features_spread']['f1'] for r in rep['concepts']['concepts'] if r['n_positive_score']]
+    assert rep['concepts']['summary']['features_spread']['median_f1'] == pytest.approx(np.median(spreads), abs=1e-4)
     assert 'reached (EXPLAIN tokens) by 1 feature for' in labelled['stdout']
