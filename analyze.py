@@ -35,6 +35,8 @@ Streaming passes over the contexts (nothing of size n_tokens x n_units is kept):
           ground-truth concept labels (label_concepts.py), the concept counts of features and neurons above each
           threshold of a grid (monosemanticity/concept_report.py): per concept its best single feature and neuron,
           threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens
+  pass 3  (concept labels only) run A's forwards again: where each concept's 32 candidate features fire, for its
+          spread (the features ORed, greedily, to reach F1 0.9)
 Writes <out_dir>/analysis/: report.json (its format: docs/formats.md), interpretability.png (F1 of features vs
 neurons), universality.png (max correlations), and with concept labels concepts.png (best feature vs best neuron
 per concept), built in a temp folder swapped in when complete.

@@ -5,8 +5,10 @@ analysis's contexts. A unit detects a concept where its activation > a threshold
 is the one of the grid THRESHOLD_FRACS x the unit's max over the EXPLAIN tokens that maximises F1 on the EXPLAIN
 tokens; per concept the best unit is the one of highest EXPLAIN F1; its precision, recall and F1 are scored on the
 held-out SCORE tokens. Counts are streamed (ConceptCounts.add_, called in findings.pass2_firings' batches): per
-threshold an (tokens x units) indicator block times the (tokens x concepts) labels. report.json's 'concepts':
-docs/formats.md.
+threshold an (tokens x units) indicator block times the (tokens x concepts) labels. The spread (features only):
+the features a concept needs, greedily ORed until F1 SPREAD_F1 (pass3_spread_firings records where each concept's
+SPREAD_POOL candidates fire, greedy_spread chooses on the EXPLAIN tokens and scores on the SCORE tokens).
+report.json's 'concepts': docs/formats.md.
 """
 import json
 import os
