@@ -3,12 +3,14 @@ line saying how to make them); with planted labels every best feature / neuron, 
 force, planted units found with F1 1, thresholds chosen on the EXPLAIN tokens and scored on the SCORE tokens."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_failing, run_script
+from conftest import REPO, run_failing, run_script
 from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS, greedy_spread
 from test_analyze import ARGS, T, brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
 
@@ -187,3 +189,13 @@ def test_spread_on_the_tiny_run_against_brute_force(runs, brute, labelled):  # n
     spreads = [r['features_spread']['f1'] for r in rep['concepts']['concepts'] if r['n_positive_score']]
     assert rep['concepts']['summary']['features_spread']['median_f1'] == pytest.approx(np.median(spreads), abs=1e-4)
     assert 'reached (EXPLAIN tokens) by 1 feature for' in labelled['stdout']
+
+
+def test_make_analysis_labels_the_concepts_before_analyze():
+    """`make analysis` runs label_concepts.py (which skips up-to-date labels) before analyze.py, and redoes a report
+    older than the labels or without the concept section (make -n: the commands, none run)."""
+    out = subprocess.run(['make', '-n', 'analysis', f'PYTHON={sys.executable}'], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    label = out.index('label_concepts.py --data_dir=data/pystdlib')
+    assert label < out.index('analyze.py config/demo/analysis.py')
+    assert '-nt data/pystdlib/concepts.json' in out and '"median_best_f1"' in out
