@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from monosemanticity.common import UserError, atomic_file
+from monosemanticity.common import UserError, atomic_file, file_sha256
 from monosemanticity.findings import Halves, Run, unit_activations
 from monosemanticity.runs import Contexts
 
@@ -38,16 +38,19 @@ class ConceptLabels(NamedTuple):
 
 def load_concept_labels(data_dir: str, split: str, n_split_tokens: int) -> ConceptLabels | None:
     """The labels of <data_dir>/<split>.bin (concepts.json, concepts_<split>.bin), or None when the dataset has no
-    concepts.json; UserError when they do not cover the split's n_split_tokens tokens."""
+    concepts.json; UserError when they are of other tokens (their count, or the split's tokens_sha256)."""
     json_path = os.path.join(data_dir, 'concepts.json')
     if not os.path.isfile(json_path):
         return None
     with open(json_path) as f:
         meta = json.load(f)
     info = meta['splits'][split]
+    relabel = f"relabel with `python label_concepts.py --data_dir={data_dir}`"
     if info['tokens'] != n_split_tokens:
         raise UserError(f"{json_path} labels {info['tokens']} {split} tokens but {split}.bin holds {n_split_tokens}: "
-                        f"relabel with `python label_concepts.py --data_dir={data_dir}`")
+                        f"{relabel}")
+    if 'tokens_sha256' in info and info['tokens_sha256'] != file_sha256(os.path.join(data_dir, f'{split}.bin')):
+        raise UserError(f"{json_path} labels other tokens than {split}.bin's (tokens_sha256 differs): {relabel}")
     packed = np.memmap(os.path.join(data_dir, info['file']), dtype=np.uint8, mode='r',
                        shape=(info['tokens'], info['row_bytes']))
     return ConceptLabels([c['name'] for c in meta['concepts']], [c['kind'] for c in meta['concepts']], packed,

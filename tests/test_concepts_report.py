@@ -199,3 +199,18 @@ def test_make_analysis_labels_the_concepts_before_analyze():
     label = out.index('label_concepts.py --data_dir=data/pystdlib')
     assert label < out.index('analyze.py config/demo/analysis.py')
     assert '-nt data/pystdlib/concepts.json' in out and '"median_best_f1"' in out
+
+
+def test_labels_of_other_tokens_by_their_fingerprint_are_one_line_exit_2(runs, labelled):  # noqa: F811
+    path = os.path.join(runs['data'], 'concepts.json')
+    text = open(path).read()
+    meta = json.loads(text)
+    meta['splits']['val']['tokens_sha256'] = '0' * 64  # as label_concepts.py writes it, of other tokens
+    try:
+        with open(path, 'w') as f:
+            json.dump(meta, f)
+        code, lines, _ = run_failing('analyze.py', f"--out_dir={runs['a']}", f"--run_b={runs['b']}", *ARGS)
+    finally:
+        with open(path, 'w') as f:
+            f.write(text)
+    assert code == 2 and len(lines) == 1 and 'tokens_sha256' in lines[0] and 'label_concepts.py' in lines[0], lines
