@@ -31,17 +31,27 @@ The method (also stated in report.json's 'rule'):
             with features and neurons with neurons; and run B's features against run A's.
 Streaming passes over the contexts (nothing of size n_tokens x n_units is kept):
   pass 1  per unit its max over the EXPLAIN tokens; the correlation sums (monosemanticity/families.py)
-  pass 2  per unit the positions where it fires, in the EXPLAIN and in the SCORE tokens
+  pass 2  per unit the positions where it fires, in the EXPLAIN and in the SCORE tokens; when the dataset has
+          ground-truth concept labels (label_concepts.py), the concept counts of features and neurons above each
+          threshold of a grid (monosemanticity/concept_report.py): per concept its best single feature and neuron,
+          threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens
+  pass 3  (concept labels only) run A's forwards again: where each concept's 32 candidate features fire, for its
+          spread (the features ORed, greedily, to reach F1 0.9)
 Writes <out_dir>/analysis/: report.json (its format: docs/formats.md), interpretability.png (F1 of features vs
-neurons), universality.png (max correlations), built in a temp folder swapped in when complete.
+neurons), universality.png (max correlations), and with concept labels concepts.png (best feature vs best neuron
+per concept), built in a temp folder swapped in when complete.
 """
 import os
 import time
 
+import numpy as np
 import torch
 
 from configurator import config_keys, configure
 from monosemanticity.common import atomic_file, exit_on_user_error, get_device, next_command, print0
+from monosemanticity.concept_report import (ConceptCounts, concepts_section, concepts_summary_line,
+                                            load_concept_labels, pass3_spread_firings, plot_concepts,
+                                            spread_candidates)
 from monosemanticity.findings import (AnalysisSettings, analysis_dir, analysis_report, best_matches, explain_all,
                                       firing_thresholds, load_runs, pass1_maxima_and_correlations, pass2_firings,
                                       pick_split, plot_interpretability, plot_universality, report_json,
@@ -85,15 +95,31 @@ def main() -> None:
            f"{runs[0].sae.sae.cfg.n_features} + {runs[1].sae.sae.cfg.n_features} features, "
            f"{runs[0].sae.sae.cfg.d_in} neurons of {runs[0].sae.site}; device {runs[0].transformer.device}")
 
-    # pass 1: maxima and correlation sums; the firing thresholds; pass 2: where each unit fires
+    # the dataset's ground-truth concept labels (label_concepts.py), if it has them
+    data_dir = runs[0].transformer.data_dir
+    labels = load_concept_labels(data_dir, s.split, len(contexts.file))
+    if labels is None:
+        print0(f"no concept labels in {data_dir} (concepts.json): report.json gets no 'concepts' section; make them "
+               f"with `python label_concepts.py --data_dir={data_dir}`")
+
+    # pass 1: maxima and correlation sums; the firing thresholds; pass 2: where each unit fires (and the concept
+    # counts of features and neurons above each threshold of their grid); pass 3 (concepts only): where each
+    # concept's candidate features fire, for its spread
     with timed(seconds, 'passes'):
         stats = pass1_maxima_and_correlations(runs, contexts, halves)
         thresholds = {name: firing_thresholds(m, s.fire_frac) for name, m in stats.explain_max.items()}
-        firings = pass2_firings(runs, contexts, halves, thresholds)
+        counts = None if labels is None else ConceptCounts(labels, stats.explain_max, halves.is_explain,
+                                                           contexts.length)
+        firings = pass2_firings(runs, contexts, halves, thresholds, None if counts is None else
+                                lambda b0, b1, units: counts.add_(contexts.starts[b0:b1], np.arange(b0, b1), units))
+        spread = None if counts is None else pass3_spread_firings(runs, contexts, halves, spread_candidates(counts),
+                                                                  labels)
 
     # explanations on the EXPLAIN tokens, scored on the SCORE tokens; universality across the runs
     with timed(seconds, 'explain'):
         interpretability = explain_all(runs, contexts, halves, thresholds, firings, s)
+    with timed(seconds, 'concepts'):
+        concepts = None if counts is None else concepts_section(counts, spread)
     with timed(seconds, 'universality'):
         universality = {'features': best_matches(stats.feature_sums.corr(0, 1), stats.feature_sums.n),
                         'neurons': best_matches(stats.neuron_sums.corr(0, 1), stats.neuron_sums.n),
@@ -106,16 +132,22 @@ def main() -> None:
     with timed(seconds, 'plots'):
         plot_interpretability(interpretability, os.path.join(tmp_dir, 'interpretability.png'))
         plot_universality(universality, os.path.join(tmp_dir, 'universality.png'))
+        if concepts is not None:
+            plot_concepts(concepts, os.path.join(tmp_dir, 'concepts.png'))
     seconds['total'] = time.time() - t_start
     report = analysis_report(config, s, runs, contexts, halves, interpretability, universality, seconds)
+    if concepts is not None:
+        report['concepts'] = concepts
     with atomic_file(os.path.join(tmp_dir, 'report.json'), 'w', encoding='ascii') as f:
         f.write(report_json(report) + '\n')
     swap_in(tmp_dir, final_dir)
 
     # the summary and the next commands
     print0(summary_table(interpretability, universality))
-    print0(f"wrote {os.path.abspath(os.path.join(final_dir, 'report.json'))} (+ interpretability.png, "
-           f"universality.png) in {seconds['total']:.0f}s")
+    if concepts is not None:
+        print0(concepts_summary_line(concepts))
+    plots = 'interpretability.png, universality.png' + (', concepts.png' if concepts is not None else '')
+    print0(f"wrote {os.path.abspath(os.path.join(final_dir, 'report.json'))} (+ {plots}) in {seconds['total']:.0f}s")
     site_b = next_command('build_interface.py', 'interface', runs[1].out_dir)
     print0(f"next: {next_command('build_interface.py', 'interface', s.out_dir)}; "
            f"{site_b} --analysis={os.path.join(final_dir, 'report.json')}")

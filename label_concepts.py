@@ -10,15 +10,14 @@ that do not parse are all-zero rows), then concepts.json (concept names in colum
 labelled and skipped and why, the token rule, the Python that labelled them, each split's fingerprint). Rerun: when
 concepts.json matches the splits' tokens and this Python, it says "labels are up to date" and writes nothing.
 """
-import hashlib
 import os
 import platform
 from typing import NamedTuple
 
 import numpy as np
 
-from monosemanticity.common import (atomic_file, atomic_write_json, data_dir_of, exit_on_user_error, load_data_meta,
-                                    progress, read_json, token_memmap)
+from monosemanticity.common import (atomic_file, atomic_write_json, data_dir_of, exit_on_user_error, file_sha256,
+                                    load_data_meta, progress, read_json, token_memmap)
 from monosemanticity import concepts
 from monosemanticity.concepts import CONCEPTS, NotPython, label_document
 from monosemanticity.tokenizer import load_tokenizer
@@ -42,14 +41,6 @@ class SplitLabels(NamedTuple):
     files: int
     skipped: list[dict]  # {document, first_token, reason} of each document that does not parse
     counts: np.ndarray  # (C,) tokens carrying each concept
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
 
 
 def documents(tokens: np.ndarray, eot: int):
@@ -137,8 +128,8 @@ def label_dataset(data_dir: str, meta: dict, json_path: str, fingerprints: dict)
 data_dir = data_dir_of(data_dir)
 meta = load_data_meta(data_dir)  # one line and exit 2 when data_dir is not a prepared dataset
 json_path = os.path.join(data_dir, 'concepts.json')
-fingerprints = {split: sha256_of(os.path.join(data_dir, f'{split}.bin')) for split in ('train', 'val')}
-fingerprints['labeller'] = sha256_of(concepts.__file__)  # new labelling code: new labels
+fingerprints = {split: file_sha256(os.path.join(data_dir, f'{split}.bin')) for split in ('train', 'val')}
+fingerprints['labeller'] = file_sha256(concepts.__file__)  # new labelling code: new labels
 if up_to_date(json_path, fingerprints):
     print(f"labels are up to date: {json_path}")
 else:

@@ -7,6 +7,7 @@ on stderr and exit code 2 (die() does the same from a script's own checks). Othe
 """
 import contextlib
 import gc
+import hashlib
 import json
 import math
 import os
@@ -186,6 +187,15 @@ def set_rng_state(s: dict) -> None:
     random.setstate((3, tuple(s['python']), s['python_pos']))
     np.random.set_state(('MT19937', s['numpy'].numpy().astype(np.uint32), s['numpy_pos'], 0, 0.0))
     torch.set_rng_state(s['torch'])
+
+
+def file_sha256(path: str) -> str:
+    """The hex SHA-256 of a file, read in 16 MB blocks (label_concepts.py's fingerprint of <split>.bin)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- atomic files

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -229,14 +229,17 @@ class Firings(NamedTuple):
     score: list[np.ndarray]  # likewise into tokens_score.reshape(-1)
 
 
-def pass2_firings(runs: tuple[Run, Run], contexts: Contexts, halves: Halves,
-                  thresholds: dict[str, torch.Tensor]) -> dict[str, Firings]:
+def pass2_firings(runs: tuple[Run, Run], contexts: Contexts, halves: Halves, thresholds: dict[str, torch.Tensor],
+                  on_batch: Callable[[int, int, dict[str, torch.Tensor]], None] | None = None) -> dict[str, Firings]:
     """Pass 2: where each unit fires (activation > its threshold), as positions in its split's tokens: context
-    c, position t -> halves.row[c]·T + t in tokens_explain or tokens_score."""
+    c, position t -> halves.row[c]·T + t in tokens_explain or tokens_score. on_batch(b0, b1, units): also given each
+    batch's unit activations (the concept counts, monosemanticity/concept_report.py)."""
     T = contexts.length
     found = {(name, part): ([], []) for name in SCORED for part in ('explain', 'score')}  # unit ids, positions
     for b0, b1 in contexts.bar('pass 2/2 (firings)'):
         units = unit_activations(runs, contexts.read(b0, b1))
+        if on_batch is not None:
+            on_batch(b0, b1, units)
         for name in SCORED:
             token, unit = (units[name] > thresholds[name]).nonzero().cpu().numpy().T  # (n_firings,) each
             ctx = b0 + token // T
