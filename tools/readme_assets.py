@@ -9,7 +9,8 @@ assets/pareto.png, two feature families chosen by split_score below, and screens
 After `make analysis` also the analysis block (`analysis`, docs/findings.md): the features-vs-neurons and
 universality tables of out/demo/analysis/report.json, its plots (assets/interpretability.png,
 assets/universality.png), the explanations at a few quantiles of F1, and a feature page showing its explanation
-(assets/analysis_feature.png).
+(assets/analysis_feature.png); with concept labels also the concept block (`concepts`, docs/findings.md): the
+summary, every concept's best feature, neuron and spread, and assets/concepts.png.
 After `python -m bench.saelens` also the SAELens block (`saelens`, README.md): its table of ours vs SAELens
 (out/demo/sweep/saelens/side_by_side.json). Links in a block are relative to the file that holds it.
 
@@ -59,7 +60,7 @@ screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'a
 
 # each generated block and the file (in the repo) that holds it
 BLOCK_FILES = {'results': 'README.md', 'saelens': 'README.md', 'sweep': 'docs/sweeps.md',
-               'analysis': 'docs/findings.md', 'guards': 'docs/guards.md'}
+               'analysis': 'docs/findings.md', 'concepts': 'docs/findings.md', 'guards': 'docs/guards.md'}
 
 
 def link(path: str, name: str) -> str:
@@ -278,6 +279,45 @@ def saelens_block(path: str) -> str | None:
             f"the bench alone).\n\n{side_by_side(r)}")
 
 
+def concepts_block(out_dir: str) -> str | None:
+    """The concept block (None without a complete report holding a 'concepts' section): the summary, every
+    concept's best feature and neuron and spread, and assets/concepts.png."""
+    path = os.path.join(out_dir, 'analysis', 'report.json')
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        report = json.load(f)
+    c = report.get('concepts')
+    if not report.get('complete') or c is None:
+        return None
+    png = 'concepts.png'
+    shutil.copyfile(os.path.join(out_dir, 'analysis', png), os.path.join(REPO_ROOT, 'assets', png))
+    sm, sp = c['summary'], c['summary']['features_spread']
+    rows = ['| | concepts scored | median best F1 | best F1 >= 0.5 |', '| --- | ---: | ---: | ---: |']
+    for key, name in (('features', 'SAE features (run A)'), ('neurons', 'MLP neurons (run A)')):
+        rows.append(f"| {name} | {sm[key]['n_concepts_scored']} | {sm[key]['median_best_f1']:.3f} | "
+                    f"{sm[key]['share_best_f1_at_least_0.5']:.0%} |")
+    table = ['| concept | SCORE base rate | best feature: F1 (P / R) | best neuron: F1 (P / R) | '
+             'features to F1 0.9 (held-out F1 of the set) |', '| --- | ---: | --- | --- | --- |']
+    for k in c['concepts']:
+        f_, n_, s_ = k['features'], k['neurons'], k.get('features_spread')
+        if f_ is None or n_ is None:
+            continue
+        need = '' if s_ is None else (f"{s_['n_features']} ({s_['f1']:.2f})" if s_['n_features'] else
+                                      f"not reached: {len(s_['features'])} chosen ({s_['f1']:.2f})")
+        table.append(f"| `{k['name']}` | {k['base_rate_score']:.1%} | #{f_['id']}: {f_['f1']:.2f} "
+                     f"({f_['precision']:.2f} / {f_['recall']:.2f}) | #{n_['id']}: {n_['f1']:.2f} "
+                     f"({n_['precision']:.2f} / {n_['recall']:.2f}) | {need} |")
+    assets = link(os.path.join(REPO_ROOT, 'assets'), 'concepts')
+    return '\n'.join([f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
+                      f"{c['n_score_tokens']:,} SCORE tokens (thresholds and units chosen on {c['n_explain_tokens']:,} "
+                      f"EXPLAIN tokens). Spread: {sp['n_one']} concepts reach F1 0.9 on the EXPLAIN tokens with one "
+                      f"feature, {sp['n_reached'] - sp['n_one']} with 2 or more, {sp['n_not_reached']} not within "
+                      f"the greedy limit; the greedy sets' median held-out F1 is {sp['median_f1']:.2f}.", '',
+                      *rows, '', *table, '',
+                      f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)"])
+
+
 note = f"<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->"
 replace_block('results', f"{note}\n{results_table(out_dir)}\n\nThe feature shown below is #{feature}.")
 replace_block('guards', '<!-- written from tools/guards.py by make readme: do not edit by hand -->\n'
@@ -293,6 +333,12 @@ if block is None:
           f"as it is")
 else:
     replace_block('saelens', block)
+block = concepts_block(out_dir)
+if block is None:
+    print(f"no concept section in {out_dir}/analysis/report.json (label_concepts.py, then make analysis): "
+          f"{BLOCK_FILES['concepts']}'s concepts block is left as it is")
+else:
+    replace_block('concepts', block)
 block = analysis_block(out_dir)
 if block is None:
     print(f"no complete {out_dir}/analysis/report.json (make analysis): {BLOCK_FILES['analysis']}'s block is left "
