@@ -132,11 +132,12 @@ def test_plot_and_summary_line(runs, labelled):  # noqa: F811
     assert 'concepts (4 scored)' in labelled['stdout']
 
 
-def test_labels_of_other_tokens_are_one_line_exit_2(runs, labelled):  # noqa: F811
+def analyze_with_edited_labels(runs: dict, edit) -> tuple[int, list[str]]:  # noqa: F811
+    """analyze.py on the tiny runs with concepts.json's val entry changed by edit(entry) (restored after)."""
     path = os.path.join(runs['data'], 'concepts.json')
     text = open(path).read()
     meta = json.loads(text)
-    meta['splits']['val']['tokens'] += 1
+    edit(meta['splits']['val'])
     try:
         with open(path, 'w') as f:
             json.dump(meta, f)
@@ -144,6 +145,11 @@ def test_labels_of_other_tokens_are_one_line_exit_2(runs, labelled):  # noqa: F8
     finally:
         with open(path, 'w') as f:
             f.write(text)
+    return code, lines
+
+
+def test_labels_of_other_tokens_are_one_line_exit_2(runs, labelled):  # noqa: F811
+    code, lines = analyze_with_edited_labels(runs, lambda e: e.update(tokens=e['tokens'] + 1))
     assert code == 2 and len(lines) == 1 and 'label_concepts.py' in lines[0], lines
 
 
@@ -202,15 +208,6 @@ def test_make_analysis_labels_the_concepts_before_analyze():
 
 
 def test_labels_of_other_tokens_by_their_fingerprint_are_one_line_exit_2(runs, labelled):  # noqa: F811
-    path = os.path.join(runs['data'], 'concepts.json')
-    text = open(path).read()
-    meta = json.loads(text)
-    meta['splits']['val']['tokens_sha256'] = '0' * 64  # as label_concepts.py writes it, of other tokens
-    try:
-        with open(path, 'w') as f:
-            json.dump(meta, f)
-        code, lines, _ = run_failing('analyze.py', f"--out_dir={runs['a']}", f"--run_b={runs['b']}", *ARGS)
-    finally:
-        with open(path, 'w') as f:
-            f.write(text)
+    # as label_concepts.py writes it, of other tokens
+    code, lines = analyze_with_edited_labels(runs, lambda e: e.update(tokens_sha256='0' * 64))
     assert code == 2 and len(lines) == 1 and 'tokens_sha256' in lines[0] and 'label_concepts.py' in lines[0], lines

@@ -318,30 +318,22 @@ def concepts_block(out_dir: str) -> str | None:
                       f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)"])
 
 
+def optional_block(name: str, block: str | None, missing: str) -> None:
+    """Write block into its file, or, when its run is missing (block None), say so and leave the file's as it is."""
+    if block is None:
+        print(f"{missing}: {BLOCK_FILES[name]}'s {name} block is left as it is")
+    else:
+        replace_block(name, block)
+
+
 note = f"<!-- written by tools/readme_assets.py from {out_dir}: do not edit by hand -->"
 replace_block('results', f"{note}\n{results_table(out_dir)}\n\nThe feature shown below is #{feature}.")
 replace_block('guards', '<!-- written from tools/guards.py by make readme: do not edit by hand -->\n'
                         f'{markdown()}')  # the mutation-check table of tools/guards.py
-block = sweep_block(os.path.join(out_dir, 'sweep'))
-if block is None:
-    print(f"no finished sweep site in {out_dir}/sweep (make sweep): {BLOCK_FILES['sweep']}'s block is left as it is")
-else:
-    replace_block('sweep', block)
-block = saelens_block(os.path.join(out_dir, 'sweep', 'saelens', 'side_by_side.json'))
-if block is None:
-    print(f"no {out_dir}/sweep/saelens/side_by_side.json (python -m bench.saelens): README.md's saelens block is left "
-          f"as it is")
-else:
-    replace_block('saelens', block)
-block = concepts_block(out_dir)
-if block is None:
-    print(f"no concept section in {out_dir}/analysis/report.json (label_concepts.py, then make analysis): "
-          f"{BLOCK_FILES['concepts']}'s concepts block is left as it is")
-else:
-    replace_block('concepts', block)
-block = analysis_block(out_dir)
-if block is None:
-    print(f"no complete {out_dir}/analysis/report.json (make analysis): {BLOCK_FILES['analysis']}'s block is left "
-          f"as it is")
-else:
-    replace_block('analysis', block)
+optional_block('sweep', sweep_block(os.path.join(out_dir, 'sweep')),
+               f"no finished sweep site in {out_dir}/sweep (make sweep)")
+optional_block('saelens', saelens_block(os.path.join(out_dir, 'sweep', 'saelens', 'side_by_side.json')),
+               f"no {out_dir}/sweep/saelens/side_by_side.json (python -m bench.saelens)")
+optional_block('concepts', concepts_block(out_dir),
+               f"no concept section in {out_dir}/analysis/report.json (label_concepts.py, then make analysis)")
+optional_block('analysis', analysis_block(out_dir), f"no complete {out_dir}/analysis/report.json (make analysis)")
