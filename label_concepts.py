@@ -12,14 +12,13 @@ concepts.json matches the splits' tokens and this Python, it says "labels are up
 """
 import os
 import platform
-from typing import NamedTuple
 
 import numpy as np
 
-from monosemanticity.common import (atomic_file, atomic_write_json, data_dir_of, exit_on_user_error, file_sha256,
-                                    load_data_meta, progress, read_json, token_memmap)
+from monosemanticity.common import (atomic_write_json, data_dir_of, exit_on_user_error, file_sha256, load_data_meta,
+                                    token_memmap)
 from monosemanticity import concepts
-from monosemanticity.concepts import CONCEPTS, NotPython, label_document
+from monosemanticity.concepts import CONCEPTS, ROW_BYTES, label_split, up_to_date
 from monosemanticity.tokenizer import load_tokenizer
 from configurator import configure
 
@@ -36,67 +35,6 @@ FOLDER_CONCEPT = ("none: meta.json does not record each document's path, so the 
                   "from is not a concept")
 
 
-class SplitLabels(NamedTuple):
-    tokens: int
-    files: int
-    skipped: list[dict]  # {document, first_token, reason} of each document that does not parse
-    counts: np.ndarray  # (C,) tokens carrying each concept
-
-
-def documents(tokens: np.ndarray, eot: int):
-    """(start, end) token ranges of the documents of a split: the runs between end-of-text tokens."""
-    start = 0
-    for end in np.flatnonzero(tokens == eot).tolist() + [len(tokens)]:
-        if end > start:
-            yield start, end
-        start = end + 1
-
-
-def label_split(tokens: np.ndarray, eot: int, enc, token_bytes: np.ndarray, path: str) -> SplitLabels:
-    """Label each document of `tokens` (n,) and write the packed (n, ceil(C/8)) uint8 rows to `path` (atomic)."""
-    width = (len(CONCEPTS) + 7) // 8
-    counts, skipped, files = np.zeros(len(CONCEPTS), dtype=np.int64), [], 0
-    docs = list(documents(tokens, eot))
-    with atomic_file(path, 'wb+') as f:
-        if len(tokens):  # np.memmap cannot map an empty file
-            f.truncate(len(tokens) * width)  # all-zero rows: end-of-text and skipped documents stay so
-            out = np.memmap(f, dtype=np.uint8, mode='r+', shape=(len(tokens), width))
-            for i, (start, end) in enumerate(progress(docs, unit='doc', desc=f"labelling {os.path.basename(path)}")):
-                ids = np.asarray(tokens[start:end], dtype=np.int64)
-                ends = np.cumsum(token_bytes[ids])
-                spans = np.stack([ends - token_bytes[ids], ends], axis=1)  # (n_doc, 2) byte ranges
-                files += 1
-                try:
-                    text = enc.decode_bytes(ids.tolist()).decode('utf-8')
-                    labels = label_document(text, spans)  # (n_doc, C)
-                except (NotPython, UnicodeDecodeError) as e:
-                    reason = str(e) if isinstance(e, NotPython) else f"not UTF-8: {e}"
-                    skipped.append(dict(document=i, first_token=start, reason=reason))
-                    continue
-                out[start:end] = np.packbits(labels, axis=1)
-                counts += labels.sum(axis=0)
-            out.flush()
-            del out
-    return SplitLabels(len(tokens), files, skipped, counts)
-
-
-def up_to_date(json_path: str, fingerprints: dict) -> bool:
-    """True when concepts.json describes these splits' tokens, this labeller (concepts.py) and this Python, and its
-    files exist."""
-    if not os.path.isfile(json_path):
-        return False
-    old = read_json(json_path)
-    width = (len(CONCEPTS) + 7) // 8
-    same = (old.get('python') == platform.python_version() and old.get('labeller_sha256') == fingerprints['labeller']
-            and [c['name'] for c in old.get('concepts', [])] == [c.name for c in CONCEPTS])
-    for split in ('train', 'val'):
-        sha, entry = fingerprints[split], old.get('splits', {}).get(split, {})
-        path = os.path.join(os.path.dirname(json_path), f'concepts_{split}.bin')
-        same = same and entry.get('tokens_sha256') == sha and os.path.isfile(path) and \
-            os.path.getsize(path) == entry.get('tokens', -1) * width
-    return same
-
-
 def label_dataset(data_dir: str, meta: dict, json_path: str, fingerprints: dict) -> None:
     """Label both splits, then write concepts.json (last: it only ever describes complete label files)."""
     enc = load_tokenizer(data_dir)
@@ -106,7 +44,7 @@ def label_dataset(data_dir: str, meta: dict, json_path: str, fingerprints: dict)
         path = os.path.join(data_dir, f'concepts_{split}.bin')
         result = label_split(token_memmap(data_dir, split, meta['dtype']), meta['eot_token'], enc, token_bytes, path)
         rates = result.counts / max(result.tokens, 1)
-        splits[split] = dict(file=os.path.basename(path), tokens=result.tokens, row_bytes=(len(CONCEPTS) + 7) // 8,
+        splits[split] = dict(file=os.path.basename(path), tokens=result.tokens, row_bytes=ROW_BYTES,
                              tokens_sha256=fingerprints[split], files=result.files, files_skipped=len(result.skipped),
                              base_rates={c.name: round(float(r), 6) for c, r in zip(CONCEPTS, rates)})
         skipped += [dict(split=split, **s) for s in result.skipped]

@@ -87,12 +87,13 @@ class ConceptCounts:
         """One batch: contexts context_ids (B,) at starts (B,), units[name] (B*T, U) their activations."""
         y = context_labels(self.labels, starts, self.T)  # (B*T, C)
         explain = torch.from_numpy(np.repeat(self.is_explain[context_ids], self.T))  # (B*T,)
+        units = {name: units[name].cpu() for name in UNIT_SETS}  # once per batch, not per part
         for part, keep in (('explain', explain), ('score', ~explain)):
             yk = y[keep]  # (N, C)
             self.positives[part] += yk.sum(0).double()
             self.tokens[part] += len(yk)
             for name in UNIT_SETS:
-                a = units[name].cpu()[keep]  # (N, U)
+                a = units[name][keep]  # (N, U)
                 for g, thr in enumerate(self.thresholds[name]):
                     fire = (a > thr).float()  # (N, U)
                     self.tp[name, part][g] += (fire.T @ yk).double()  # (U, C)

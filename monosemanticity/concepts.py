@@ -3,6 +3,7 @@ Ground-truth concepts of Python source: for each BPE token of a document, which 
 contain it, read from Python's own `tokenize` (lexical concepts, bracket depth, indentation) and `ast` (structural).
 
     labels = label_document(text, spans)   # (n_tokens, len(CONCEPTS)) bool, columns in CONCEPTS order
+    label_split(tokens, eot, enc, token_bytes, path)   # a split's packed label file (label_concepts.py's parts)
 
 `spans` (n_tokens, 2) are the tokens' [start, end) UTF-8 byte offsets in `text`. Everything is done in UTF-8 bytes:
 ast's col_offset already is a byte offset within its line; tokenize's columns are characters and are converted.
@@ -25,12 +26,16 @@ rejects raises NotPython and gets no labels.
 import ast
 import builtins
 import keyword
+import os
+import platform
 import re
 import tokenize
 import warnings
 from typing import NamedTuple
 
 import numpy as np
+
+from monosemanticity.common import atomic_file, progress, read_json
 
 
 class Concept(NamedTuple):
@@ -45,6 +50,7 @@ CONCEPTS: list[Concept] = ([Concept(n, 'lexical') for n in _LEXICAL]
                            + [Concept(f'keyword:{k}', 'lexical') for k in keyword.kwlist]
                            + [Concept(n, 'structural') for n in _STRUCTURAL])
 COLUMN = {c.name: i for i, c in enumerate(CONCEPTS)}
+ROW_BYTES = (len(CONCEPTS) + 7) // 8  # bytes of a token's packed labels (np.packbits along the concept axis)
 _BUILTINS = frozenset(dir(builtins)) - frozenset(keyword.kwlist)
 _FSTRING_START = getattr(tokenize, 'FSTRING_START', None)  # Python 3.12+
 _FSTRING_END = getattr(tokenize, 'FSTRING_END', None)
@@ -266,3 +272,64 @@ def label_document(text: str, spans: np.ndarray) -> np.ndarray:
     _mark_lexical(src, m)
     _mark_structural(src, tree, m)
     return m.labels
+
+
+# ------------------------------------------------------------------ a dataset's label files (label_concepts.py)
+
+class SplitLabels(NamedTuple):
+    tokens: int
+    files: int
+    skipped: list[dict]  # {document, first_token, reason} of each document that does not parse
+    counts: np.ndarray  # (C,) tokens carrying each concept
+
+
+def documents(tokens: np.ndarray, eot: int):
+    """(start, end) token ranges of the documents of a split: the runs between end-of-text tokens."""
+    start = 0
+    for end in np.flatnonzero(tokens == eot).tolist() + [len(tokens)]:
+        if end > start:
+            yield start, end
+        start = end + 1
+
+
+def label_split(tokens: np.ndarray, eot: int, enc, token_bytes: np.ndarray, path: str) -> SplitLabels:
+    """Label each document of `tokens` (n,) and write the packed (n, ceil(C/8)) uint8 rows to `path` (atomic)."""
+    counts, skipped, files = np.zeros(len(CONCEPTS), dtype=np.int64), [], 0
+    docs = list(documents(tokens, eot))
+    with atomic_file(path, 'wb+') as f:
+        if len(tokens):  # np.memmap cannot map an empty file
+            f.truncate(len(tokens) * ROW_BYTES)  # all-zero rows: end-of-text and skipped documents stay so
+            out = np.memmap(f, dtype=np.uint8, mode='r+', shape=(len(tokens), ROW_BYTES))
+            for i, (start, end) in enumerate(progress(docs, unit='doc', desc=f"labelling {os.path.basename(path)}")):
+                ids = np.asarray(tokens[start:end], dtype=np.int64)
+                ends = np.cumsum(token_bytes[ids])
+                spans = np.stack([ends - token_bytes[ids], ends], axis=1)  # (n_doc, 2) byte ranges
+                files += 1
+                try:
+                    text = enc.decode_bytes(ids.tolist()).decode('utf-8')
+                    labels = label_document(text, spans)  # (n_doc, C)
+                except (NotPython, UnicodeDecodeError) as e:
+                    reason = str(e) if isinstance(e, NotPython) else f"not UTF-8: {e}"
+                    skipped.append(dict(document=i, first_token=start, reason=reason))
+                    continue
+                out[start:end] = np.packbits(labels, axis=1)
+                counts += labels.sum(axis=0)
+            out.flush()
+            del out
+    return SplitLabels(len(tokens), files, skipped, counts)
+
+
+def up_to_date(json_path: str, fingerprints: dict) -> bool:
+    """True when concepts.json describes these splits' tokens, this labeller (concepts.py) and this Python, and its
+    files exist."""
+    if not os.path.isfile(json_path):
+        return False
+    old = read_json(json_path)
+    same = (old.get('python') == platform.python_version() and old.get('labeller_sha256') == fingerprints['labeller']
+            and [c['name'] for c in old.get('concepts', [])] == [c.name for c in CONCEPTS])
+    for split in ('train', 'val'):
+        sha, entry = fingerprints[split], old.get('splits', {}).get(split, {})
+        path = os.path.join(os.path.dirname(json_path), f'concepts_{split}.bin')
+        same = same and entry.get('tokens_sha256') == sha and os.path.isfile(path) and \
+            os.path.getsize(path) == entry.get('tokens', -1) * ROW_BYTES
+    return same
