@@ -85,7 +85,8 @@ endif
 	@echo "feature browser: $(abspath $(DEMO))/interface/index.html"
 
 # make sweep: after make demo, the SAEs of config/demo/sweep.py trained together on the demo store (each batch read
-# once and fed to every SAE), the Pareto report $(DEMO)/sweep/pareto.json + pareto.png, the feature families
+# once and fed to every SAE), the Pareto report $(DEMO)/sweep/pareto.json + pareto.png (with the concept axis: the
+# ground-truth concept labels are made first by label_concepts.py, which skips labels up to date), the feature families
 # ($(DEMO)/sweep/families.json) and one feature browser for them all ($(DEMO)/sweep/interface/index.html). SAEs already
 # done are skipped, an interrupted one resumes, the site is rebuilt only if older than the report; FORCE=1 redoes all.
 STORE_DONE = $(PYTHON) -c "import json, sys; \
@@ -98,6 +99,7 @@ ifeq ($(FORCE),1)
 endif
 	@if ! $(STORE_DONE); then echo "[sweep] error: no complete demo store in $(DEMO)/activations: run make demo first"; \
 	  exit 1; fi
+	$(PYTHON) label_concepts.py --data_dir=data/pystdlib
 	$(PYTHON) train_sae.py config/demo/sweep.py --init_from=resume
 	@if [ $(SWEEP_SITE) -nt $(DEMO)/sweep/pareto.json ]; then echo "[sweep] $(DEMO)/sweep/interface is built: skipping"; \
 	else $(PYTHON) build_interface.py config/demo/interface.py --sweep_dir=$(DEMO)/sweep --n_contexts=256; fi

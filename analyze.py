@@ -51,7 +51,7 @@ from configurator import config_keys, configure
 from monosemanticity.common import atomic_file, exit_on_user_error, get_device, next_command, print0
 from monosemanticity.concept_report import (ConceptCounts, concepts_section, concepts_summary_line,
                                             load_concept_labels, pass3_spread_firings, plot_concepts,
-                                            spread_candidates)
+                                            spread_candidates, UNIT_SETS)
 from monosemanticity.findings import (AnalysisSettings, analysis_dir, analysis_report, best_matches, explain_all,
                                       firing_thresholds, load_runs, pass1_maxima_and_correlations, pass2_firings,
                                       pick_split, plot_interpretability, plot_universality, report_json,
@@ -108,8 +108,8 @@ def main() -> None:
     with timed(seconds, 'passes'):
         stats = pass1_maxima_and_correlations(runs, contexts, halves)
         thresholds = {name: firing_thresholds(m, s.fire_frac) for name, m in stats.explain_max.items()}
-        counts = None if labels is None else ConceptCounts(labels, stats.explain_max, halves.is_explain,
-                                                           contexts.length)
+        counts = None if labels is None else ConceptCounts(labels, {n: stats.explain_max[n] for n in UNIT_SETS},
+                                                           halves.is_explain, contexts.length)
         firings = pass2_firings(runs, contexts, halves, thresholds, None if counts is None else
                                 lambda b0, b1, units: counts.add_(contexts.starts[b0:b1], np.arange(b0, b1), units))
         spread = None if counts is None else pass3_spread_firings(runs, contexts, halves, spread_candidates(counts),

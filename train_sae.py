@@ -26,16 +26,18 @@ import numpy as np
 import torch
 
 from monosemanticity.store import ActivationStore, NonFiniteRows, OnTheFlySource
-from autoencoder import (RECIPES, Recipe, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, kind_params,
-                         make_adam, resample_dead_, saelens_cfg, save_saelens, silent_latents, sparse_step_pays,
-                         train_step_)
+from autoencoder import (RECIPES, SAEConfig, SparseAutoencoder, config_dict, init_from_data_, kind_params,
+                         load_saelens, make_adam, resample_dead_, saelens_cfg, save_saelens, silent_latents,
+                         sparse_step_pays, train_step_)
 from monosemanticity.common import (PTDTYPE, atomic_write_json, data_dir_of, ddp_cleanup, ddp_setup, die,
                                     exit_on_user_error, get_device, load_checkpoint, load_data_meta,
-                                    max_rank_divergence, next_command, print0, progress, rng_state, save_checkpoint,
-                                    set_rng_state, token_memmap, token_windows)
+                                    max_rank_divergence, next_command, print0, progress, read_json, rng_state,
+                                    save_checkpoint, set_rng_state, token_memmap, token_windows)
 from model import load_gpt, parse_site, site_name
-from monosemanticity.metrics import evaluate_saes
-from monosemanticity.sweep import Member, pareto_table, plan_sweep, write_pareto
+from monosemanticity.concept_axis import add_axis, axis_line, concept_axis
+from monosemanticity.concept_report import load_concept_labels
+from monosemanticity.metrics import evaluate_saes, summary_line, val_contexts
+from monosemanticity.sweep import Member, make_recipe, pareto_table, plan_sweep, resample_windows, write_pareto
 from configurator import configure
 
 exit_on_user_error()  # a UserError from any helper ends the run with one line and exit code 2
@@ -91,6 +93,8 @@ onthefly_tokens_per_context = 200  # source='onthefly': positions sampled per co
 eval_interval = 5000  # evaluate every this many steps (and at the end)
 eval_contexts = 64  # val contexts per periodic evaluation (all positions of each)
 final_eval_contexts = 1024  # val contexts for the final metrics (density, dead, ultralow, CE losses)
+concept_contexts = 256  # val contexts of the final concept axis: each SAE's best feature per ground-truth concept
+# (monosemanticity/concept_axis.py), when the dataset has concept labels (label_concepts.py); 0 = none
 eval_batch_size = 16  # contexts per transformer forward in evaluation
 ckpt_interval = 2000  # save ckpt.pt every this many steps
 # logging
@@ -138,6 +142,11 @@ for p in gpt.parameters():
     p.requires_grad_(False)
 data_dir = data_dir_of(tckpt.get('data', {}).get('dataset') or tckpt['config']['dataset'])
 data_meta = load_data_meta(data_dir)
+val = token_memmap(data_dir, 'val', data_meta['dtype'])
+concept_labels = load_concept_labels(data_dir, 'val', len(val)) if concept_contexts else None  # checked at the start
+if concept_contexts and concept_labels is None:
+    print0(f"note: no concept labels in {data_dir}: metrics.json gets no concept axis (make them with "
+           f"`python label_concepts.py --data_dir={data_dir}` before training)")
 if source == 'store':
     store = ActivationStore(activations_dir)
     if site and site != store.meta['site']:
@@ -187,22 +196,6 @@ def tag(m: Member) -> str:
 
 
 # ----------------------------------------------------------------------------- the SAEs and their optimizers
-def resample_windows(c: dict) -> dict[int, int]:
-    """resample step -> the dead window in tokens: half the interval since the previous resampling."""
-    windows, prev = {}, 0
-    for s in sorted(c['resample_steps']):
-        if 0 < s < max_steps:
-            windows[s] = (s - prev) // 2 * batch_size * world_size
-        prev = s
-    return windows
-
-
-def make_recipe(c: dict) -> Recipe:
-    """The optimisation recipe of one SAE from its config keys c (every Recipe field but max_steps)."""
-    return Recipe(**{**{key: c[key] for key in RECIPES[c['kind']]}, 'adam_betas': tuple(c['adam_betas'])},
-                  max_steps=max_steps)
-
-
 def build(m: Member) -> torch.Tensor | None:
     """m's SAE, recipe and optimizer, resumed from m.dir/ckpt.pt (init_from='resume'; in a sweep, if it exists)
     or initialised from the data. Returns the data mean its checkpoint holds (None for a new SAE)."""
@@ -214,10 +207,11 @@ def build(m: Member) -> torch.Tensor | None:
                                               **{key: c[key] for key in kind_params()}),
                                     device=device)
     m.sparse = sparse_step_pays(sae.cfg) if sparse_topk == 'auto' else sparse_topk == 'true' and sae.kind.sparse
-    m.recipe = make_recipe(c)
+    m.recipe = make_recipe(c, max_steps)
     m.opt = make_adam(sae, m.recipe.lr, m.recipe.adam_betas, m.recipe.adam_eps)
     m.resample_gen = torch.Generator().manual_seed(seed + 1)
-    m.window_tokens = resample_windows(c) if m.sae.kind.resamples else {}
+    m.window_tokens = resample_windows(c['resample_steps'], max_steps, batch_size * world_size) \
+        if m.sae.kind.resamples else {}
     path = os.path.join(m.dir, 'ckpt.pt')
     if init_from == 'resume' and (not sweep or os.path.isfile(path)):
         ck = load_checkpoint(path, device, hint='nothing to resume: use --init_from=scratch')
@@ -248,7 +242,10 @@ if sweep:
     print0(f"sweep of {len(plans)} SAEs in {sweep_dir}" + (f"; done, skipped: {', '.join(m.name for m in done)}"
                                                             if done else ''))
 else:
-    members = [Member('sae', sae_dir, config)]
+    members, done = [Member('sae', sae_dir, config)], []
+# SAEs done before the dataset had concept labels: their concept axis is added at the end, nothing is retrained
+unscored = [m for m in done if concept_labels is not None
+            and 'concepts' not in read_json(os.path.join(m.dir, 'metrics.json'))]
 data_means = [build(m) for m in members]
 data_mean = next((mu for mu in data_means if mu is not None), None)
 if data_mean is None and members:
@@ -267,11 +264,9 @@ ablation_ce: dict[int, dict] = {}  # n_contexts -> evaluate_saes' zero/mean-abla
 
 def evaluate(ms: list[Member], n_contexts: int) -> list[dict]:
     """The metrics of the SAEs of ms, evaluated together (evaluate_saes: each batch's clean and ablated passes once
-    for all of them) on n_contexts val contexts spread evenly over val.bin (the same ones at every eval)."""
-    val = token_memmap(data_dir, 'val', data_meta['dtype'])
-    T = min(context_length, len(val) - 1)
-    n_contexts = max(1, min(n_contexts, (len(val) - 1) // T))
-    starts = np.arange(n_contexts) * ((len(val) - 1 - T) // max(n_contexts - 1, 1))
+    for all of them) on val_contexts(len(val), context_length, n_contexts)."""
+    starts, T = val_contexts(len(val), context_length, n_contexts)
+    n_contexts = len(starts)
 
     def batches():
         for i in progress(range(0, n_contexts, eval_batch_size), desc='eval', unit='batch', leave=False,
@@ -310,12 +305,6 @@ def save(m: Member, final: bool = False) -> None:
                          'resample_rng': m.resample_gen.get_state(), 'resampled': m.resampled, 'config': m.conf,
                          'site': site, 'transformer_ckpt': transformer_ckpt, 'complete': final},
                         os.path.join(m.dir, 'ckpt.pt'))
-
-
-def summary(r: dict) -> str:
-    return (f"mse {r['mse']:.4g}, fvu {r['fvu']:.3f}, L0 {r['l0']:.1f}, alive {r['alive_frac']:.1%}, "
-            f"loss recovered {r['loss_recovered']:.3f} (mean-abl {r['loss_recovered_mean_abl']:.3f}), "
-            f"CE clean/spliced/zero {r['ce_clean']:.3f}/{r['ce_spliced']:.3f}/{r['ce_zero_ablation']:.3f}")
 
 
 # ----------------------------------------------------------------------------- the steps of the loop
@@ -371,7 +360,7 @@ def log_train(m: Member, stats: dict) -> None:
 
 
 def log_eval(m: Member, r: dict) -> None:
-    bar.write(f"step {m.step}: {tag(m)}{summary(r)}") if master else None
+    bar.write(f"step {m.step}: {tag(m)}{summary_line(r)}") if master else None
     if m.run is not None:
         hist = np.repeat(r['density_hist']['edges'][:-1], r['density_hist']['counts'])
         m.run.log({'step': m.step, **{f'eval/{k_}': v for k_, v in r.items() if isinstance(v, (int, float))},
@@ -413,9 +402,9 @@ def announce(m: Member) -> None:
 
 
 # ----------------------------------------------------------------------------- final evaluation and outputs
-def finish(m: Member, r: dict | None, elapsed: float) -> None:
-    """After m's final evaluation r (None if its weights are not finite: the run stops here, naming it), its
-    complete checkpoint, SAELens export and metrics.json (written last)."""
+def finish(m: Member, r: dict | None, elapsed: float, concepts: dict | None) -> None:
+    """After m's final evaluation r (None if its weights are not finite: the run stops here, naming it) and its
+    concept axis (None: no labels), its complete checkpoint, SAELens export and metrics.json (written last)."""
     check_finite_weights(m, 'after training')
     bad = [k_ for k_ in ('mse', 'fvu', 'l0', 'ce_clean', 'ce_spliced', 'kl_spliced') if not np.isfinite(r[k_])]
     if bad:
@@ -431,12 +420,16 @@ def finish(m: Member, r: dict | None, elapsed: float) -> None:
                    tokens_per_s_this_run=round((m.step - m.first_step) * batch_size * world_size / max(seconds, 1e-9)),
                    density_window_tokens=r['eval_tokens'], resampled=m.resampled, config=m.conf)
     metrics['density'] = [round(v, 8) for v in r['density'].tolist()]
+    if concepts is not None:
+        metrics['concepts'] = concepts
     cfg = saelens_cfg(m.sae, site, model_name=os.path.abspath(transformer_ckpt), hook_layer=layer,
                       context_size=context_length)
     save_saelens(m.sae, m.dir, cfg)
     atomic_write_json(os.path.join(m.dir, 'metrics.json'), metrics)
-    print(f"{tag(m)}final ({r['eval_tokens']:,} val tokens): {summary(r)}; ultralow "
+    print(f"{tag(m)}final ({r['eval_tokens']:,} val tokens): {summary_line(r)}; ultralow "
           f"{r['ultralow_frac_of_alive']:.1%} of alive, KL {r['kl_spliced']:.4f}")
+    if concepts is not None:
+        print(f"{tag(m)}{axis_line(concepts)}")
     print(f"{tag(m)}trained {m.step} steps ({tokens_seen:,} tokens) in {seconds:.0f}s; wrote {m.dir}/ckpt.pt, "
           f"metrics.json, sae_weights.safetensors + cfg.json")
 
@@ -481,13 +474,21 @@ if sweep and members:
 # after the SAEs before it are written, as a run of them one by one would)
 finishing = [m for m in members if not nonfinite_weights(m)]
 final = dict(zip((m.name for m in finishing), evaluate(finishing, final_eval_contexts)))
+concepts = {}  # and their concept axis (on rank 0), when the dataset has concept labels, with the unscored SAEs'
+if concept_labels is not None and (finishing or unscored) and master:
+    saes = {m.name: m.sae for m in finishing} | {m.name: load_saelens(m.dir, device) for m in unscored}
+    starts, T = val_contexts(len(val), context_length, concept_contexts)
+    concepts = concept_axis(saes, gpt, site, val, concept_labels, starts, T, eval_batch_size, device)
 for m in members:
-    finish(m, final.get(m.name), elapsed)
+    finish(m, final.get(m.name), elapsed, concepts.get(m.name))
     if ddp:  # gradients were all-reduced and resampling broadcast: every rank must hold the same SAE
         print0(f"{tag(m)}ranks in sync: max |parameter difference| vs rank 0 = {max_rank_divergence(m.sae):g}")
     if m.run is not None:
         m.run.finish()
-if sweep and master and (members or not os.path.isfile(os.path.join(sweep_dir, 'pareto.json'))):
+for m in unscored if master else []:
+    add_axis(os.path.join(m.dir, 'metrics.json'), concepts[m.name])
+    print(f"{m.name}: added its concept axis to metrics.json: {axis_line(concepts[m.name])}")
+if sweep and master and (members or unscored or not os.path.isfile(os.path.join(sweep_dir, 'pareto.json'))):
     print(pareto_table(write_pareto(sweep_dir, RECIPES, [c['name'] for c in plans])))
     print(f"wrote {sweep_dir}/pareto.json and pareto.png (delete pareto.json and run again to redraw them)")
     print(f"next: {next_command('build_interface.py', 'interface', out_dir)} --sweep_dir={sweep_dir} (one site)")

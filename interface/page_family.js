@@ -216,7 +216,37 @@ function renderRoots(F, counts) {
     el('td', {className: 'num'}, [IF.fmtDensity(nodes[j].density)]),
     el('td', {}, tokensOf(nodes[j])),
     ...F.members.slice(1).map((_, i) => el('td', {className: 'num'}, [String(counts[i + 1][j])]))])))]));
+  if (F.concepts) main.appendChild(conceptsPanel(F));
   main.appendChild(unlinkedPanel(F));
+}
+
+// Ground-truth concepts (FAMILY.concepts, concept_axis.concept_splits): per concept the smallest SAE's best feature,
+// and in each larger SAE its descendants that detect a part of the concept (precision >= 0.5), with their recall
+const unitText = (u) => `F1 ${IF.fmt(u[4], 2)} (P ${IF.fmt(u[2], 2)}, R ${IF.fmt(u[3], 2)})`;
+
+function conceptsPanel(F) {
+  const el = IF.el, small = F.members[0];
+  const rows = [...F.concepts].sort((a, b) => (b.split - a.split) || (b.root[4] - a.root[4]));
+  const parts = (F_, member, ps) => ps.length ? ps.flatMap((c, i) => [i ? ', ' : '',
+    el('a', {href: pathHref(F_, member, c[0]), title: unitText(c)}, [`#${c[0]}`]), ` R ${IF.fmt(c[3], 2)}`])
+    : [el('span', {className: 'muted'}, ['none'])];
+  return el('section', {className: 'panel', id: 'concepts'}, [el('h2', {}, ['Ground-truth concepts: does the best ' +
+    'feature split?']),
+  el('div', {className: 'muted'}, [`Per concept, ${small}'s best feature (held-out F1) and, in each larger SAE, ` +
+    `its descendants that detect a part of the concept (among the concept's 8 best features there, held-out ` +
+    `precision ≥ 0.5; R = the part of the concept's tokens each one finds), beside that SAE's best feature. ` +
+    `"splits": two or more parts in the largest SAE.`]),
+  el('table', {id: 'concepttable'}, [el('thead', {}, [el('tr', {}, [el('th', {}, ['concept']),
+    el('th', {}, [`${small} best`]), ...F.members.slice(1).flatMap((m) => [el('th', {title: m}, [`parts in ` +
+      `${m}`]), el('th', {title: m}, ['best there'])]), el('th', {}, ['splits'])])]),
+  el('tbody', {}, rows.map((r) => el('tr', {'data-concept': r.concept, className: r.split ? 'split' : ''}, [
+    el('td', {}, [r.concept]),
+    el('td', {}, [el('a', {href: IF.familyHref('', F.name, {root: r.root[0]}), className: 'treelink',
+      title: unitText(r.root)}, [`#${r.root[0]}`]), ` ${IF.fmt(r.root[4], 2)}`]),
+    ...r.sizes.flatMap((s) => [el('td', {}, parts(F, s.member, s.parts)),
+      el('td', {}, [el('a', {href: featureHref(s.member, s.best[0]), title: unitText(s.best)}, [`#${s.best[0]}`]),
+        ` ${IF.fmt(s.best[4], 2)}`])]),
+    el('td', {}, [r.split ? 'yes' : ''])])))])]);
 }
 
 // The features no tree holds: per member those without a parent and those not linked (ultralow), each a link to

@@ -36,6 +36,8 @@ function renderMembers() {
       el('td', {className: 'num'}, [IF.fmt(m.fvu, 4)]),
       el('td', {className: 'num'}, [IF.fmt(m.loss_recovered, 4)]),
       el('td', {className: 'num'}, [known(m.alive_frac) ? IF.pct(m.alive_frac) : '']),
+      el('td', {className: 'num', title: known(m.concept_f1_neurons) ?
+        `the best single neurons' median: ${IF.fmt(m.concept_f1_neurons, 3)}` : ''}, [IF.fmt(m.concept_f1, 3)]),
       el('td', {}, fam ? [el('a', {href: IF.familyHref('', fam.name)}, [fam.name])] : [])]));
   }
   for (const th of document.querySelectorAll('#members th.sortable')) {

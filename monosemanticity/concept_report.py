@@ -27,6 +27,7 @@ PARTS = ('explain', 'score')
 SPREAD_POOL = 32  # spread: per concept its candidate features, those of highest EXPLAIN F1 (each at its threshold)
 SPREAD_MAX = 20  # spread: features added at most
 SPREAD_F1 = 0.9  # spread: the F1 the OR of a concept's features must reach on the EXPLAIN tokens
+DENSE_FIRING_SHARE = 0.6  # firing_counts: dense indicator blocks when more of a set's (token, unit) pairs fire
 
 
 class ConceptLabels(NamedTuple):
@@ -70,34 +71,53 @@ class ConceptCounts:
 
     def __init__(self, labels: ConceptLabels, explain_max: dict[str, torch.Tensor], halves_is_explain: np.ndarray,
                  T: int):
+        """explain_max: per unit set to count (e.g. 'features', 'neurons') its (U,) max over the EXPLAIN tokens."""
         self.labels, self.T, self.is_explain = labels, T, halves_is_explain
         fracs = torch.tensor(THRESHOLD_FRACS, dtype=torch.float32)
-        self.thresholds = {name: torch.where(explain_max[name].cpu() > 0, fracs[:, None] * explain_max[name].cpu(),
-                                             torch.full((len(fracs), len(explain_max[name])), torch.inf))
-                           for name in UNIT_SETS}  # (G, U): inf where the unit never fires on the EXPLAIN tokens
+        self.thresholds = {name: torch.where(m.cpu() > 0, fracs[:, None] * m.cpu(),
+                                             torch.full((len(fracs), len(m)), torch.inf))
+                           for name, m in explain_max.items()}  # (G, U): inf where the unit never fires on EXPLAIN
         G, C = len(fracs), len(labels.names)
-        self.tp = {(n, p): torch.zeros(G, len(self.thresholds[n][0]), C, dtype=torch.float64)
-                   for n in UNIT_SETS for p in PARTS}
-        self.fires = {(n, p): torch.zeros(G, len(self.thresholds[n][0]), dtype=torch.float64)
-                      for n in UNIT_SETS for p in PARTS}
+        self.tp = {(n, p): torch.zeros(G, t.size(1), C, dtype=torch.float64)
+                   for n, t in self.thresholds.items() for p in PARTS}
+        self.fires = {(n, p): torch.zeros(G, t.size(1), dtype=torch.float64)
+                      for n, t in self.thresholds.items() for p in PARTS}
         self.positives = {p: torch.zeros(C, dtype=torch.float64) for p in PARTS}
         self.tokens = {p: 0 for p in PARTS}
 
     def add_(self, starts: np.ndarray, context_ids: np.ndarray, units: dict[str, torch.Tensor]) -> None:
-        """One batch: contexts context_ids (B,) at starts (B,), units[name] (B*T, U) their activations."""
+        """One batch: contexts context_ids (B,) at starts (B,), units[name] (B*T, U) the activations of every unit
+        set counted."""
         y = context_labels(self.labels, starts, self.T)  # (B*T, C)
         explain = torch.from_numpy(np.repeat(self.is_explain[context_ids], self.T))  # (B*T,)
-        units = {name: units[name].cpu() for name in UNIT_SETS}  # once per batch, not per part
         for part, keep in (('explain', explain), ('score', ~explain)):
             yk = y[keep]  # (N, C)
             self.positives[part] += yk.sum(0).double()
             self.tokens[part] += len(yk)
-            for name in UNIT_SETS:
-                a = units[name][keep]  # (N, U)
-                for g, thr in enumerate(self.thresholds[name]):
-                    fire = (a > thr).float()  # (N, U)
-                    self.tp[name, part][g] += (fire.T @ yk).double()  # (U, C)
-                    self.fires[name, part][g] += fire.sum(0).double()
+            for name, thr in self.thresholds.items():
+                tp, fires = firing_counts(units[name].cpu()[keep], yk, thr)
+                self.tp[name, part] += tp
+                self.fires[name, part] += fires
+
+
+def firing_counts(a: torch.Tensor, y: torch.Tensor, thr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a (N, U) activations, y (N, C) 0/1 labels, thr (G, U) thresholds increasing along G -> tp (G, U, C): tokens
+    where a > thr[g] and the concept holds, fires (G, U): tokens where a > thr[g]; float64 of exact float32 counts
+    (N < 2**24). Sparse units (an SAE's features: few above the lowest threshold) by the level of each firing (how
+    many thresholds it passes: passing thr[g] passes the lower ones), dense ones by an indicator block per threshold."""
+    G, U = thr.shape
+    entries = (a > thr[0]).nonzero()  # (E, 2) token, unit
+    if len(entries) > DENSE_FIRING_SHARE * a.numel():
+        fire = [(a > t).float() for t in thr]  # G x (N, U)
+        return (torch.stack([f.T @ y for f in fire]).double(),  # (G, U, C)
+                torch.stack([f.sum(0) for f in fire]).double())
+    i, u = entries.unbind(1)
+    level = (a[i, u][:, None] > thr[:, u].T).sum(1)  # (E,) thresholds passed, >= 1
+    row = (level - 1) * U + u  # (E,) the entry's (highest threshold passed, unit)
+    once = torch.sparse_coo_tensor(torch.stack([row, i]), torch.ones(len(i)), (G * U, len(a)), check_invariants=False)
+    hist = torch.sparse.mm(once, y).view(G, U, -1)  # (G, U, C) per highest threshold passed
+    n = torch.bincount(row, minlength=G * U).view(G, U).float()
+    return hist.flip(0).cumsum(0).flip(0).double(), n.flip(0).cumsum(0).flip(0).double()  # passed thr[g]: >= g
 
 
 def prf(tp: torch.Tensor, fires: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -135,19 +155,40 @@ def best_detectors(counts: ConceptCounts, name: str) -> BestDetectors:
     return BestDetectors(unit, grid, f1_explain, p, r, f1)
 
 
-class SpreadCandidates(NamedTuple):
-    unit: torch.Tensor  # (C, K) per concept the feature ids of highest EXPLAIN F1, best first
+class Candidates(NamedTuple):
+    unit: torch.Tensor  # (C, K) per concept the units of highest EXPLAIN F1 (each at its threshold), best first
     threshold: torch.Tensor  # (C, K) float32 each one's threshold (chosen on the EXPLAIN tokens)
+    precision: torch.Tensor  # (C, K) at that threshold on the SCORE tokens (NaN: undefined)
+    recall: torch.Tensor
+    f1: torch.Tensor
 
 
-def spread_candidates(counts: ConceptCounts) -> SpreadCandidates:
-    """Per concept the SPREAD_POOL features of highest EXPLAIN F1, each at its best threshold."""
-    _, _, f1_e = prf(counts.tp['features', 'explain'], counts.fires['features', 'explain'][:, :, None],
+def top_candidates(counts: ConceptCounts, name: str, k: int) -> Candidates:
+    """Per concept the k units of the set `name` of highest EXPLAIN F1, each at its best threshold, and their scores
+    on the SCORE tokens."""
+    _, _, f1_e = prf(counts.tp[name, 'explain'], counts.fires[name, 'explain'][:, :, None],
                      counts.positives['explain'])
     best_f1, g = torch.nan_to_num(f1_e, nan=-1.0).max(0)  # (U, C) each
-    unit = best_f1.T.topk(min(SPREAD_POOL, best_f1.size(0)), dim=1).indices  # (C, K)
+    unit = best_f1.T.topk(min(k, best_f1.size(0)), dim=1).indices  # (C, K)
     grid = g.T.gather(1, unit)  # (C, K)
-    return SpreadCandidates(unit, counts.thresholds['features'][grid, unit])
+    concept = torch.arange(unit.size(0))[:, None]  # (C, 1)
+    p, r, f1 = prf(counts.tp[name, 'score'][grid, unit, concept], counts.fires[name, 'score'][grid, unit],
+                   counts.positives['score'][:, None])
+    return Candidates(unit, counts.thresholds[name][grid, unit], p, r, f1)
+
+
+def spread_candidates(counts: ConceptCounts) -> Candidates:
+    """Per concept the SPREAD_POOL features of highest EXPLAIN F1, each at its best threshold."""
+    return top_candidates(counts, 'features', SPREAD_POOL)
+
+
+def best_f1_summary(f1: torch.Tensor, positives: torch.Tensor) -> dict:
+    """f1 (C,) each concept's best unit's SCORE F1 (NaN: undefined), positives (C,) its SCORE tokens -> the median
+    and the share >= 0.5 over the concepts with a positive SCORE token."""
+    f1s = np.array([float(f) for f, n in zip(f1, positives) if n > 0 and not np.isnan(float(f))])
+    return {'n_concepts_scored': len(f1s),
+            'median_best_f1': round(float(np.median(f1s)), 4) if len(f1s) else None,
+            'share_best_f1_at_least_0.5': round(float(np.mean(f1s >= 0.5)), 4) if len(f1s) else None}
 
 
 class SpreadFirings:
@@ -155,7 +196,7 @@ class SpreadFirings:
     the candidates, (N, C, ceil(K/8)) uint8 per batch) and its labels ((N, C) bool): C x K bits a token, not
     n_units."""
 
-    def __init__(self, candidates: SpreadCandidates, labels: ConceptLabels, halves_is_explain: np.ndarray, T: int):
+    def __init__(self, candidates: Candidates, labels: ConceptLabels, halves_is_explain: np.ndarray, T: int):
         self.candidates, self.labels, self.is_explain, self.T = candidates, labels, halves_is_explain, T
         self.fire = {p: [] for p in PARTS}
         self.y = {p: [] for p in PARTS}
@@ -177,7 +218,7 @@ class SpreadFirings:
         return fire, np.concatenate([y[:, c] for y in self.y[part]])
 
 
-def pass3_spread_firings(runs: tuple[Run, Run], contexts: Contexts, halves: Halves, candidates: SpreadCandidates,
+def pass3_spread_firings(runs: tuple[Run, Run], contexts: Contexts, halves: Halves, candidates: Candidates,
                          labels: ConceptLabels) -> SpreadFirings:
     """Pass 3 (with concept labels only): one forward of run A per batch, where each concept's candidates fire."""
     spread = SpreadFirings(candidates, labels, halves.is_explain, contexts.length)
@@ -244,11 +285,7 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
         if spread is not None:
             row['features_spread'] = concept_spread(spread, c)
         rows.append(row)
-    summary = {}
-    for name in UNIT_SETS:
-        f1s = [row[name]['f1'] for row in rows if row[name]['f1'] is not None and row['n_positive_score'] > 0]
-        summary[name] = {'n_concepts_scored': len(f1s), 'median_best_f1': r4(float(np.median(f1s))) if f1s else None,
-                         'share_best_f1_at_least_0.5': r4(float(np.mean(np.array(f1s) >= 0.5))) if f1s else None}
+    summary = {name: best_f1_summary(best[name].f1, counts.positives['score']) for name in UNIT_SETS}
     if spread is not None:
         scored = [row['features_spread'] for row in rows if row['n_positive_score'] > 0]
         counts_n = [sp['n_features'] for sp in scored]

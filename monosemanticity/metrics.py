@@ -6,6 +6,7 @@ One definition for train_sae.py's logs and metrics.json and the interface.
 """
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -163,3 +164,19 @@ def splice_metrics(acc: MetricsAccumulator, ce_sums: dict[str, float], kl_sum: f
              eval_tokens=n_tok, alive_frac=1.0 - m['dead_frac'])
     m['ultralow_frac_of_alive'] = m['ultralow_frac'] / max(m['alive_frac'], 1e-12)
     return m
+
+
+def val_contexts(n_val_tokens: int, context_length: int, n_contexts: int) -> tuple[np.ndarray, int]:
+    """The starts of n_contexts contexts spread evenly over a split of n_val_tokens tokens (at most as many as fit)
+    and their length T (train_sae.py's evaluations: the same ones every time; each is cut T+1 long for its
+    next-token targets)."""
+    T = min(context_length, n_val_tokens - 1)
+    n_contexts = max(1, min(n_contexts, (n_val_tokens - 1) // T))
+    return np.arange(n_contexts) * ((n_val_tokens - 1 - T) // max(n_contexts - 1, 1)), T
+
+
+def summary_line(r: dict) -> str:
+    """An evaluation's metrics in one line."""
+    return (f"mse {r['mse']:.4g}, fvu {r['fvu']:.3f}, L0 {r['l0']:.1f}, alive {r['alive_frac']:.1%}, "
+            f"loss recovered {r['loss_recovered']:.3f} (mean-abl {r['loss_recovered_mean_abl']:.3f}), "
+            f"CE clean/spliced/zero {r['ce_clean']:.3f}/{r['ce_spliced']:.3f}/{r['ce_zero_ablation']:.3f}")

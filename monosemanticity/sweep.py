@@ -10,8 +10,10 @@ single run writes <out_dir>/sae/ (ckpt.pt, metrics.json, sae_weights.safetensors
 
 The report, written at the end of a sweep from the metrics.json files (when every SAE is done, delete pareto.json and
 run `python train_sae.py config/demo/sweep.py --init_from=resume` to write it again: nothing is trained then):
-<sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered and against
-FVU, one line per kind, log-x).
+<sweep_dir>/pareto.json (one record per SAE, PARETO_FIELDS) and pareto.png (L0 against loss recovered, against
+FVU and, when the dataset has concept labels, against the concept axis (monosemanticity/concept_axis.py: the median
+over the ground-truth concepts of the best single feature's held-out F1, the site's best neurons' as a line); one
+line per kind, log-x).
 SAEs trained by SAELens for bench/saelens.py (<sweep_dir>/saelens/) are in it too: source 'saelens', drawn dashed.
 """
 import json
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from autoencoder import RECIPES, Recipe
 from monosemanticity.common import UserError, atomic_file, atomic_write_json
 from configurator import closest_key_hint, coerce
 
@@ -30,7 +33,7 @@ RUN_KEYS = ('out_dir', 'activations_dir', 'source', 'transformer_ckpt', 'init_fr
             'autocast_dtype', 'geometric_median_rows', 'shuffle_buffer', 'site', 'onthefly_contexts',
             'onthefly_tokens_per_context', 'eval_interval', 'eval_contexts', 'final_eval_contexts',
             'eval_batch_size', 'ckpt_interval', 'log_interval', 'wandb_log', 'wandb_project', 'wandb_run_name',
-            'device', 'seed', 'sweep', 'sparse_topk')
+            'device', 'seed', 'sweep', 'sparse_topk', 'concept_contexts')
 NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,99}$')
 
 
@@ -52,6 +55,22 @@ class Member:
     first_step: int = 0  # its step when this process started
     seconds: float = 0.0  # time in its own training steps in this process
     run: object = None  # its wandb run
+
+
+def resample_windows(resample_steps, max_steps: int, rows_per_step: int) -> dict[int, int]:
+    """resample step -> the dead window in tokens: half the interval since the previous resampling."""
+    windows, prev = {}, 0
+    for s in sorted(resample_steps):
+        if 0 < s < max_steps:
+            windows[s] = (s - prev) // 2 * rows_per_step
+        prev = s
+    return windows
+
+
+def make_recipe(c: dict, max_steps: int) -> Recipe:
+    """The optimisation recipe of one SAE from its config keys c (every Recipe field but max_steps)."""
+    return Recipe(**{**{key: c[key] for key in RECIPES[c['kind']]}, 'adam_betas': tuple(c['adam_betas'])},
+                  max_steps=max_steps)
 
 
 def default_name(entry: dict) -> str:
@@ -94,8 +113,8 @@ def plan_sweep(entries: list, config: dict, recipe_unset: list[str], recipes: di
 
 PARETO_FIELDS = ('name', 'kind', 'n_features', 'k', 'l1_coeff', 'sparsity', 'l0', 'fvu', 'loss_recovered',
                  'loss_recovered_mean_abl', 'kl_spliced', 'alive_frac', 'ultralow_frac_of_alive', 'tokens_seen',
-                 'train_seconds', 'source')
-METRIC_FIELDS = PARETO_FIELDS[6:-2]  # copied from metrics.json as they are
+                 'train_seconds', 'concept_f1', 'concept_f1_neurons', 'source')
+METRIC_FIELDS = PARETO_FIELDS[6:-4]  # copied from metrics.json as they are
 SOURCES = ('ours', 'saelens')  # who trained an SAE: this repo's train_sae.py, or SAELens's trainer (bench/saelens.py)
 
 
@@ -103,12 +122,14 @@ def pareto_record(name: str, m: dict, recipes: dict, source: str = 'ours') -> di
     """One SAE's record from its metrics.json: sparsity is k for kinds without an L1 penalty, else λ; source: who
     trained it (SOURCES)."""
     c = m['config']
+    concepts = m.get('concepts')  # the concept axis (monosemanticity/concept_axis.py): None without labels
     by_k = recipes.get(m['kind'], {}).get('l1_coeff', 1.0) == 0
     return {'name': name, 'kind': m['kind'], 'n_features': m['n_features'], 'k': c['k'] if by_k else None,
             'l1_coeff': None if by_k else c['l1_coeff'],
             'sparsity': f"k={c['k']}" if by_k else f"λ={c['l1_coeff']:g}",
             **{k: m[k] for k in METRIC_FIELDS}, 'train_seconds': m['train_seconds_this_run'],
-            'source': source}
+            'concept_f1': concepts['median_best_f1'] if concepts else None,
+            'concept_f1_neurons': concepts['neurons']['median_best_f1'] if concepts else None, 'source': source}
 
 
 def pareto_records(sweep_dir: str, recipes: dict, names: list[str] | None = None, source: str = 'ours') -> list[dict]:
@@ -131,17 +152,23 @@ def saelens_records(sweep_dir: str, recipes: dict) -> list[dict]:
 
 
 def plot_pareto(records: list[dict], path: str) -> None:
-    """pareto.png: L0 against loss recovered and against FVU, one line per kind and source (by L0), log-x; SAELens's
-    SAEs (source 'saelens') dashed, labelled 'SAELens <kind>'."""
+    """pareto.png: L0 against loss recovered and against FVU, and (when SAEs have the concept axis) against the median
+    best-feature F1 over the ground-truth concepts with the neurons' as a line; one line per kind and source (by L0),
+    log-x; SAELens's SAEs (source 'saelens') dashed, labelled 'SAELens <kind>'."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import matplotlib.ticker
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in ((axes[0], 'loss_recovered', 'loss recovered (zero ablation)'),
-                           (axes[1], 'fvu', 'FVU (fraction of variance unexplained)')):
+    panels = [('loss_recovered', 'loss recovered (zero ablation)'), ('fvu', 'FVU (fraction of variance unexplained)')]
+    if any(r.get('concept_f1') is not None for r in records):
+        panels.append(('concept_f1', 'concepts: median best-feature F1'))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
+    for ax, (key, label) in zip(axes, panels):
         for source, kind in sorted({(r.get('source', 'ours'), r['kind']) for r in records}):
-            rs = [r for r in records if r['kind'] == kind and r.get('source', 'ours') == source]
+            rs = [r for r in records if r['kind'] == kind and r.get('source', 'ours') == source
+                  and r.get(key) is not None]
+            if not rs:
+                continue
             theirs = source == 'saelens'
             ax.plot([r['l0'] for r in rs], [r[key] for r in rs], 's--' if theirs else 'o-', alpha=0.85,
                     label=f"SAELens {kind}" if theirs else kind)
@@ -157,6 +184,10 @@ def plot_pareto(records: list[dict], path: str) -> None:
         ax.set_xlabel('L0 (features active per token)')
         ax.set_ylabel(label)
         ax.grid(True, which='both', alpha=0.3)
+        neurons = [r['concept_f1_neurons'] for r in records if key == 'concept_f1' and r.get('concept_f1_neurons')]
+        if neurons:  # the same for every SAE of one site: the best single neuron's
+            ax.axhline(neurons[0], color='gray', ls=':', label=f"best single neuron ({neurons[0]:.2f})")
+            ax.legend(fontsize=7)
     axes[0].legend()
     fig.suptitle(f"{len(records)} SAEs trained on one activation stream")
     fig.tight_layout()
@@ -180,13 +211,14 @@ def write_pareto(sweep_dir: str, recipes: dict, names: list[str] | None = None,
 
 def pareto_table(records: list[dict]) -> str:
     """The records as a Markdown table."""
-    lines = ['| name | kind | F | sparsity | L0 | FVU | loss rec. (zero / mean abl.) | KL | alive | ultralow | s |',
-             '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |']
+    lines = ['| name | kind | F | sparsity | L0 | FVU | loss rec. (zero / mean abl.) | KL | alive | ultralow | '
+             'concept F1 | s |', '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |']
     for r in records:
         kind = f"SAELens {r['kind']}" if r.get('source') == 'saelens' else r['kind']
         lines.append(f"| {r['name']} | {kind} | {r['n_features']} | {r['sparsity']} | {r['l0']:.1f} | "
                      f"{r['fvu']:.3f} | {r['loss_recovered']:.3f} / {r['loss_recovered_mean_abl']:.3f} | "
                      f"{r['kl_spliced']:.3f} | {r['alive_frac']:.1%} | {r['ultralow_frac_of_alive']:.1%} | "
+                     f"{'–' if r.get('concept_f1') is None else format(r['concept_f1'], '.3f')} | "
                      f"{r['train_seconds']:.0f} |")
     return '\n'.join(lines)
 

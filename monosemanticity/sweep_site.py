@@ -2,7 +2,8 @@
 A sweep's feature browser, <sweep_dir>/interface/: every SAE's site in <name>/ (site.build_sites: the sweep's SAEs
 share each batch's forward pass; each feature record with its `relatives` in the other sizes of its family), the
 sweep page (every SAE, the families, the Pareto plot) and family.html?family=NAME (how the smallest dictionary's
-features split and merge in the larger ones), built in one temp folder swapped in when complete. The families come
+features split and merge in the larger ones; with the SAEs' concept axis, how each ground-truth concept's best
+feature splits: concept_axis.concept_splits), built in one temp folder swapped in when complete. The families come
 from <sweep_dir>/families.json (families.py), computed first when it is absent, older than an SAE, or linked with
 other settings.
 """
@@ -12,6 +13,7 @@ import time
 
 from monosemanticity import families as fam
 from monosemanticity.common import UserError, print0, read_json
+from monosemanticity.concept_axis import concept_splits
 from monosemanticity.runs import Transformer, load_inputs, load_vocab
 from monosemanticity.site import (ASSETS, SWEEP_PAGES, SWEEP_SHARED, SiteJob, SiteSettings, SiteSummary, build_sites,
                                   js, swap_in, temp_dir_for)
@@ -118,5 +120,15 @@ def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, 
     with open(os.path.join(site_dir, 'data', 'sweep.js'), 'w', encoding='ascii') as fh:
         fh.write(f"window.SWEEP={js(sweep)};\n")
     for family, head in zip(links['families'], heads):
+        data = {**head, 'nodes': family_nodes(family, summaries, vocab), 'concepts': family_concepts(sweep_dir, family)}
         with open(os.path.join(site_dir, 'data', f"family_{family['name']}.js"), 'w', encoding='ascii') as fh:
-            fh.write(f"window.FAMILY={js({**head, 'nodes': family_nodes(family, summaries, vocab)})};\n")
+            fh.write(f"window.FAMILY={js(data)};\n")
+
+
+def family_concepts(sweep_dir: str, family: dict) -> list[dict] | None:
+    """FAMILY.concepts: concept_splits of the family when every member's metrics.json has the concept axis (of the
+    same labels), else None."""
+    axes = {m: read_json(os.path.join(sweep_dir, m, 'metrics.json')).get('concepts') for m in family['members']}
+    if any(a is None for a in axes.values()) or len({a['labels'] for a in axes.values()}) > 1:
+        return None
+    return concept_splits(family, axes)

@@ -14,8 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import harvested_run, run_script, save_transformer, write_token_data
+from monosemanticity.concept_axis import concept_splits
 from model import GPT, GPTConfig
 from sweep_site_fixture import write_sweep_site
+from test_concept_axis import NAMES, write_labels
 from test_interface import ARGS, D_IN, N_FEAT, SITE, T, XSS, build_site, read_features, read_js
 from tools import webdriver
 from tools.webdriver import Browser
@@ -468,6 +470,7 @@ def built_sweep_site(tmp_path_factory) -> dict:
     another kind (in no family), trained for a few steps on a tiny harvest."""
     root = tmp_path_factory.mktemp('built_sweep')
     out = harvested_run(root, 20, 120)
+    write_labels(str(root / 'data'))  # ground-truth concepts: the SAEs get the concept axis, the family page its splits
     conf = root / 'sweep_conf.py'
     conf.write_text("sweep = [dict(name='topk_8', n_features=8), dict(name='topk_16', n_features=16),\n"
                     "         dict(name='topk_32', n_features=32),\n"
@@ -485,7 +488,32 @@ def built_sweep_site(tmp_path_factory) -> dict:
     family = next(f for f in sweep_data['families'] if len(f['members']) >= 3)
     fam = read_js(os.path.join(site, 'data', f"family_{family['name']}.js"))
     return {'site': site, 'records': sweep_data['members'], 'family': family['name'], 'members': family['members'],
-            'sizes': family['sizes'], 'nodes': fam['nodes'], 'lone': 'a23_16'}
+            'sizes': family['sizes'], 'nodes': fam['nodes'], 'lone': 'a23_16', 'concepts': fam['concepts'],
+            'sweep_dir': sweep}
+
+
+def test_built_sweep_site_shows_the_concept_axis_and_splits(built_sweep_site, browser):
+    """The family page's concept table is concept_splits of families.json and the members' metrics.json, each row
+    linking its root's tree; the sweep page's concept F1 column shows pareto.json's."""
+    s = built_sweep_site
+    families = json.load(open(os.path.join(s['sweep_dir'], 'families.json')))['families']
+    family = next(f for f in families if f['name'] == s['family'])
+    axes = {m: json.load(open(os.path.join(s['sweep_dir'], m, 'metrics.json')))['concepts'] for m in s['members']}
+    want = json.loads(json.dumps(concept_splits(family, axes)))
+    assert s['concepts'] == want and len(want) == len(NAMES) - 1  # 'never' is not scored
+    browser.open(os.path.join(s['site'], 'family.html') + f"?family={s['family']}")
+    rows = browser.js("return Array.from(document.querySelectorAll('#concepttable tbody tr')).map((tr) => "
+                      "[tr.dataset.concept, tr.querySelector('a.treelink').getAttribute('href'), tr.cells.length])")
+    assert browser.errors() == [] and sorted(r[0] for r in rows) == sorted(c['concept'] for c in want)
+    for concept, href, n_cells in rows:
+        root = next(c['root'][0] for c in want if c['concept'] == concept)
+        assert f"root={root}" in href and n_cells == 2 + 2 * (len(s['members']) - 1) + 1
+    browser.open(os.path.join(s['site'], 'index.html'))
+    cells = browser.js("const i = Array.from(document.querySelectorAll('#members th')).findIndex((th) => "
+                       "th.dataset.key === 'concept_f1'); return Array.from(document.querySelectorAll("
+                       "'#members tbody tr')).map((tr) => [tr.dataset.name, tr.cells[i].textContent])")
+    f1 = {r['name']: r['concept_f1'] for r in s['records']}
+    assert cells and all(text == f"{f1[name]:.3f}" for name, text in cells)
 
 
 def test_built_sweep_site_from_family_to_relatives(built_sweep_site, browser, tmp_path):
