@@ -27,6 +27,7 @@ PARTS = ('explain', 'score')
 SPREAD_POOL = 32  # spread: per concept its candidate features, those of highest EXPLAIN F1 (each at its threshold)
 SPREAD_MAX = 20  # spread: features added at most
 SPREAD_F1 = 0.9  # spread: the F1 the OR of a concept's features must reach on the EXPLAIN tokens
+DETECT_F1 = 0.5  # by_feature: a feature detects a concept where its held-out F1 (at its EXPLAIN threshold) >= this
 
 
 class ConceptLabels(NamedTuple):
@@ -133,6 +134,26 @@ def best_detectors(counts: ConceptCounts, name: str) -> BestDetectors:
     fires_s = counts.fires[name, 'score'][grid, unit]  # (C,)
     p, r, f1 = prf(tp_s, fires_s, counts.positives['score'])
     return BestDetectors(unit, grid, f1_explain, p, r, f1)
+
+
+def concepts_by_feature(counts: ConceptCounts, min_f1: float = DETECT_F1) -> dict:
+    """The section's 'by_feature' (docs/formats.md): per SAE feature the concepts it detects, by the rule of
+    best_detectors without the choice of a best unit: per (feature, concept) the threshold of the grid of highest
+    EXPLAIN F1, then precision, recall and F1 on the SCORE tokens at it; a feature detects the concept where that
+    F1 >= min_f1. Only features detecting one; per feature [concept, f1, precision, recall] rows, best F1 first.
+    O(G U C)."""
+    _, _, f1_e = prf(counts.tp['features', 'explain'], counts.fires['features', 'explain'][:, :, None],
+                     counts.positives['explain'])
+    g = torch.nan_to_num(f1_e, nan=-1.0).max(0).indices  # (U, C) the threshold chosen per (feature, concept)
+    tp = counts.tp['features', 'score'].gather(0, g[None]).squeeze(0)  # (U, C) on the SCORE tokens at it
+    fires = counts.fires['features', 'score'].T.gather(1, g)  # (U, C)
+    p, r, f1 = prf(tp, fires, counts.positives['score'])
+    hits = torch.nonzero(f1 >= min_f1).tolist()  # NaN (no firing, no positive) is no hit
+    hits.sort(key=lambda uc: (uc[0], -float(f1[uc[0], uc[1]]), uc[1]))
+    out: dict[str, list] = {}
+    for u, c in hits:
+        out.setdefault(str(u), []).append([c, *(round(float(x[u, c]), 4) for x in (f1, p, r))])
+    return {'min_f1': min_f1, 'row': ['concept', 'f1', 'precision', 'recall'], 'features': out}
 
 
 class SpreadCandidates(NamedTuple):
@@ -267,7 +288,8 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
     return {'labels': os.path.abspath(counts.labels.json_path), 'rule': rule, 'threshold_fracs': list(THRESHOLD_FRACS),
             'spread': {'pool': SPREAD_POOL, 'max_features': SPREAD_MAX, 'target_f1': SPREAD_F1},
             'n_explain_tokens': counts.tokens['explain'], 'n_score_tokens': n_score, 'summary': summary,
-            'concepts': rows}
+            'concepts': rows,
+            'by_feature': concepts_by_feature(counts)}
 
 
 def concepts_summary_line(section: dict) -> str:
