@@ -188,7 +188,7 @@ function conceptsPanel(d, C) {
     : el('div', {className: 'muted', id: 'nodetects'}, [C.min_f1 === null
       ? 'This report does not list the concepts each feature detects (made before that list): rerun analyze.py.'
       : `Detects none of the ${C.concepts.length} concepts with held-out F1 \u2265 ${C.min_f1}.`]);
-  const best = C.concepts.flatMap((c, k) => c.feature.id === d.id ? [k] : []);
+  const best = C.concepts.flatMap((c, k) => c.feature.id === d.id && c.feature.f1 > 0 ? [k] : []);  // F1 0: no best
   const bestLine = best.length ? el('div', {id: 'bestfor'}, ['the best single feature of all for: ',
     ...best.flatMap((c, k) => [k ? ', ' : '', link(c), ` (F1 ${IF.fmt(C.concepts[c].feature.f1, 3)})`])]) : null;
   return panel('Ground-truth concepts', [table, bestLine, el('div', {className: 'muted'}, [

@@ -116,7 +116,7 @@ def fake_concepts(rng: np.random.Generator) -> dict:
     rows[2]['features_spread'].update(n_features=2, features=[9, 4], f1_explain=[0.6, 0.93], f1=0.9)
     rows[3]['features_spread'].update(features=list(range(20)), f1_explain=[0.01 * k for k in range(20)])
     rows[4].update(n_positive_score=0, base_rate_score=0.0)
-    rows[4]['features'].update(precision=None, recall=None, f1=None)
+    rows[4]['features'].update(id=0, precision=None, recall=None, f1=None)  # 'best' of none: not said on its page
     return {'labels': '/data/concepts.json', 'rule': 'a unit detects a concept where its activation > a threshold',
             'threshold_fracs': [0.1, 0.5], 'spread': {'pool': 32, 'max_features': 20, 'target_f1': 0.9},
             'n_explain_tokens': 480, 'n_score_tokens': 448,
@@ -458,6 +458,7 @@ def test_feature_page_lists_the_concepts_it_detects_each_linked(runs, browser):
     assert browser.errors() == []
     browser.open(os.path.join(runs['site'], 'feature.html') + '?f=0')  # detects none: said so
     assert 'Detects none of the 5 concepts' in browser.js("return document.getElementById('nodetects').textContent")
+    assert browser.js("return document.getElementById('bestfor')") is None  # the 'best' for 'never', of no F1
     for site in (runs['site_b'], runs['plain']):  # run B's site and a site without a report: no panel
         browser.open(os.path.join(site, 'feature.html') + '?f=5')
         assert browser.errors() == [] and browser.js("return document.getElementById('concepts')") is None
