@@ -14,7 +14,9 @@ Built in a temp folder that replaces the old one at the end, so a half-built sit
 complete one. An SAE or transformer with NaN/inf weights is refused (one line naming the tensor).
 
 With analyze.py's report (<out_dir>/analysis/report.json, found when analysis='auto', or --analysis=<report>) the
-pages also show each feature's offline explanation, its held-out F1 and its best match in the other run:
+pages also show each feature's offline explanation, its held-out F1 and its best match in the other run, and, when
+the report has ground-truth concepts (label_concepts.py), run A's site concepts.html (every concept's best feature
+and neuron), each feature's concepts (held-out F1 >= 0.5) and index.html?concept=NAME (the features detecting it):
     python build_interface.py config/demo/interface.py --out_dir=out/demo/run_b --analysis=out/demo/analysis/report.json
 
 A sweep (train_sae.py's `sweep`: many SAEs of one stream in <out_dir>/sweep/<name>/) as one site:

@@ -220,6 +220,42 @@ const IF = {
 
   ready: () => document.body.setAttribute('data-ready', '1'),
 
+  // ------------------------------------------------------------------ a sortable table (concepts.html)
+  // Sort rows by r[key] (dir 1 ascending, -1 descending): numbers, or strings by localeCompare; a row without a value
+  // (null) sorts below every number, as in the index table; ties keep the order of r.order.
+  sortRows(rows, key, dir) {
+    const v = (r) => r[key] ?? -Infinity;
+    return rows.sort((a, b) => {
+      const x = v(a), y = v(b);
+      const c = typeof x === 'string' && typeof y === 'string' ? x.localeCompare(y) : (x < y ? -1 : x > y ? 1 : 0);
+      return c === 0 ? a.order - b.order : c * dir;
+    });
+  },
+  // Clicking a th.sortable of table (its data-key) sorts by it, again reverses; state {key, dir}; then render().
+  // The sorted column's th gets the class asc or desc.
+  bindSort(table, state, render) {
+    const ths = table.querySelectorAll('th.sortable');
+    const mark = () => ths.forEach((th) =>
+      th.className = 'sortable' + (th.dataset.key === state.key ? (state.dir > 0 ? ' asc' : ' desc') : ''));
+    ths.forEach((th) => th.addEventListener('click', () => {
+      const k = th.dataset.key;
+      state.dir = state.key === k ? -state.dir : (th.dataset.first === 'asc' ? 1 : -1);
+      state.key = k;
+      mark();
+      render();
+    }));
+    mark();
+  },
+
+  // ------------------------------------------------------------------ ground-truth concepts (analyze.py's report)
+  // INDEX.meta.analysis.concepts (docs/browser.md) on run A's site with a concept report, else null
+  concepts: () => (window.INDEX && window.INDEX.meta && window.INDEX.meta.analysis &&
+    window.INDEX.meta.analysis.concepts) || null,
+  // a concept's share of the SCORE tokens (the report rounds it to 4 digits: a rare concept's 0 shows as < 0.01%)
+  baseRate: (c) => c.base_rate === 0 && c.n_positive > 0 ? '< 0.01%' : IF.pct(c.base_rate),
+  conceptHref: (name) => `concepts.html?${new URLSearchParams({concept: name}).toString()}`,
+  conceptIndexHref: (name) => `index.html?${new URLSearchParams({concept: name}).toString()}`,
+
   // ------------------------------------------------------------------ a member of a sweep site
   // INDEX.meta.sweep = {member, family, root} when this site is one SAE of a sweep site (root: the sweep site's
   // folder, relative to this one, e.g. '../'); null for a single-SAE site.

@@ -65,6 +65,7 @@ function renderFeature(d) {
     el('span', {className: cls === 'alive' ? '' : 'error'}, [cls]),
     el('span', {className: 'muted'}, [`${M.site}, ${M.architecture}`])]));
   if (d.analysis && M.analysis) main.appendChild(analysisPanel(d, M.analysis));
+  if (d.analysis && IF.concepts()) main.appendChild(conceptsPanel(d, IF.concepts()));
 
   // activation histogram, bars coloured by interval
   const H = d.hist.length;
@@ -170,6 +171,32 @@ function analysisPanel(d, A) {
     el('span', {className: 'muted'}, [' activation correlation over the same tokens'])]);
   return panel('Explanation (offline)', [patterns, score, split, output, match,
     el('div', {className: 'muted'}, [A.rule.text || ''])], 'explanation');
+}
+
+// The ground-truth concepts this feature detects (d.analysis.concepts: [[concept, f1, precision, recall], ...], best
+// first; C = INDEX.meta.analysis.concepts): each a link to its row on concepts.html, and the concepts whose best
+// single feature this one is.
+function conceptsPanel(d, C) {
+  const el = IF.el, rows = d.analysis.concepts, num = (x) => el('td', {className: 'num'}, [x]);
+  const link = (c) => el('a', {href: IF.conceptHref(C.concepts[c].name), className: 'clink'}, [C.concepts[c].name]);
+  const table = rows.length ? el('table', {id: 'detects'}, [
+    el('thead', {}, [el('tr', {}, ['concept', 'kind', 'base rate', 'precision', 'recall', 'F1']
+      .map((h) => el('th', {}, [h])))]),
+    el('tbody', {}, rows.map(([c, f1, p, r]) => el('tr', {'data-concept': C.concepts[c].name}, [
+      el('td', {}, [link(c)]), el('td', {}, [C.concepts[c].kind]), num(IF.baseRate(C.concepts[c])),
+      num(IF.fmt(p, 3)), num(IF.fmt(r, 3)), num(IF.fmt(f1, 3))])))])
+    : el('div', {className: 'muted', id: 'nodetects'}, [C.min_f1 === null
+      ? 'This report does not list the concepts each feature detects (made before that list): rerun analyze.py.'
+      : `Detects none of the ${C.concepts.length} concepts with held-out F1 \u2265 ${C.min_f1}.`]);
+  const best = C.concepts.flatMap((c, k) => c.feature.id === d.id && c.feature.f1 > 0 ? [k] : []);  // F1 0: no best
+  const bestLine = best.length ? el('div', {id: 'bestfor'}, ['the best single feature of all for: ',
+    ...best.flatMap((c, k) => [k ? ', ' : '', link(c), ` (F1 ${IF.fmt(C.concepts[c].feature.f1, 3)})`])]) : null;
+  return panel('Ground-truth concepts', [table, bestLine, el('div', {className: 'muted'}, [
+    `Labelled concepts of the dataset (label_concepts.py). The feature detects a concept where its activation > a ` +
+    `threshold chosen per concept on the EXPLAIN tokens (F1 over a grid of fractions of its max); precision, recall ` +
+    `and F1 on the held-out SCORE tokens (${C.tokens.n_score_tokens.toLocaleString()}); base rate: share of SCORE ` +
+    'tokens with the concept. ', el('a', {href: 'concepts.html', id: 'allconcepts'}, ['all concepts \u2192'])])],
+  'concepts');
 }
 
 // the intervals from the highest down, each with its samples (strongest first)

@@ -1,11 +1,13 @@
 'use strict';
 // index.html: all features in a sortable, searchable table, and the density histogram.
 const PAGE_ROWS = 100;
-const tableState = {q: '', cls: 'all', key: 'id', dir: 1, page: 0, range: null};  // range: [lo, hi) of log10 density
+// range: [lo, hi) of log10 density; concept: the index of the ground-truth concept the table is filtered by, or null
+const tableState = {q: '', cls: 'all', key: 'id', dir: 1, page: 0, range: null, concept: null};
 let featureRows = [], classCount = {dead: 0, ultralow: 0, alive: 0};
 
 // one row per feature: its numbers, its class, and the text a search looks in (with analyze.py's report: also
-// the explanation's token texts, and the row's f1, explain, match and match_r)
+// the explanation's token texts, and the row's f1, explain, match and match_r; with the report's concepts: the row's
+// concepts [[concept, f1], ...], best first)
 function makeRows() {
   const D = window.INDEX, M = D.meta, A = M.analysis;
   featureRows = D.n_fire.map((n, i) => {
@@ -15,6 +17,7 @@ function makeRows() {
       cls: n === 0 ? 'dead' : density < M.ultralow ? 'ultralow' : 'alive',
       hay: (toks.join('\u0001') + '\u0002' + logits.join('\u0001')).toLowerCase()};
     if (!A) return row;
+    if (A.concepts) row.concepts = D.concepts[i];
     return Object.assign(row, {f1: D.f1[i], explain: D.explain[i], match: D.match[i][0], match_r: D.match[i][1],
       hay: row.hay + '\u0002' + D.explain[i].map(IF.patternText).join('\u0001').toLowerCase()});
   });
@@ -88,7 +91,40 @@ function showAnalysis() {
     `${IF.pct(N['share_f1_above_0.5'])}. Universality (max activation correlation with the other run): median ` +
     `${f2(UF.median_max_corr)} for features vs ${f2(UN.median_max_corr)} for neurons.`,
     ...(links.length ? [' Plots:', ...links] : []),
-    ' \u00B7 ', el('a', {href: `${A.other_site}index.html`, id: 'othersite'}, ['the other run\u2019s features'])]));
+    ' \u00B7 ', el('a', {href: `${A.other_site}index.html`, id: 'othersite'}, ['the other run\u2019s features']),
+    ...(A.concepts ? [' \u00B7 ', el('a', {href: 'concepts.html', id: 'conceptslink'},
+      [`ground-truth concepts (${A.concepts.concepts.length})`])] : [])]));
+  if (A.concepts) showConceptFilter(A.concepts);
+}
+
+// with the report's concepts: a column of the concepts each feature detects (held-out F1 >= min_f1) and a select
+// that keeps the features detecting one concept (also from the page's URL: index.html?concept=NAME); the column
+// sorts by the chosen concept's F1 (none chosen: by the feature's best concept F1)
+function showConceptFilter(C) {
+  const el = IF.el, s = tableState, names = C.concepts.map((c) => c.name);
+  const cut = C.min_f1 === null ? 'n/a' : C.min_f1;
+  document.querySelector('#table thead tr').appendChild(el('th', {className: 'sortable', 'data-key': 'cf1',
+    title: 'ground-truth concepts this feature detects: held-out F1 \u2265 ' + cut}, [`concepts (F1 \u2265 ${cut})`]));
+  const select = el('select', {id: 'concept', title: 'only the features that detect this concept'},
+    [el('option', {value: ''}, ['any concept']), ...C.concepts.map((c) => el('option', {value: c.name},
+      [`${c.name}${c.n_detecting === null ? '' : ` (${c.n_detecting})`}`]))]);
+  document.getElementById('cls').after(select);
+  const asked = IF.param('concept');
+  if (asked !== null && asked !== '') {
+    const k = names.indexOf(asked);
+    if (k < 0) {
+      select.after(el('span', {className: 'error', id: 'noconcept'}, [`no concept "${asked}"`]));
+    } else {
+      Object.assign(s, {concept: k, key: 'cf1', dir: -1});
+      select.value = asked;
+    }
+  }
+  select.addEventListener('change', () => {
+    const k = names.indexOf(select.value);
+    Object.assign(s, k < 0 ? {concept: null} : {concept: k, key: 'cf1', dir: -1});
+    s.page = 0;
+    renderTable();
+  });
 }
 
 function bindControls() {
@@ -130,7 +166,14 @@ function syncClassAndRender() {
 
 function filteredRows() {
   const s = tableState, q = s.q.toLowerCase(), idm = /^#?(\d+)$/.exec(q);
+  if (IF.concepts()) {  // cf1: the chosen concept's F1, or the feature's best; null: none
+    for (const r of featureRows) {
+      const hit = s.concept === null ? r.concepts[0] : r.concepts.find(([c]) => c === s.concept);
+      r.cf1 = hit ? hit[1] : null;
+    }
+  }
   return featureRows.filter((r) => {
+    if (s.concept !== null && r.cf1 === null) return false;
     if (s.cls !== 'all' && r.cls !== s.cls) return false;
     if (s.range && !(r.n > 0 && Math.log10(r.density) >= s.range[0] && Math.log10(r.density) < s.range[1])) {
       return false;
@@ -171,11 +214,14 @@ function renderTable() {
 
 // a row's F1, explanation and best match in the other run (a link into its site)
 function analysisCells(r) {
-  const el = IF.el, other = window.INDEX.meta.analysis.other_site;
+  const el = IF.el, other = window.INDEX.meta.analysis.other_site, C = IF.concepts();
   return [el('td', {className: 'num', title: r.f1 === null ? 'not scored' : 'held-out F1'}, [IF.fmt(r.f1, 3)]),
     el('td', {className: 'explain'}, r.explain.map(IF.patternChips)),
     el('td', {className: 'num'}, [el('a', {href: `${other}feature.html?f=${r.match}`, className: 'mlink'},
-      [`#${r.match}`]), ` ${IF.fmt(r.match_r, 3)}`])];
+      [`#${r.match}`]), ` ${IF.fmt(r.match_r, 3)}`]),
+    ...(C ? [el('td', {className: 'clist'}, r.concepts.map(([c, f1]) => el('a', {href:
+      IF.conceptHref(C.concepts[c].name), className: 'clink' + (c === tableState.concept ? ' on' : ''),
+    title: `held-out F1 ${IF.fmt(f1, 3)}`}, [`${C.concepts[c].name} ${IF.fmt(f1, 2)}`])))] : [])];
 }
 
 if (IF.requireData(['VOCAB', 'INDEX'])) {

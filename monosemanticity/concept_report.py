@@ -28,6 +28,7 @@ SPREAD_POOL = 32  # spread: per concept its candidate features, those of highest
 SPREAD_MAX = 20  # spread: features added at most
 SPREAD_F1 = 0.9  # spread: the F1 the OR of a concept's features must reach on the EXPLAIN tokens
 DENSE_FIRING_SHARE = 0.6  # firing_counts: dense indicator blocks when more of a set's (token, unit) pairs fire
+DETECT_F1 = 0.5  # by_feature: a feature detects a concept where its held-out F1 (at its EXPLAIN threshold) >= this
 
 
 class ConceptLabels(NamedTuple):
@@ -155,6 +156,39 @@ def best_detectors(counts: ConceptCounts, name: str) -> BestDetectors:
     return BestDetectors(unit, grid, f1_explain, p, r, f1)
 
 
+class PairScores(NamedTuple):
+    f1_explain: torch.Tensor  # (U, C) per (unit, concept) its best EXPLAIN F1 over the grid (-1: undefined)
+    grid: torch.Tensor  # (U, C) int64 that threshold's index in THRESHOLD_FRACS
+    precision: torch.Tensor  # (U, C) at that threshold on the SCORE tokens (NaN: undefined)
+    recall: torch.Tensor
+    f1: torch.Tensor
+
+
+def pair_scores(counts: ConceptCounts, name: str) -> PairScores:
+    """Per (unit of the set `name`, concept) the threshold of the grid of highest EXPLAIN F1 and its SCORE scores:
+    best_detectors' rule without the choice of a best unit. O(G U C)."""
+    _, _, f1_e = prf(counts.tp[name, 'explain'], counts.fires[name, 'explain'][:, :, None],
+                     counts.positives['explain'])
+    best_f1, g = torch.nan_to_num(f1_e, nan=-1.0).max(0)  # (U, C) each
+    tp = counts.tp[name, 'score'].gather(0, g[None]).squeeze(0)  # (U, C) on the SCORE tokens at it
+    fires = counts.fires[name, 'score'].T.gather(1, g)  # (U, C)
+    return PairScores(best_f1, g, *prf(tp, fires, counts.positives['score']))
+
+
+def concepts_by_feature(counts: ConceptCounts, min_f1: float = DETECT_F1) -> dict:
+    """The section's 'by_feature' (docs/formats.md): per SAE feature the concepts it detects (pair_scores): its
+    SCORE F1 >= min_f1. Only features detecting one; per feature [concept, f1, precision, recall] rows, best F1
+    first."""
+    pairs = pair_scores(counts, 'features')
+    f1, p, r = pairs.f1, pairs.precision, pairs.recall
+    hits = torch.nonzero(f1 >= min_f1).tolist()  # NaN (no firing, no positive) is no hit
+    hits.sort(key=lambda uc: (uc[0], -float(f1[uc[0], uc[1]]), uc[1]))
+    out: dict[str, list] = {}
+    for u, c in hits:
+        out.setdefault(str(u), []).append([c, *(round(float(x[u, c]), 4) for x in (f1, p, r))])
+    return {'min_f1': min_f1, 'row': ['concept', 'f1', 'precision', 'recall'], 'features': out}
+
+
 class Candidates(NamedTuple):
     unit: torch.Tensor  # (C, K) per concept the units of highest EXPLAIN F1 (each at its threshold), best first
     threshold: torch.Tensor  # (C, K) float32 each one's threshold (chosen on the EXPLAIN tokens)
@@ -165,15 +199,11 @@ class Candidates(NamedTuple):
 
 def top_candidates(counts: ConceptCounts, name: str, k: int) -> Candidates:
     """Per concept the k units of the set `name` of highest EXPLAIN F1, each at its best threshold, and their scores
-    on the SCORE tokens."""
-    _, _, f1_e = prf(counts.tp[name, 'explain'], counts.fires[name, 'explain'][:, :, None],
-                     counts.positives['explain'])
-    best_f1, g = torch.nan_to_num(f1_e, nan=-1.0).max(0)  # (U, C) each
-    unit = best_f1.T.topk(min(k, best_f1.size(0)), dim=1).indices  # (C, K)
-    grid = g.T.gather(1, unit)  # (C, K)
-    concept = torch.arange(unit.size(0))[:, None]  # (C, 1)
-    p, r, f1 = prf(counts.tp[name, 'score'][grid, unit, concept], counts.fires[name, 'score'][grid, unit],
-                   counts.positives['score'][:, None])
+    on the SCORE tokens (pair_scores)."""
+    pairs = pair_scores(counts, name)
+    unit = pairs.f1_explain.T.topk(min(k, pairs.f1_explain.size(0)), dim=1).indices  # (C, K)
+    grid = pairs.grid.T.gather(1, unit)  # (C, K)
+    p, r, f1 = (x.T.gather(1, unit) for x in (pairs.precision, pairs.recall, pairs.f1))
     return Candidates(unit, counts.thresholds[name][grid, unit], p, r, f1)
 
 
@@ -304,7 +334,8 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
     return {'labels': os.path.abspath(counts.labels.json_path), 'rule': rule, 'threshold_fracs': list(THRESHOLD_FRACS),
             'spread': {'pool': SPREAD_POOL, 'max_features': SPREAD_MAX, 'target_f1': SPREAD_F1},
             'n_explain_tokens': counts.tokens['explain'], 'n_score_tokens': n_score, 'summary': summary,
-            'concepts': rows}
+            'concepts': rows,
+            'by_feature': concepts_by_feature(counts)}
 
 
 def concepts_summary_line(section: dict) -> str:

@@ -1,6 +1,8 @@
 """
 What a feature browser shows of analyze.py's report (<out_dir>/analysis/report.json): found and checked against the
-SAE (find_analysis), then each feature's explanation, held-out scores and best match in the other run (SiteAnalysis).
+SAE (find_analysis), then each feature's explanation, held-out scores and best match in the other run (SiteAnalysis),
+and with the report's ground-truth concepts (run A's site only) every concept's best feature and neuron and the
+concepts each feature detects (site_concepts).
 """
 import os
 from typing import NamedTuple
@@ -15,7 +17,7 @@ ANALYSIS_KEYS = ('threshold', 'patterns', 'pattern_precision', 'pattern_fires', 
 class SiteAnalysis(NamedTuple):
     """What a site shows of analyze.py's report on its SAE (docs/browser.md)."""
     meta: dict  # INDEX.meta.analysis
-    index: dict  # INDEX's per-feature arrays f1, explain, match
+    index: dict  # INDEX's per-feature arrays f1, explain, match (and concepts)
     records: list[dict]  # per feature, its record's `analysis`
 
 
@@ -94,4 +96,36 @@ def site_analysis(report: dict, path: str, out_dir: str, side: str) -> SiteAnaly
              'match': [[j, r] for j, r in best]}
     records = [{**{k: u[k] for k in ANALYSIS_KEYS}, 'match': {'feature': j, 'corr': r}}
                for u, (j, r) in zip(units, best)]
+    if side == 'a' and 'concepts' in report:  # the concept report is of run A's features and neurons
+        meta['concepts'], index['concepts'], detects = site_concepts(report['concepts'], folder, site_dir, len(units))
+        for record, rows in zip(records, detects):
+            record['concepts'] = rows
     return SiteAnalysis(meta, index, records)
+
+
+def site_concepts(section: dict, folder: str, site_dir: str, n_features: int) -> tuple[dict, list, list]:
+    """Of the report's 'concepts' (docs/formats.md): INDEX.meta.analysis.concepts, INDEX.concepts (per feature
+    [[concept, f1], ...]) and per feature its record's analysis.concepts ([[concept, f1, precision, recall], ...]),
+    best first (docs/browser.md). A report without 'by_feature' (older) gives min_f1 null and empty lists. O(F + C)."""
+    by_feature = section.get('by_feature')
+    detects = [[] for _ in range(n_features)]
+    for f, rows in (by_feature or {}).get('features', {}).items():
+        detects[int(f)] = rows
+    n_detecting = [0] * len(section['concepts'])
+    for rows in detects:
+        for row in rows:
+            n_detecting[row[0]] += 1
+    plot = os.path.join(folder, 'concepts.png')
+    unit = lambda b: {k: b[k] for k in ('id', 'precision', 'recall', 'f1')}  # noqa: E731
+    concepts = [{'name': c['name'], 'kind': c['kind'], 'base_rate': c['base_rate_score'],
+                 'n_positive': c['n_positive_score'], 'feature': unit(c['features']), 'neuron': unit(c['neurons']),
+                 'spread': ({k: c['features_spread'][k] for k in ('n_features', 'features', 'f1')}
+                            if 'features_spread' in c else None),
+                 'n_detecting': n_detecting[i] if by_feature is not None else None}
+                for i, c in enumerate(section['concepts'])]
+    meta = {'min_f1': by_feature['min_f1'] if by_feature is not None else None,
+            'plot': os.path.relpath(plot, site_dir).replace(os.sep, '/') if os.path.isfile(plot) else None,
+            'rule': section['rule'], 'spread': section.get('spread'),
+            'tokens': {k: section[k] for k in ('n_explain_tokens', 'n_score_tokens')},
+            'summary': section['summary'], 'concepts': concepts}
+    return meta, [[row[:2] for row in rows] for rows in detects], detects

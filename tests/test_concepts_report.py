@@ -211,3 +211,51 @@ def test_labels_of_other_tokens_by_their_fingerprint_are_one_line_exit_2(runs, l
     # as label_concepts.py writes it, of other tokens
     code, lines = analyze_with_edited_labels(runs, lambda e: e.update(tokens_sha256='0' * 64))
     assert code == 2 and len(lines) == 1 and 'tokens_sha256' in lines[0] and 'label_concepts.py' in lines[0], lines
+
+
+# ----------------------------------------------------------------------------- by_feature: the concepts each detects
+
+def test_by_feature_against_brute_force(runs, brute, labelled):  # noqa: F811
+    """Every (feature, concept) pair: the threshold of the grid of best EXPLAIN F1 (first on ties), then P/R/F1 on the
+    SCORE tokens; listed where that F1 >= 0.5, best first. Some pairs fall just under the cut, and for some the
+    threshold best on the SCORE tokens is another (so a cut or a choice made otherwise changes the list)."""
+    rep = labelled['report']
+    starts, explain, score = (rep['tokens'][k] for k in ('context_starts', 'explain', 'score'))
+    acts = brute['features']  # (n, T, u)
+    y = np.stack([labelled['y'][s:s + T] for s in starts])  # (n, T, C)
+    thr = grid_thresholds(acts, explain)
+    want, near, other_g = {}, 0, 0
+    for u in range(acts.shape[-1]):
+        for c in range(y.shape[-1]):
+            f1e = np.nan_to_num([f1_of(acts[explain, :, u] > thr[g, u], y[explain, :, c])[2]
+                                 for g in range(len(THRESHOLD_FRACS))], nan=-1.0)
+            g = int(np.argmax(f1e))
+            p, r, f1 = f1_of(acts[score, :, u] > thr[g, u], y[score, :, c])
+            if f1 >= 0.5:
+                want.setdefault(str(u), []).append((c, f1, p, r))
+            near += 0.25 <= f1 < 0.5
+            f1s = np.nan_to_num([f1_of(acts[score, :, u] > thr[k, u], y[score, :, c])[2]
+                                 for k in range(len(THRESHOLD_FRACS))], nan=-1.0)
+            other_g += f1s.max() >= 0.5 > np.nan_to_num(f1, nan=-1.0)
+    by = rep['concepts']['by_feature']
+    assert by['min_f1'] == 0.5 and by['row'] == ['concept', 'f1', 'precision', 'recall']
+    assert near >= 1 and other_g >= 1, (near, other_g)  # the test has teeth
+    assert sorted(by['features'], key=int) == sorted(want, key=int)
+    for f, rows in want.items():
+        rows.sort(key=lambda x: (-x[1], x[0]))
+        got = by['features'][f]
+        assert [x[0] for x in got] == [x[0] for x in rows], f
+        assert np.allclose([x[1:] for x in got], [x[1:] for x in rows], atol=1e-4), f
+
+
+def test_by_feature_lists_the_planted_feature_and_agrees_with_the_best_detectors(labelled):
+    sec = labelled['report']['concepts']
+    names = labelled['names']
+    assert sec['by_feature']['features'][str(PLANT_FEATURE)][0] == [names.index('planted_feature'), 1.0, 1.0, 1.0]
+    for c, row in enumerate(sec['concepts']):  # a concept's best feature, when >= 0.5, is listed with its numbers
+        best = row['features']
+        listed = {x[0]: x[1:] for x in sec['by_feature']['features'].get(str(best['id']), [])}
+        assert (c in listed) == (best['f1'] is not None and best['f1'] >= 0.5), row['name']
+        if c in listed:
+            assert listed[c] == [best['f1'], best['precision'], best['recall']]
+    assert not any(x[0] == names.index('never') for rows in sec['by_feature']['features'].values() for x in rows)

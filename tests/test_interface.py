@@ -340,7 +340,7 @@ def test_tokens_are_data_never_markup(site):
         raw = open(path, 'rb').read()
         assert raw.isascii()  # ensure_ascii: every non-ASCII character is a \\u escape inside a JSON string
         read_js(path)  # and the whole file is one JSON value in a call/assignment: no executable token text
-    for name in ('errors.js', 'common.js', 'page_index.js', 'page_feature.js', 'page_examples.js'):
+    for name in ('errors.js', 'common.js', 'page_index.js', 'page_feature.js', 'page_examples.js', 'page_concepts.js'):
         src = open(os.path.join(REPO, 'interface', name)).read()
         assert 'innerHTML' not in src and 'insertAdjacentHTML' not in src and 'document.write' not in src
 

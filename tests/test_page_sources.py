@@ -25,7 +25,7 @@ def test_no_page_script_turns_a_string_into_markup():
     """Token texts, explanations and labels are made visible as text nodes only: no script of any page (single
     SAE, sweep, family, examples) hands a string to a markup sink, so a token like '<img onerror=...>' stays text."""
     scripts = page_scripts()
-    assert {'common.js', 'page_index.js', 'page_feature.js', 'page_examples.js', 'page_family.js',
+    assert {'common.js', 'page_index.js', 'page_feature.js', 'page_examples.js', 'page_concepts.js', 'page_family.js',
             'page_sweep.js'} <= set(scripts)
     for name, src in scripts.items():
         for sink in MARKUP_SINKS:

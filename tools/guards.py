@@ -655,7 +655,7 @@ GUARDS = [
           "'f1': f1_of_or(fire_e[:, chosen].any(1), y_e)}",
           f'{CR}::test_greedy_spread_finds_a_concept_split_over_three_features'),
     Guard("concept report spread: each candidate at its own threshold of best EXPLAIN F1",
-          'monosemanticity/concept_report.py::top_candidates', 'grid = g.T.gather(1, unit)',
+          'monosemanticity/concept_report.py::top_candidates', 'grid = pairs.grid.T.gather(1, unit)',
           'grid = torch.zeros_like(unit)', f'{CR}::test_spread_on_the_tiny_run_against_brute_force'),
     Guard('concept report spread: pass 3 reads the SAE features',
           'monosemanticity/concept_report.py::pass3_spread_firings',
@@ -676,6 +676,25 @@ GUARDS = [
           'monosemanticity/concept_report.py::best_f1_summary',
           "'median_best_f1': round(float(np.median(f1s)), 4)", "'median_best_f1': round(float(np.mean(f1s)), 4)",
           f'{CR}::test_plot_and_summary_line'),
+    # ---------------------------------------------------------------- the concepts each feature detects (item 4)
+    Guard('concept report by_feature: a feature detects a concept at held-out F1 >= 0.5 (the constant)',
+          'monosemanticity/concept_report.py', 'DETECT_F1 = 0.5  #', 'DETECT_F1 = 0.25  #',
+          f'{CR}::test_by_feature_against_brute_force'),
+    Guard('concept report by_feature: the cut applied to the held-out F1',
+          'monosemanticity/concept_report.py::concepts_by_feature', 'hits = torch.nonzero(f1 >= min_f1).tolist()',
+          'hits = torch.nonzero(f1 >= 0.25).tolist()', f'{CR}::test_by_feature_against_brute_force'),
+    Guard('concept report by_feature: the threshold per (feature, concept) chosen on the EXPLAIN tokens',
+          'monosemanticity/concept_report.py::pair_scores',
+          "_, _, f1_e = prf(counts.tp[name, 'explain'], counts.fires[name, 'explain'][:, :, None],\n"
+          "                     counts.positives['explain'])",
+          "_, _, f1_e = prf(counts.tp[name, 'score'], counts.fires[name, 'score'][:, :, None],\n"
+          "                     counts.positives['score'])",
+          f'{CR}::test_by_feature_against_brute_force'),
+    Guard('concept report by_feature: precision, recall, F1 on the SCORE tokens',
+          'monosemanticity/concept_report.py::pair_scores',
+          "return PairScores(best_f1, g, *prf(tp, fires, counts.positives['score']))",
+          "return PairScores(best_f1, g, *prf(tp, fires, counts.positives['explain']))",
+          f'{CR}::test_by_feature_against_brute_force'),
 ]
 
 # families.py and the sweep site's data (build_interface.py --sweep_dir)
@@ -1014,6 +1033,21 @@ SITE_WEB_GUARDS = [
           "hay: row.hay + '\\u0002' + D.explain[i]", "hay: row.hay + '\\u0002' + [].slice(0)", SAI),
     Guard("index: each row's match links into the other run's site", 'interface/page_index.js',
           '{href: `${other}feature.html?f=${r.match}`', '{href: `feature.html?f=${r.match}`', SAI),
+    # ground-truth concepts (issue 23, item 4)
+    Guard("browser: the concepts are shown on run A's site only (the report's concepts are run A's features)",
+          'monosemanticity/site_analysis.py::site_analysis', "if side == 'a' and 'concepts' in report:",
+          "if 'concepts' in report:", f'{SA}::test_site_holds_the_reports_numbers_of_its_side'),
+    Guard('browser: the index keeps the features detecting the chosen concept (?concept=NAME)',
+          'interface/page_index.js', 'if (s.concept !== null && r.cf1 === null) return false;',
+          'if (false) return false;', f'{SA}::test_index_filters_by_a_concept'),
+    Guard("browser: a feature page's concept links to its row on concepts.html", 'interface/page_feature.js',
+          "el('a', {href: IF.conceptHref(C.concepts[c].name), className: 'clink'}",
+          "el('a', {href: 'concepts.html', className: 'clink'}",
+          f'{SA}::test_feature_page_lists_the_concepts_it_detects_each_linked'),
+    Guard("browser: concepts.html links each concept's best feature", 'interface/page_concepts.js',
+          "el('a', {href: `feature.html?f=${c.feature.id}`, className: 'bestf'}",
+          "el('a', {href: `feature.html?f=${c.neuron.id}`, className: 'bestf'}",
+          f'{SA}::test_concepts_page_lists_every_concept_with_its_best_feature_and_neuron_linked'),
 ]
 GUARDS += SITE_GUARDS + SITE_WEB_GUARDS
 
