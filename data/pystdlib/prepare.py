@@ -4,11 +4,12 @@ Prepare the embedded default corpus: every .py file of the running Python's stan
     python data/pystdlib/prepare.py
     python data/pystdlib/prepare.py --vocab_size=512 --out_dir=/tmp/pystdlib   # overrides; --help lists keys
 
-Writes train.bin, val.bin (uint16 token ids, an end-of-text token after each file), tokenizer.json and
-meta.json into out_dir (default: this folder). Files (site-packages and __pycache__ excluded) are sorted by
-relative path, one document each; a file is val when a hash of its relative path is < val_fraction; non-UTF-8
-and empty files are skipped and counted. A byte-level BPE (rustbpe) is trained on the train files only and
-run with tiktoken. Deterministic: two runs write byte-identical files. ~10 s on 2 cores.
+Writes train.bin, val.bin (uint16 token ids, an end-of-text token after each file), tokenizer.json,
+documents.json (per split each file's path relative to the standard library, in document order: label_concepts.py's
+folder concepts, 'asyncio', 'email', ...) and meta.json into out_dir (default: this folder). Files (site-packages
+and __pycache__ excluded) are sorted by relative path, one document each; a file is val when a hash of its relative
+path is < val_fraction; non-UTF-8 and empty files are skipped and counted. A byte-level BPE (rustbpe) is trained on
+the train files only and run with tiktoken. Deterministic: two runs write byte-identical files. ~10 s on 2 cores.
 """
 import os
 import platform
@@ -28,7 +29,7 @@ exit_on_user_error()  # a UserError from any helper ends the run with one line a
 # -----------------------------------------------------------------------------
 vocab_size = 4096  # BPE vocabulary size, end-of-text token included
 val_fraction = 0.05  # expected share of files in val (a file is val when a hash of its relative path falls below)
-out_dir = os.path.dirname(os.path.abspath(__file__))  # where the four files go (default: data/pystdlib)
+out_dir = os.path.dirname(os.path.abspath(__file__))  # where the five files go (default: data/pystdlib)
 num_threads = os.cpu_count() or 1  # tiktoken encoding threads
 config = configure(globals())  # config files and --key=value overrides from the command line (configurator.py)
 # -----------------------------------------------------------------------------
@@ -57,15 +58,16 @@ train_bin, val_bin = os.path.join(out_dir, 'train.bin'), os.path.join(out_dir, '
 n_train = tk.write_tokens(tk.iter_texts(stdlib, train_files), enc, train_bin, num_threads=num_threads,
                           total=len(train_files))
 n_val = tk.write_tokens(tk.iter_texts(stdlib, val_files), enc, val_bin, num_threads=num_threads, total=len(val_files))
+doc_fields = tk.write_documents(out_dir, {'train': train_files, 'val': val_files})
 tk.write_meta(out_dir, vocab_size=enc.n_vocab, dtype=tk.token_dtype(enc.n_vocab).name, eot_token=enc.eot_token,
               **tok_fields, corpus=f"pystdlib: the .py files of the Python {platform.python_version()} standard "
                                    f"library (site-packages excluded), one document per file, sorted by path",
               train_tokens=n_train, val_tokens=n_val, stdlib=stdlib,
               train_files=len(train_files), val_files=len(val_files),
               val_rule=f"sha1(relative path)[:8] < {val_fraction} * 2**64",
-              skipped_files=skipped, empty_files=len(empty), vocab_size_requested=vocab_size)
+              skipped_files=skipped, empty_files=len(empty), vocab_size_requested=vocab_size, **doc_fields)
 
-for name in ('train.bin', 'val.bin', 'tokenizer.json'):
+for name in ('train.bin', 'val.bin', 'tokenizer.json', tk.DOCUMENTS_FILE):
     print(f"wrote {os.path.join(out_dir, name)} ({os.path.getsize(os.path.join(out_dir, name)):,} bytes)")
 print(f"wrote {os.path.join(out_dir, 'meta.json')}")
 print(f"train: {n_train:,} tokens, val: {n_val:,} tokens, in {time.time() - t0:.1f}s")
