@@ -31,7 +31,7 @@ SPREAD_F1 = 0.9  # spread: the F1 the OR of a concept's features must reach on t
 
 class ConceptLabels(NamedTuple):
     names: list[str]  # (C,) in column order
-    kinds: list[str]  # (C,) 'lexical' or 'structural'
+    kinds: list[str]  # (C,) 'lexical', 'structural' or 'folder' (label_concepts.py)
     packed: np.ndarray  # (n_tokens, row_bytes) uint8 memmap: np.packbits rows of <split>.bin's tokens
     json_path: str
 
