@@ -387,13 +387,13 @@ def test_no_recorded_paths_no_folders_and_paths_of_other_documents_are_one_line(
 
 def test_folder_cap_keeps_the_folders_of_most_train_tokens(tmp_path):
     n = FOLDER_CAP + 6
-    files = {f'f{k:02d}/m.py': 'x = 1\n' * (n - k) for k in range(n)}  # the later the name, the fewer tokens
+    files = {f'f{k:02d}/m.py': 'x = 1\n' * (k + 1) for k in range(n)}  # the later the name, the more tokens
     data = prepare_corpus(tmp_path, files, val_fraction=0.02)
     p = run_script('label_concepts.py', f'--data_dir={data}')
     info = check_folder_labels(data)
     paths = json.load(open(os.path.join(data, 'documents.json')))
     train = sorted(q.split('/')[0] for q in paths['train'])
-    assert len(train) > FOLDER_CAP and info['folders_dropped'] == train[FOLDER_CAP:]
-    assert [c['name'] for c in info['concepts'][len(CONCEPTS):]] == [f'folder:{f}' for f in train[:FOLDER_CAP]]
+    assert len(train) > FOLDER_CAP and info['folders_dropped'] == train[:-FOLDER_CAP]  # the first: fewest tokens
+    assert [c['name'] for c in info['concepts'][len(CONCEPTS):]] == [f'folder:{f}' for f in train[-FOLDER_CAP:]]
     line = [x for x in p.stdout.splitlines() if 'get no column' in x]
     assert len(line) == 1 and line[0].endswith(', '.join(info['folders_dropped']))
