@@ -4,7 +4,7 @@ strings, keywords, function bodies, call arguments, bracket depth, ...), once, n
 records each document's path (documents.json: data/text/prepare.py, data/pystdlib/prepare.py), also the first-level
 folder each document came from ('folder:asyncio': every token of a document in asyncio/).
 
-    python label_concepts.py --data_dir=data/pystdlib        # ~45 s on the demo data, 2 cores (docs/concepts.md)
+    python label_concepts.py --data_dir=data/pystdlib        # ~45-50 s CPU on the demo data (docs/concepts.md)
 
 Writes <data_dir>/concepts_train.bin and concepts_val.bin (one row per token of <split>.bin: the concepts bit-packed
 with np.packbits along the concept axis, (n_tokens, ceil(C/8)) uint8, C = the Python concepts + the dataset's folder
@@ -96,7 +96,7 @@ if folders.dropped:
 names = [c.name for c in dataset_concepts(folders.kept)]
 fingerprints = {split: file_sha256(os.path.join(data_dir, f'{split}.bin')) for split in SPLITS}
 fingerprints['labeller'] = file_sha256(concepts.__file__)  # new labelling code: new labels
-fingerprints['documents'] = paths_file and file_sha256(paths_file)  # a file moved to another folder: relabel
+fingerprints['documents'] = file_sha256(paths_file) if paths_file else None  # a file moved to another folder
 if up_to_date(json_path, fingerprints, names):
     print(f"labels are up to date: {json_path}")
 else:
