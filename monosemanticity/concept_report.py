@@ -33,7 +33,7 @@ DETECT_F1 = 0.5  # by_feature: a feature detects a concept where its held-out F1
 
 class ConceptLabels(NamedTuple):
     names: list[str]  # (C,) in column order
-    kinds: list[str]  # (C,) 'lexical' or 'structural'
+    kinds: list[str]  # (C,) 'lexical', 'structural' or 'folder' (label_concepts.py)
     packed: np.ndarray  # (n_tokens, row_bytes) uint8 memmap: np.packbits rows of <split>.bin's tokens
     json_path: str
 

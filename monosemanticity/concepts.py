@@ -3,7 +3,11 @@ Ground-truth concepts of Python source: for each BPE token of a document, which 
 contain it, read from Python's own `tokenize` (lexical concepts, bracket depth, indentation) and `ast` (structural).
 
     labels = label_document(text, spans)   # (n_tokens, len(CONCEPTS)) bool, columns in CONCEPTS order
-    label_split(tokens, eot, enc, token_bytes, path)   # a split's packed label file (label_concepts.py's parts)
+    label_split(tokens, docs, enc, token_bytes, path)   # a split's packed label file (label_concepts.py's parts)
+
+A dataset whose prepare.py records each document's path (documents.json) gets one more column per first-level
+folder of its train documents, after CONCEPTS: 'folder:<name>' (kind 'folder') on every token of a document in
+that folder, parsed as Python or not (choose_folders, document_folders).
 
 `spans` (n_tokens, 2) are the tokens' [start, end) UTF-8 byte offsets in `text`. Everything is done in UTF-8 bytes:
 ast's col_offset already is a byte offset within its line; tokenize's columns are characters and are converted.
@@ -35,12 +39,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from monosemanticity.common import atomic_file, progress, read_json
+from monosemanticity.common import UserError, atomic_file, progress, read_json
 
 
 class Concept(NamedTuple):
     name: str
-    kind: str  # 'lexical' (tokenize) or 'structural' (ast; bracket depth and indentation from tokenize)
+    kind: str  # 'lexical' (tokenize), 'structural' (ast; bracket depth and indentation from tokenize) or 'folder'
 
 
 _LEXICAL = ['comment', 'string', 'docstring', 'fstring', 'number', 'builtin', 'line_start']
@@ -50,7 +54,7 @@ CONCEPTS: list[Concept] = ([Concept(n, 'lexical') for n in _LEXICAL]
                            + [Concept(f'keyword:{k}', 'lexical') for k in keyword.kwlist]
                            + [Concept(n, 'structural') for n in _STRUCTURAL])
 COLUMN = {c.name: i for i, c in enumerate(CONCEPTS)}
-ROW_BYTES = (len(CONCEPTS) + 7) // 8  # bytes of a token's packed labels (np.packbits along the concept axis)
+FOLDER_CAP = 64  # folder columns at most: the first-level folders of most train tokens
 _BUILTINS = frozenset(dir(builtins)) - frozenset(keyword.kwlist)
 _FSTRING_START = getattr(tokenize, 'FSTRING_START', None)  # Python 3.12+
 _FSTRING_END = getattr(tokenize, 'FSTRING_END', None)
@@ -276,6 +280,73 @@ def label_document(text: str, spans: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ a dataset's label files (label_concepts.py)
 
+def folder_of(path: str) -> str | None:
+    """A document's first-level folder: the first part of its '/'-separated path relative to the input; None for a
+    file at the top level."""
+    head, sep, _ = path.partition('/')
+    return head if sep else None
+
+
+class Folders(NamedTuple):
+    kept: list[str]  # the folders with a column, sorted by name (columns len(CONCEPTS) ... in this order)
+    dropped: list[str]  # the folders of train documents beyond FOLDER_CAP (fewest train tokens), sorted: no column
+
+
+def choose_folders(doc_folders: list[str | None], doc_tokens: list[int]) -> Folders:
+    """The train documents' folders (D,) (None: none) and token counts (D,) -> the FOLDER_CAP folders of most train
+    tokens (ties by name), and the rest."""
+    totals: dict[str, int] = {}
+    for folder, n in zip(doc_folders, doc_tokens):
+        if folder is not None:
+            totals[folder] = totals.get(folder, 0) + n
+    ranked = sorted(totals, key=lambda f: (-totals[f], f))
+    return Folders(sorted(ranked[:FOLDER_CAP]), sorted(ranked[FOLDER_CAP:]))
+
+
+def dataset_concepts(folders: list[str]) -> list[Concept]:
+    """A dataset's columns: CONCEPTS, then one 'folder:<name>' per kept folder."""
+    return CONCEPTS + [Concept(f'folder:{f}', 'folder') for f in folders]
+
+
+def row_bytes(n_columns: int) -> int:
+    """Bytes of a token's packed labels (np.packbits along the concept axis)."""
+    return (n_columns + 7) // 8
+
+
+def documents(tokens: np.ndarray, eot: int) -> list[tuple[int, int]]:
+    """(start, end) token ranges of the documents of a split: the runs between end-of-text tokens."""
+    ranges, start = [], 0
+    for end in np.flatnonzero(tokens == eot).tolist() + [len(tokens)]:
+        if end > start:
+            ranges.append((start, end))
+        start = end + 1
+    return ranges
+
+
+def document_folders(paths: list[str] | None, docs: list[tuple[int, int]], where: str) -> list[str | None]:
+    """Each document's first-level folder (D,): of its recorded path (paths (D,), None: the dataset records none, so
+    no folders); UserError when `where` (documents.json's split) does not list one path per document."""
+    if paths is None:
+        return [None] * len(docs)
+    if len(paths) != len(docs):
+        raise UserError(f"{where} lists {len(paths)} paths but the split holds {len(docs)} documents: prepare the "
+                        f"dataset again")
+    return [folder_of(p) for p in paths]
+
+
+class SplitDocuments(NamedTuple):
+    ranges: list[tuple[int, int]]  # (D,) each document's [start, end) tokens (documents())
+    columns: np.ndarray  # (D,) int64 each document's folder column, -1: none (top level, or a folder without one)
+    n_columns: int  # the dataset's columns: len(CONCEPTS) + its folder columns
+
+
+def split_documents(docs: list[tuple[int, int]], doc_folders: list[str | None], folders: list[str]) -> SplitDocuments:
+    """A split's documents (D,), their folders (D,) and the dataset's kept folders -> what label_split labels."""
+    column = {f: len(CONCEPTS) + j for j, f in enumerate(folders)}
+    columns = np.array([column.get(f, -1) for f in doc_folders], dtype=np.int64)
+    return SplitDocuments(docs, columns, len(CONCEPTS) + len(folders))
+
+
 class SplitLabels(NamedTuple):
     tokens: int
     files: int
@@ -283,35 +354,30 @@ class SplitLabels(NamedTuple):
     counts: np.ndarray  # (C,) tokens carrying each concept
 
 
-def documents(tokens: np.ndarray, eot: int):
-    """(start, end) token ranges of the documents of a split: the runs between end-of-text tokens."""
-    start = 0
-    for end in np.flatnonzero(tokens == eot).tolist() + [len(tokens)]:
-        if end > start:
-            yield start, end
-        start = end + 1
-
-
-def label_split(tokens: np.ndarray, eot: int, enc, token_bytes: np.ndarray, path: str) -> SplitLabels:
-    """Label each document of `tokens` (n,) and write the packed (n, ceil(C/8)) uint8 rows to `path` (atomic)."""
-    counts, skipped, files = np.zeros(len(CONCEPTS), dtype=np.int64), [], 0
-    docs = list(documents(tokens, eot))
+def label_split(tokens: np.ndarray, docs: SplitDocuments, enc, token_bytes: np.ndarray, path: str) -> SplitLabels:
+    """Label each document of `tokens` (n,) and write the packed (n, row_bytes(C)) uint8 rows to `path` (atomic): the
+    Python concepts of a document that parses, the folder column of every document in a kept folder."""
+    C, n_python = docs.n_columns, len(CONCEPTS)
+    counts, skipped, files = np.zeros(C, dtype=np.int64), [], 0
     with atomic_file(path, 'wb+') as f:
         if len(tokens):  # np.memmap cannot map an empty file
-            f.truncate(len(tokens) * ROW_BYTES)  # all-zero rows: end-of-text and skipped documents stay so
-            out = np.memmap(f, dtype=np.uint8, mode='r+', shape=(len(tokens), ROW_BYTES))
-            for i, (start, end) in enumerate(progress(docs, unit='doc', desc=f"labelling {os.path.basename(path)}")):
+            f.truncate(len(tokens) * row_bytes(C))  # all-zero rows: end-of-text tokens stay so
+            out = np.memmap(f, dtype=np.uint8, mode='r+', shape=(len(tokens), row_bytes(C)))
+            bar = progress(docs.ranges, unit='doc', desc=f"labelling {os.path.basename(path)}")
+            for i, (start, end) in enumerate(bar):
                 ids = np.asarray(tokens[start:end], dtype=np.int64)
                 ends = np.cumsum(token_bytes[ids])
                 spans = np.stack([ends - token_bytes[ids], ends], axis=1)  # (n_doc, 2) byte ranges
+                labels = np.zeros((end - start, C), dtype=bool)  # (n_doc, C)
                 files += 1
                 try:
                     text = enc.decode_bytes(ids.tolist()).decode('utf-8')
-                    labels = label_document(text, spans)  # (n_doc, C)
-                except (NotPython, UnicodeDecodeError) as e:
+                    labels[:, :n_python] = label_document(text, spans)
+                except (NotPython, UnicodeDecodeError) as e:  # no Python labels; its folder's label still holds
                     reason = str(e) if isinstance(e, NotPython) else f"not UTF-8: {e}"
                     skipped.append(dict(document=i, first_token=start, reason=reason))
-                    continue
+                if docs.columns[i] >= 0:
+                    labels[:, docs.columns[i]] = True
                 out[start:end] = np.packbits(labels, axis=1)
                 counts += labels.sum(axis=0)
             out.flush()
@@ -319,17 +385,18 @@ def label_split(tokens: np.ndarray, eot: int, enc, token_bytes: np.ndarray, path
     return SplitLabels(len(tokens), files, skipped, counts)
 
 
-def up_to_date(json_path: str, fingerprints: dict) -> bool:
-    """True when concepts.json describes these splits' tokens, this labeller (concepts.py) and this Python, and its
-    files exist."""
+def up_to_date(json_path: str, fingerprints: dict, names: list[str]) -> bool:
+    """True when concepts.json describes these splits' tokens, their documents' paths, this labeller (concepts.py),
+    this Python and these columns (`names`: the folder columns change with the corpus), and its files exist."""
     if not os.path.isfile(json_path):
         return False
     old = read_json(json_path)
     same = (old.get('python') == platform.python_version() and old.get('labeller_sha256') == fingerprints['labeller']
-            and [c['name'] for c in old.get('concepts', [])] == [c.name for c in CONCEPTS])
+            and old.get('documents_sha256') == fingerprints['documents']
+            and [c['name'] for c in old.get('concepts', [])] == names)
     for split in ('train', 'val'):
         sha, entry = fingerprints[split], old.get('splits', {}).get(split, {})
         path = os.path.join(os.path.dirname(json_path), f'concepts_{split}.bin')
         same = same and entry.get('tokens_sha256') == sha and os.path.isfile(path) and \
-            os.path.getsize(path) == entry.get('tokens', -1) * ROW_BYTES
+            os.path.getsize(path) == entry.get('tokens', -1) * row_bytes(len(names))
     return same

@@ -16,11 +16,12 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import tiktoken
 
-from monosemanticity.common import (DATA_META_KEYS, UserError, atomic_file, atomic_write_bytes, load_data_meta,
-                                    prepare_hint, progress)
+from monosemanticity.common import (DATA_META_KEYS, UserError, atomic_file, atomic_write_bytes, atomic_write_json,
+                                    load_data_meta, prepare_hint, progress, read_json)
 
 EOT = '<|endoftext|>'
 META_KEYS = DATA_META_KEYS  # the fields every meta.json has (common.DATA_META_KEYS)
+DOCUMENTS_FILE = 'documents.json'  # each document's source path, per split (write_documents)
 
 # -----------------------------------------------------------------------------
 # the tokenizer: train with rustbpe, run with tiktoken
@@ -127,6 +128,25 @@ def write_meta(data_dir: str, **fields) -> dict:
     text = json.dumps(meta, indent=2, ensure_ascii=False) + '\n'
     atomic_write_bytes(os.path.join(data_dir, 'meta.json'), text.encode())
     return meta
+
+
+def write_documents(data_dir: str, paths: dict[str, Sequence[str]]) -> dict:
+    """Write <data_dir>/documents.json: {'train': [...], 'val': [...]}, each document's source path relative to the
+    input ('/'-separated), in the order of <split>.bin's documents (atomic). Returns meta.json's field naming it."""
+    atomic_write_json(os.path.join(data_dir, DOCUMENTS_FILE),
+                      {split: [p.replace(os.sep, '/') for p in split_paths] for split, split_paths in paths.items()})
+    return {'documents_file': DOCUMENTS_FILE}
+
+
+def read_documents(data_dir: str, meta: dict) -> dict[str, list[str]] | None:
+    """Per split its documents' source paths (write_documents), or None when meta.json names no documents file."""
+    if not meta.get('documents_file'):
+        return None
+    path = os.path.join(data_dir, meta['documents_file'])
+    paths = read_json(path, prepare_hint(data_dir))
+    if not (isinstance(paths, dict) and all(isinstance(paths.get(s), list) for s in ('train', 'val'))):
+        raise UserError(f"{path} holds no 'train' and 'val' lists of paths: {prepare_hint(data_dir)}")
+    return paths
 
 
 def remove_meta(data_dir: str) -> None:

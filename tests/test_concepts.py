@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import run_failing, run_script
-from monosemanticity.concepts import CONCEPTS, COLUMN, NotPython, label_document
-from monosemanticity.tokenizer import load_tokenizer
+from monosemanticity.concepts import CONCEPTS, COLUMN, FOLDER_CAP, NotPython, label_document
+from monosemanticity.tokenizer import is_val_file, load_tokenizer
 
 WORDS = re.compile(r' ?\w+| ?[^\w\s]|\s+')  # BPE-like pieces: a word keeps the space before it
 
@@ -244,9 +244,156 @@ def test_command_skips_a_document_that_is_not_utf8(labelled_data, tmp_path):
     enc = load_tokenizer(copy)
     with open(os.path.join(copy, 'val.bin'), 'ab') as f:  # one more document: the lone byte 0xff
         np.array([enc.encode_single_token(b'\xff'), enc.eot_token], dtype=np.uint16).tofile(f)
+    paths = json.load(open(os.path.join(copy, 'documents.json')))
+    with open(os.path.join(copy, 'documents.json'), 'w') as f:
+        json.dump({'train': paths['train'], 'val': paths['val'] + ['ff.bin']}, f)  # and its path
     run_script('label_concepts.py', f'--data_dir={copy}')
     info = json.load(open(os.path.join(copy, 'concepts.json')))
     assert [s['reason'][:10] for s in info['skipped'] if s['split'] == 'val'][-1] == 'not UTF-8:'
     packed = np.fromfile(os.path.join(copy, 'concepts_val.bin'), dtype=np.uint8)
     assert len(packed) == info['splits']['val']['tokens'] * info['splits']['val']['row_bytes']
     assert not packed[-2 * info['splits']['val']['row_bytes']:].any()
+
+
+# ----------------------------------------------------------------------------- folder concepts (documents.json)
+
+NOTES = '# Notes\n\nSome *text*: not Python at all.\n'
+FOLDERS = {'top.py': GOOD['d.py'], 'pkg/a.py': GOOD['a.py'], 'pkg/sub/b.py': GOOD['b.py'], 'pkg/bad.py': BAD['bad.py'],
+           'notes/readme.md': NOTES, 'notes/todo.txt': 'then: fix it (twice)\n', 'tools/c.py': GOOD['c.py'],
+           'tools/e.py': GOOD['e.py'], 'tools/f.py': GOOD['f.py'], 'notes/more.md': NOTES * 2}
+
+
+def prepare_corpus(base, files: dict[str, str], val_fraction: float = 0.3) -> str:
+    """<base>/corpus written and prepared into <base>/data (data/text/prepare.py); returns the data folder."""
+    for rel, text in files.items():
+        os.makedirs(os.path.dirname(base / 'corpus' / rel), exist_ok=True)
+        (base / 'corpus' / rel).write_text(text)
+    data = str(base / 'data')
+    run_script('data/text/prepare.py', f'--input={base / "corpus"}', '--vocab_size=300', f'--out_dir={data}',
+               '--num_threads=1', f'--val_fraction={val_fraction}')
+    return data
+
+
+def check_folder_labels(data: str) -> dict:
+    """By hand, per split: a document's tokens carry folder:X exactly when its recorded path is X/..., and the Python
+    columns of the library when it parses (none when it does not); end-of-text tokens nothing. Returns
+    concepts.json."""
+    meta = json.load(open(os.path.join(data, 'meta.json')))
+    info = json.load(open(os.path.join(data, 'concepts.json')))
+    paths = json.load(open(os.path.join(data, meta['documents_file'])))
+    enc = load_tokenizer(data)
+    names = [c['name'] for c in info['concepts']]
+    P = len(CONCEPTS)
+    assert names[:P] == [c.name for c in CONCEPTS] and {c['kind'] for c in info['concepts'][P:]} <= {'folder'}
+    for split in ('train', 'val'):
+        tokens = np.fromfile(os.path.join(data, f'{split}.bin'), dtype=meta['dtype'])
+        packed = np.fromfile(os.path.join(data, f'concepts_{split}.bin'), dtype=np.uint8)
+        assert info['splits'][split]['row_bytes'] == (len(names) + 7) // 8
+        rows = np.unpackbits(packed.reshape(len(tokens), -1), axis=1, count=len(names)).astype(bool)
+        assert not rows[tokens == enc.eot_token].any()
+        ends = np.flatnonzero(tokens == enc.eot_token)
+        assert len(ends) == len(paths[split])
+        for path, start, end in zip(paths[split], np.concatenate([[0], ends[:-1] + 1]), ends):
+            want = np.zeros(len(names) - P, dtype=bool)
+            if '/' in path and f"folder:{path.split('/')[0]}" in names:
+                want[names.index(f"folder:{path.split('/')[0]}") - P] = True
+            np.testing.assert_array_equal(rows[start:end, P:], np.broadcast_to(want, (end - start, len(want))))
+            text = enc.decode(tokens[start:end].tolist())
+            assert text == FOLDERS.get(path, text)
+            try:
+                sizes = np.array([len(enc.decode_single_token_bytes(t)) for t in tokens[start:end].tolist()])
+                python = label_document(text, np.stack([np.cumsum(sizes) - sizes, np.cumsum(sizes)], axis=1))
+            except NotPython:
+                python = np.zeros((end - start, P), dtype=bool)
+            np.testing.assert_array_equal(rows[start:end, :P], python)
+        rates = info['splits'][split]['base_rates']
+        assert rates == {n: round(rows[:, j].sum() / len(tokens), 6) for j, n in enumerate(names)}
+    return info
+
+
+@pytest.fixture(scope='module')
+def folder_data(tmp_path_factory):
+    base = tmp_path_factory.mktemp('folders')
+    files = dict(FOLDERS)
+    # a folder whose only document is in val: no column (the columns are the train documents' folders)
+    val_only = next(f'valonly{i}/x.py' for i in range(200) if is_val_file(f'valonly{i}/x.py', 0.3))
+    files[val_only] = GOOD['e.py']
+    data = prepare_corpus(base, files)
+    return data, run_script('label_concepts.py', f'--data_dir={data}'), val_only
+
+
+def test_folder_concepts_of_a_prepared_folder_corpus(folder_data):
+    data, p, val_only = folder_data
+    info = check_folder_labels(data)
+    paths = json.load(open(os.path.join(data, 'documents.json')))
+    assert val_only in paths['val'] and 'pkg/sub/b.py' in paths['train'] + paths['val']
+    names = [c['name'] for c in info['concepts'][len(CONCEPTS):]]
+    assert names == ['folder:notes', 'folder:pkg', 'folder:tools']  # first-level: pkg/sub/b.py is in pkg
+    assert info['folders_dropped'] == [] and info['folder_concept'].startswith('folder:X')
+    # the Markdown and broken files are skipped for the Python columns only (counted), and keep their folder's label
+    skipped = {(s['split'], s['document']) for s in info['skipped']}
+    kept = [(split, i) for split in ('train', 'val') for i, path in enumerate(paths[split])
+            if path.startswith('notes/') or path == 'pkg/bad.py']
+    assert set(kept) == skipped and len(kept) == 4
+    assert 'up to date' not in p.stdout and '+ 3 folders' in p.stdout
+
+
+def test_folder_concepts_rerun_skips_and_relabels_moved_files(folder_data, tmp_path):
+    data, _, _ = folder_data
+    path = os.path.join(data, 'concepts_train.bin')
+    before = os.stat(path).st_mtime_ns
+    assert 'labels are up to date' in run_script('label_concepts.py', f'--data_dir={data}').stdout
+    assert os.stat(path).st_mtime_ns == before
+    # two documents trade folders (the same tokens, the same folders): their labels follow them
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(data, copy)
+    paths = json.load(open(os.path.join(copy, 'documents.json')))
+    i, j = (paths['train'].index(n) for n in ('pkg/sub/b.py', 'tools/c.py'))
+    paths['train'][i], paths['train'][j] = 'tools/b.py', 'pkg/c.py'
+    with open(os.path.join(copy, 'documents.json'), 'w') as f:
+        json.dump(paths, f)
+    assert 'up to date' not in run_script('label_concepts.py', f'--data_dir={copy}').stdout
+    check_folder_labels(copy)
+
+
+def test_folder_concepts_relabel_when_the_columns_change(folder_data, tmp_path):
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(folder_data[0], copy)
+    info = json.load(open(os.path.join(copy, 'concepts.json')))
+    info['concepts'] = info['concepts'][:-1]  # labels written with other folders
+    with open(os.path.join(copy, 'concepts.json'), 'w') as f:
+        json.dump(info, f)
+    assert 'up to date' not in run_script('label_concepts.py', f'--data_dir={copy}').stdout
+    assert len(json.load(open(os.path.join(copy, 'concepts.json')))['concepts']) == len(CONCEPTS) + 3
+
+
+def test_no_recorded_paths_no_folders_and_paths_of_other_documents_are_one_line(folder_data, tmp_path):
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(folder_data[0], copy)
+    meta = json.load(open(os.path.join(copy, 'meta.json')))
+    paths = json.load(open(os.path.join(copy, 'documents.json')))
+    with open(os.path.join(copy, 'documents.json'), 'w') as f:
+        json.dump({'train': paths['train'][1:], 'val': paths['val']}, f)
+    code, lines, _ = run_failing('label_concepts.py', f'--data_dir={copy}')
+    assert code == 2 and len(lines) == 1 and 'documents.json' in lines[0] and 'prepare' in lines[0], lines
+    del meta['documents_file']  # a dataset prepared by a script that records no paths
+    with open(os.path.join(copy, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    run_script('label_concepts.py', f'--data_dir={copy}')
+    info = json.load(open(os.path.join(copy, 'concepts.json')))
+    assert [c['name'] for c in info['concepts']] == [c.name for c in CONCEPTS]
+    assert info['folder_concept'].startswith('none') and info['documents_sha256'] is None
+
+
+def test_folder_cap_keeps_the_folders_of_most_train_tokens(tmp_path):
+    n = FOLDER_CAP + 6
+    files = {f'f{k:02d}/m.py': 'x = 1\n' * (k + 1) for k in range(n)}  # the later the name, the more tokens
+    data = prepare_corpus(tmp_path, files, val_fraction=0.02)
+    p = run_script('label_concepts.py', f'--data_dir={data}')
+    info = check_folder_labels(data)
+    paths = json.load(open(os.path.join(data, 'documents.json')))
+    train = sorted(q.split('/')[0] for q in paths['train'])
+    assert len(train) > FOLDER_CAP and info['folders_dropped'] == train[:-FOLDER_CAP]  # the first: fewest tokens
+    assert [c['name'] for c in info['concepts'][len(CONCEPTS):]] == [f'folder:{f}' for f in train[-FOLDER_CAP:]]
+    line = [x for x in p.stdout.splitlines() if 'get no column' in x]
+    assert len(line) == 1 and line[0].endswith(', '.join(info['folders_dropped']))

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import REPO, run_failing, run_script
-from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS, greedy_spread
-from test_analyze import ARGS, T, brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
+from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS, greedy_spread, plot_concepts
+from test_analyze import ARGS, N_A, N_B, T, train_run
+from test_analyze import brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
 
 PLANT_NEURON, PLANT_FEATURE, PLANT_FRAC = 3, 7, 0.3
 
@@ -259,3 +260,58 @@ def test_by_feature_lists_the_planted_feature_and_agrees_with_the_best_detectors
         if c in listed:
             assert listed[c] == [best['f1'], best['precision'], best['recall']]
     assert not any(x[0] == names.index('never') for rows in sec['by_feature']['features'].values() for x in rows)
+
+
+# ----------------------------------------------------------------------------- a labelled folder corpus, end to end
+
+@pytest.fixture(scope='module')
+def folder_report(tmp_path_factory):
+    """A folder of Python files (pkg/), text files (notes/) and a top-level file -> data/text/prepare.py -> two tiny
+    runs (test_analyze.train_run) -> label_concepts.py -> analyze.py. Returns the data folder and report.json."""
+    root = tmp_path_factory.mktemp('folder_report')
+    files = {f'pkg/m{i}.py': ''.join(f'def f{i}_{j}(x):\n    return [x + {j} for _ in range(3)]  # n{j}\n\n'
+                                     for j in range(25)) for i in range(6)}
+    files |= {f'notes/n{i}.txt': ''.join(f'Note {j} of file {i}: read the pages {j} and {j + i}.\n'
+                                         for j in range(40)) for i in range(6)}
+    files['top.py'] = 'x = 1\n' * 40
+    for rel, text in files.items():
+        os.makedirs(root / 'corpus' / os.path.dirname(rel), exist_ok=True)
+        (root / 'corpus' / rel).write_text(text)
+    data = str(root / 'data')
+    run_script('data/text/prepare.py', f"--input={root / 'corpus'}", '--vocab_size=300', f'--out_dir={data}',
+               '--num_threads=1', '--val_fraction=0.3')
+    a, b = train_run(root, 'a', data, 1337, N_A), train_run(root, 'b', data, 1338, N_B)
+    run_script('label_concepts.py', f'--data_dir={data}')
+    p = run_script('analyze.py', f'--out_dir={a}', f'--run_b={b}', *ARGS)
+    return data, json.load(open(os.path.join(a, 'analysis', 'report.json'))), p.stdout
+
+
+def test_the_report_of_a_labelled_folder_corpus_has_its_folder_concepts(folder_report):
+    data, rep, stdout = folder_report
+    info = json.load(open(os.path.join(data, 'concepts.json')))
+    rows = rep['concepts']['concepts']
+    assert [(r['name'], r['kind']) for r in rows] == [(c['name'], c['kind']) for c in info['concepts']]
+    assert [r['name'] for r in rows if r['kind'] == 'folder'] == ['folder:notes', 'folder:pkg']
+    # a folder's positive SCORE tokens, from documents.json and val.bin alone: the tokens of its documents
+    val = np.fromfile(os.path.join(data, 'val.bin'), dtype=np.uint16)
+    eot = json.load(open(os.path.join(data, 'meta.json')))['eot_token']
+    paths = json.load(open(os.path.join(data, 'documents.json')))['val']
+    doc = np.cumsum(val == eot) - (val == eot)  # (n,) each token's document index (end-of-text: its document's)
+    folder = np.array([p.split('/')[0] if '/' in p else '' for p in paths])[doc]
+    folder[val == eot] = ''
+    score = np.concatenate([np.arange(s, s + T) for s in np.array(rep['tokens']['context_starts'])[
+        rep['tokens']['score']]])
+    for r in rows:
+        if r['kind'] == 'folder':
+            assert r['n_positive_score'] == int((folder[score] == r['name'][len('folder:'):]).sum()) > 0
+            assert r['features']['f1'] is not None and r['neurons']['f1'] is not None
+    assert rep['concepts']['summary']['features']['n_concepts_scored'] == sum(r['n_positive_score'] > 0 for r in rows)
+    assert f"concepts ({rep['concepts']['summary']['features']['n_concepts_scored']} scored)" in stdout
+
+
+def test_the_plot_with_many_concepts(tmp_path):
+    rows = [{'name': f'folder:f{i:03d}', 'kind': 'folder', 'features': {'f1': i / 130}, 'neurons': {'f1': 0.1}}
+            for i in range(120)]
+    plot_concepts({'concepts': rows, 'summary': {n: {'median_best_f1': 0.5} for n in UNIT_SETS}},
+                  str(tmp_path / 'c.png'))
+    assert (tmp_path / 'c.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -57,7 +57,7 @@ def text_runs(tmp_path_factory):
 
 def test_text_prepare_is_deterministic(text_runs):
     base, _, _ = text_runs
-    for name in OUTPUTS:
+    for name in OUTPUTS + ('documents.json',):
         assert (base / 'a' / name).read_bytes() == (base / 'b' / name).read_bytes(), name
     assert not [p for p in os.listdir(base / 'a') if p.endswith('.tmp')]
 
@@ -81,6 +81,12 @@ def test_text_prepare_round_trip_and_meta(text_runs):
     assert meta['vocab_size'] == enc.n_vocab <= 320 and meta['eot_token'] == enc.eot_token == enc.n_vocab - 1
     assert meta['skipped_files'] == ['latin1.txt'] and meta['empty_files'] == 1
     assert '1 non-UTF-8 skipped' in procs[0].stdout and 'next: python train_transformer.py' in procs[0].stdout
+    # documents.json: each document's path, in the order of the split's documents
+    paths = json.loads((base / 'a' / meta['documents_file']).read_text())
+    assert meta['documents_file'] == 'documents.json' and sorted(paths) == ['train', 'val']
+    assert [texts[p.replace('/', os.sep)] for p in paths['train']] == train
+    assert [texts[p.replace('/', os.sep)] for p in paths['val']] == val
+    assert any(p.startswith('sub1/') for p in paths['train'] + paths['val'])  # '/'-separated, relative to the input
     # the saved tokenizer is the one a fresh training on the train documents gives
     fresh = tk.train_bpe(train, 320, name='fresh')
     assert fresh._mergeable_ranks == enc._mergeable_ranks and fresh._pat_str == enc._pat_str
@@ -100,6 +106,7 @@ def test_text_prepare_single_file_splits_at_newline(tmp_path):
     train, val = (decode_docs(enc, read_tokens(out, s, meta)) for s in ('train', 'val'))
     assert len(train) == len(val) == 1 and train[0] + val[0] == text
     assert train[0].endswith('\n') and 0.05 < len(val[0]) / len(text) < 0.15
+    assert tk.read_documents(out, meta) == {'train': ['one.txt'], 'val': ['one.txt']}  # both pieces: its path
 
 
 @pytest.mark.parametrize('case', ['no match', 'not utf-8', 'only empty', 'no input'])

@@ -5,11 +5,14 @@ Prepare any folder, file or glob of UTF-8 text files: one document per file, own
     python data/text/prepare.py --input='notes/**/*.md' --vocab_size=2048 --out_dir=data/notes
     python data/text/prepare.py --input=input.txt --tokenizer=gpt2   # gpt2 needs tiktoken's download once
 
-Writes train.bin, val.bin (token ids, an end-of-text token after each document), meta.json (and tokenizer.json
-for 'bpe') into out_dir (default: this folder). Files are sorted by path relative to the input; a file is val
-when a hash of that path is < val_fraction (with few files, the lowest-hash ones); a single file is split at
-the newline nearest 1 - val_fraction of its text. Non-UTF-8 and empty files are skipped and counted; an empty
-corpus is an error and nothing is written. The BPE is trained on the train documents only. Deterministic.
+Writes train.bin, val.bin (token ids, an end-of-text token after each document), documents.json (per split each
+document's path relative to the input, '/'-separated, in the order of the split's documents; a single file's two
+pieces are both its path), meta.json (and tokenizer.json for 'bpe') into out_dir (default: this folder). Files are
+sorted by path relative to the input; a file is val when a hash of that path is < val_fraction (with few files, the
+lowest-hash ones); a single file is split at the newline nearest 1 - val_fraction of its text. Non-UTF-8 and empty
+files are skipped and counted; an empty corpus is an error and nothing is written. The BPE is trained on the train
+documents only. Deterministic. label_concepts.py makes each first-level folder of the input a concept
+(docs/concepts.md).
 """
 import glob
 import os
@@ -44,7 +47,8 @@ if not 0 < val_fraction < 1:
     die(f"val_fraction={val_fraction} must be strictly between 0 and 1")
 
 # the files: paths relative to a root, sorted; our own outputs never count as input
-outputs = {os.path.join(os.path.abspath(out_dir), n) for n in ('train.bin', 'val.bin', 'meta.json', 'tokenizer.json')}
+outputs = {os.path.join(os.path.abspath(out_dir), n)
+           for n in ('train.bin', 'val.bin', 'meta.json', 'tokenizer.json', tk.DOCUMENTS_FILE)}
 if os.path.isdir(input):
     root, paths = input, []
     for dirpath, dirnames, filenames in os.walk(input):
@@ -75,11 +79,13 @@ if len(files) == 1:
     cut = min(max(cut, 1), len(text) - 1)
     train_docs, val_docs = (lambda: iter([text[:cut]])), (lambda: iter([text[cut:]]))
     n_train_docs, n_val_docs = 1, 1
+    documents = {'train': files, 'val': files}  # both pieces come from the one file
     val_rule = f"single file: val = its text after character {cut} (the newline nearest {1 - val_fraction:.0%})"
 else:
     train_files, val_files = tk.split_files(files, val_fraction)
     train_docs, val_docs = (lambda: tk.iter_texts(root, train_files)), (lambda: tk.iter_texts(root, val_files))
     n_train_docs, n_val_docs = len(train_files), len(val_files)
+    documents = {'train': train_files, 'val': val_files}
     val_rule = f"sha1(relative path)[:8] < {val_fraction} * 2**64 (lowest hashes if a split would be empty)"
 print(f"{len(rel_paths)} files under {root or '.'}: {n_train_docs} train docs, {n_val_docs} val docs, "
       f"{len(skipped)} non-UTF-8 skipped, {len(empty)} empty skipped")
@@ -100,13 +106,15 @@ tok_fields = tk.tokenizer_fields(enc, out_dir)
 train_bin, val_bin = os.path.join(out_dir, 'train.bin'), os.path.join(out_dir, 'val.bin')
 n_train = tk.write_tokens(train_docs(), enc, train_bin, num_threads=num_threads, total=n_train_docs)
 n_val = tk.write_tokens(val_docs(), enc, val_bin, num_threads=num_threads, total=n_val_docs)
+doc_fields = tk.write_documents(out_dir, documents)
 tk.write_meta(out_dir, vocab_size=enc.n_vocab, dtype=tk.token_dtype(enc.n_vocab).name, eot_token=enc.eot_token,
               **tok_fields, corpus=f"text: the UTF-8 files of input={input!r}, one document per file",
               train_tokens=n_train, val_tokens=n_val, train_docs=n_train_docs, val_docs=n_val_docs,
               val_rule=val_rule, skipped_files=skipped, empty_files=len(empty),
-              vocab_size_requested=vocab_size if tokenizer == 'bpe' else None)
+              vocab_size_requested=vocab_size if tokenizer == 'bpe' else None, **doc_fields)
 
-for name in ['train.bin', 'val.bin'] + ([tok_fields['tokenizer_file']] if tok_fields['tokenizer_file'] else []):
+tok_file = [tok_fields['tokenizer_file']] if tok_fields['tokenizer_file'] else []
+for name in ['train.bin', 'val.bin', tk.DOCUMENTS_FILE] + tok_file:
     print(f"wrote {os.path.join(out_dir, name)} ({os.path.getsize(os.path.join(out_dir, name)):,} bytes)")
 print(f"wrote {os.path.join(out_dir, 'meta.json')}")
 print(f"train: {n_train:,} tokens, val: {n_val:,} tokens, in {time.time() - t0:.1f}s")
