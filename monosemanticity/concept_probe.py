@@ -3,7 +3,9 @@ Sparse probing of the ground-truth concepts (issue 23, item 2c; analyze.py is th
 regression on its top-k units, k in PROBE_KS, run A's SAE features vs the neurons of their site. The recipe of
 SAEBench's sparse probing (Karvonen et al. 2025, get_top_k_mean_diff_mask; after Gurnee et al. 2023, "Finding
 Neurons in a Haystack", k-sparse probing): the units ranked by |mean activation on the concept's tokens - mean on the
-others| over the EXPLAIN tokens (MeanDifferences, summed in pass 2's batches); per concept a seeded sample of up to
+others| over the EXPLAIN tokens (MeanDifferences, summed in pass 2's batches), here divided by the unit's std there
+(SAEBench's is not; ours ranks the units as the probe, whose inputs are standardised, sees them: a unit of large
+scale does not outrank one that separates the classes better); per concept a seeded sample of up to
 PROBE_PER_CLASS tokens where it holds and as many where it does not, of each split (probe_tokens); pass 3 gathers
 the sampled tokens' activations of the concept's top max(PROBE_KS) units (ProbeActivations); per k a class-balanced,
 L2-penalised logistic regression on the EXPLAIN sample (inputs standardised on it, fit_logistic), its balanced
@@ -26,12 +28,14 @@ NEWTON_STEPS = 100  # fit_logistic's Newton steps at most (converged within 10-2
 
 class MeanDifferences:
     """Over the EXPLAIN tokens, per unit set: pos_sum (U, C) each unit's activations summed over each concept's
-    tokens, total (U,) over all tokens; positives (C,), tokens. float64 sums of float32 batch products."""
+    tokens, total (U,) and total_sq (U,) their sums and sums of squares over all tokens; positives (C,), tokens.
+    float64 sums of float32 batch products."""
 
     def __init__(self, labels: ConceptLabels, halves_is_explain: np.ndarray, T: int):
         self.labels, self.is_explain, self.T = labels, halves_is_explain, T
         self.pos_sum: dict[str, torch.Tensor] = {}
         self.total: dict[str, torch.Tensor] = {}
+        self.total_sq: dict[str, torch.Tensor] = {}
         self.positives = torch.zeros(len(labels.names), dtype=torch.float64)
         self.tokens = 0
 
@@ -45,14 +49,17 @@ class MeanDifferences:
             a = units[name].cpu()[explain]  # (N, U)
             self.pos_sum[name] = self.pos_sum.get(name, 0) + (a.T @ y).double()
             self.total[name] = self.total.get(name, 0) + a.sum(0).double()
+            self.total_sq[name] = self.total_sq.get(name, 0) + a.square().sum(0).double()
 
     def differences(self, name: str) -> torch.Tensor:
-        """(U, C) float64 |mean on the concept's EXPLAIN tokens - mean on the others| (a class without a token
-        counts mean 0)."""
+        """(U, C) float64 |mean on the concept's EXPLAIN tokens - mean on the others| / the unit's std over the
+        EXPLAIN tokens (a class without a token counts mean 0; a constant unit scores 0)."""
         n_pos = self.positives
         mean_pos = self.pos_sum[name] / n_pos.clamp(min=1)
         mean_neg = (self.total[name][:, None] - self.pos_sum[name]) / (self.tokens - n_pos).clamp(min=1)
-        return (mean_pos - mean_neg).abs()
+        mean = self.total[name] / self.tokens
+        std = (self.total_sq[name] / self.tokens - mean.square()).clamp(min=0).sqrt()  # (U,)
+        return torch.where(std[:, None] > 0, (mean_pos - mean_neg).abs() / std[:, None], 0.0)
 
     def ranking(self, k: int) -> dict[str, torch.Tensor]:
         """Per unit set (C, min(k, U)) int64: per concept its units of largest difference, largest first."""
@@ -114,7 +121,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float = PROBE_L2) -> torc
     Newton's method with backtracking (Armijo), from 0, to float64 precision."""
     X = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)  # (N, k+1)
     yf = y.double()
-    weight = torch.where(y, 0.5 / y.sum(), 0.5 / (~y).sum()).double()  # (N,) each class sums to 1/2
+    n_pos = y.sum().double()
+    weight = torch.where(y, 0.5 / n_pos, 0.5 / (len(y) - n_pos))  # (N,) float64: each class sums to 1/2
     reg = torch.full((X.size(1),), l2, dtype=x.dtype)
     reg[-1] = 0  # the bias is not penalised
 
@@ -172,8 +180,9 @@ def probe_concept(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor
     train, test = (train - mean) / std, (test - mean) / std
     out = {}
     for k in (k for k in PROBE_KS if k <= train.size(1)):
-        theta = fit_logistic(train[:, :k], y_train, l2)
-        out[str(k)] = round(balanced_accuracy(test[:, :k] @ theta[:-1] + theta[-1] > 0, y_test), 4)
+        top = slice(0, k)  # the top k units of the ranking
+        theta = fit_logistic(train[:, top], y_train, l2)
+        out[str(k)] = round(balanced_accuracy(test[:, top] @ theta[:-1] + theta[-1] > 0, y_test), 4)
     return out
 
 
@@ -205,12 +214,13 @@ def probe_results(acts: ProbeActivations) -> dict:
                 summary[name][str(k)] = {'median': round(float(median), 4), 'mean': round(float(acc.mean()), 4),
                                          'q25': round(float(q25), 4), 'q75': round(float(q75), 4)}
     rule = (f"sparse probing (SAEBench's): per concept the units of each set ranked by |mean activation on its "
-            f"EXPLAIN tokens - mean on the other EXPLAIN tokens|; a sample of up to {PROBE_PER_CLASS} tokens where the "
-            f"concept holds and up to {PROBE_PER_CLASS} where it does not, of each split (seeded by the analysis "
-            f"seed); per k in {list(PROBE_KS)} a logistic regression on the top k units, fit on the EXPLAIN sample "
-            f"(inputs standardised on it, each class weighing 1/2, L2 {PROBE_L2} on the weights), scored by balanced "
-            f"accuracy (the mean of the true-positive and true-negative rates) on the SCORE sample; the summaries "
-            f"count the concepts with both classes in both samples")
+            f"EXPLAIN tokens - mean on the other EXPLAIN tokens| / the unit's std over the EXPLAIN tokens; a sample "
+            f"of up to {PROBE_PER_CLASS} tokens where the concept holds and up to {PROBE_PER_CLASS} where it does "
+            f"not, of each split (seeded by the analysis seed); per k in {list(PROBE_KS)} a logistic regression on "
+            f"the top k units, fit on the EXPLAIN sample (inputs standardised on it, each class weighing 1/2, L2 "
+            f"{PROBE_L2} on the weights), scored by balanced accuracy (the mean of the true-positive and "
+            f"true-negative rates) on the SCORE sample; the summaries count the concepts with both classes in both "
+            f"samples")
     return {'settings': {'rule': rule, 'k': list(PROBE_KS), 'per_class': PROBE_PER_CLASS, 'l2': PROBE_L2},
             'summary': summary, 'concepts': rows}
 
