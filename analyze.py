@@ -34,12 +34,17 @@ Streaming passes over the contexts (nothing of size n_tokens x n_units is kept):
   pass 2  per unit the positions where it fires, in the EXPLAIN and in the SCORE tokens; when the dataset has
           ground-truth concept labels (label_concepts.py), the concept counts of features and neurons above each
           threshold of a grid (monosemanticity/concept_report.py): per concept its best single feature and neuron,
-          threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens
+          threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens; and each
+          unit's mean activation on each concept's EXPLAIN tokens and off them, for the sparse probes
   pass 3  (concept labels only) run A's forwards again: where each concept's 32 candidate features fire, for its
-          spread (the features ORed, greedily, to reach F1 0.9)
+          spread (the features ORed, greedily, to reach F1 0.9); and the activations of each concept's top 20
+          features and top 20 neurons (by |mean difference| / std) on a sample of its tokens, for its sparse probes
+          (monosemanticity/concept_probe.py: logistic regressions on the top k = 1, 2, 5, 20 units, fit on EXPLAIN
+          tokens, balanced accuracy on SCORE tokens)
 Writes <out_dir>/analysis/: report.json (its format: docs/formats.md), interpretability.png (F1 of features vs
 neurons), universality.png (max correlations), and with concept labels concepts.png (best feature vs best neuron
-per concept), built in a temp folder swapped in when complete.
+per concept) and probing.png (the sparse probes' balanced accuracy against k, features vs neurons), built in a temp
+folder swapped in when complete.
 """
 import os
 import time

@@ -281,7 +281,8 @@ def saelens_block(path: str) -> str | None:
 
 def concepts_block(out_dir: str) -> str | None:
     """The concept block (None without a complete report holding a 'concepts' section): the summary, every
-    concept's best feature and neuron and spread, and assets/concepts.png."""
+    concept's best feature and neuron and spread, and assets/concepts.png; with the sparse probes their summary
+    table and assets/probing.png."""
     path = os.path.join(out_dir, 'analysis', 'report.json')
     if not os.path.isfile(path):
         return None
@@ -309,13 +310,35 @@ def concepts_block(out_dir: str) -> str | None:
                      f"({f_['precision']:.2f} / {f_['recall']:.2f}) | #{n_['id']}: {n_['f1']:.2f} "
                      f"({n_['precision']:.2f} / {n_['recall']:.2f}) | {need} |")
     assets = link(os.path.join(REPO_ROOT, 'assets'), 'concepts')
+    probes = []
+    if 'probe' in sm:  # the sparse probes
+        shutil.copyfile(os.path.join(out_dir, 'analysis', 'probing.png'),
+                        os.path.join(REPO_ROOT, 'assets', 'probing.png'))
+        probes = ['', *probe_table(sm['probe'], c['probe']), '',
+                  f"![sparse probes: balanced accuracy against k, features vs neurons]({assets}/probing.png)"]
     return '\n'.join([f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
                       f"{c['n_score_tokens']:,} SCORE tokens (thresholds and units chosen on {c['n_explain_tokens']:,} "
                       f"EXPLAIN tokens). Spread: {sp['n_one']} concepts reach F1 0.9 on the EXPLAIN tokens with one "
                       f"feature, {sp['n_reached'] - sp['n_one']} with 2 or more, {sp['n_not_reached']} not within "
                       f"the greedy limit; the greedy sets' median held-out F1 is {sp['median_f1']:.2f}.", '',
                       *rows, '', *table, '',
-                      f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)"])
+                      f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)",
+                      *probes])
+
+
+def probe_table(summary: dict, settings: dict) -> list[str]:
+    """The sparse probes' summary (report.json's concepts.summary.probe, concepts.probe): per k the median
+    (interquartile range) and mean held-out balanced accuracy of the top-k features' and top-k neurons' probes."""
+    ks = [str(k) for k in settings['k'] if str(k) in summary['features']]
+    rows = [f"Sparse probes of {summary['n_concepts_probed']} concepts (a logistic regression on the top k units by "
+            f"|mean difference| / std, fit on up to {settings['per_class']} + {settings['per_class']} EXPLAIN "
+            f"tokens, scored on as many SCORE tokens): balanced accuracy, median (interquartile range) and mean.", '',
+            '| k | SAE features (run A) | MLP neurons (run A) |', '| ---: | --- | --- |']
+    for k in ks:
+        f_, n_ = summary['features'][k], summary['neurons'][k]
+        rows.append(f"| {k} | {f_['median']:.3f} ({f_['q25']:.3f}-{f_['q75']:.3f}), mean {f_['mean']:.3f} | "
+                    f"{n_['median']:.3f} ({n_['q25']:.3f}-{n_['q75']:.3f}), mean {n_['mean']:.3f} |")
+    return rows
 
 
 def optional_block(name: str, block: str | None, missing: str) -> None:
