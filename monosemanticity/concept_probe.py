@@ -20,10 +20,10 @@ import torch
 from monosemanticity.common import atomic_file
 from monosemanticity.concept_report import UNIT_SETS, ConceptLabels, context_labels
 
-PROBE_KS = (1, 2, 5, 20)  # units per probe: the top k of a concept's ranking (SAEBench: 1, 2, 5; Gurnee et al.: 20)
+PROBE_KS = (1, 2, 5, 20)  # units per probe: the top k of a concept's ranking
 PROBE_PER_CLASS = 2048  # per concept and split: tokens where it holds sampled at most, and as many where it does not
 PROBE_L2 = 1e-3  # the penalty l2/2·|w|² on the weights of standardised inputs (not the bias), beside the mean loss
-NEWTON_STEPS = 100  # fit_logistic's Newton steps at most (converged within 10-20 on the demo)
+NEWTON_STEPS = 100  # fit_logistic's Newton steps at most (it returns once converged)
 
 
 class MeanDifferences:
@@ -99,7 +99,7 @@ def probe_tokens(labels: ConceptLabels, starts: np.ndarray, T: int, halves_is_ex
 
 class ProbeActivations:
     """Pass 3's record for the probes: per unit set values (M, K) float32, each sampled token's activations of its
-    concept's ranked units (units[name] (C, K), largest mean difference first)."""
+    concept's ranked units (units[name] (C, K): MeanDifferences.ranking, largest first)."""
 
     def __init__(self, tokens: ProbeTokens, units: dict[str, torch.Tensor], T: int):
         self.tokens, self.units, self.T = tokens, units, T
@@ -228,6 +228,8 @@ def probe_results(acts: ProbeActivations) -> dict:
 def probe_summary_line(section: dict) -> str:
     """The printed line: per unit set the median held-out balanced accuracy of the probes, k by k."""
     s = section['summary']['probe']
+    if not s['n_concepts_probed']:
+        return "sparse probes: no concept has both classes in both samples (EXPLAIN and SCORE)"
     parts = [f"{name} " + ' / '.join(f"{s[name][str(k)]['median']:.3f}" for k in PROBE_KS if str(k) in s[name])
              for name in UNIT_SETS]
     ks = [k for k in PROBE_KS if str(k) in s['features']]
@@ -250,10 +252,11 @@ def plot_probing(section: dict, path: str) -> None:
         ax.plot(ks, q['median'], marker='o', color=color, label=label)
         ax.fill_between(ks, q['q25'], q['q75'], color=color, alpha=0.2)
     ax.set_xscale('log')
+    ax.set_xlim(0.8 * PROBE_KS[0], 1.25 * PROBE_KS[-1])
     ax.set_xticks(list(PROBE_KS), [str(k) for k in PROBE_KS])
     ax.set_xlabel('k (units in the probe)')
     ax.set_ylabel('balanced accuracy on held-out tokens')
-    ax.set_ylim(0.45, 1.0)
+    ax.set_ylim(0.45, 1.01)
     ax.set_title(f"Sparse probes of {s['n_concepts_probed']} concepts: median, interquartile range shaded",
                  fontsize=10)
     ax.legend(fontsize=8)
