@@ -34,12 +34,17 @@ Streaming passes over the contexts (nothing of size n_tokens x n_units is kept):
   pass 2  per unit the positions where it fires, in the EXPLAIN and in the SCORE tokens; when the dataset has
           ground-truth concept labels (label_concepts.py), the concept counts of features and neurons above each
           threshold of a grid (monosemanticity/concept_report.py): per concept its best single feature and neuron,
-          threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens
+          threshold and unit chosen on the EXPLAIN tokens, precision / recall / F1 on the SCORE tokens; and each
+          unit's mean activation on each concept's EXPLAIN tokens and off them, for the sparse probes
   pass 3  (concept labels only) run A's forwards again: where each concept's 32 candidate features fire, for its
-          spread (the features ORed, greedily, to reach F1 0.9)
+          spread (the features ORed, greedily, to reach F1 0.9); and the activations of each concept's top 20
+          features and top 20 neurons (by |mean difference| / std) on a sample of its tokens, for its sparse probes
+          (monosemanticity/concept_probe.py: logistic regressions on the top k = 1, 2, 5, 20 units, fit on EXPLAIN
+          tokens, balanced accuracy on SCORE tokens)
 Writes <out_dir>/analysis/: report.json (its format: docs/formats.md), interpretability.png (F1 of features vs
 neurons), universality.png (max correlations), and with concept labels concepts.png (best feature vs best neuron
-per concept), built in a temp folder swapped in when complete.
+per concept) and probing.png (the sparse probes' balanced accuracy against k, features vs neurons), built in a temp
+folder swapped in when complete.
 """
 import os
 import time
@@ -49,6 +54,8 @@ import torch
 
 from configurator import config_keys, configure
 from monosemanticity.common import atomic_file, exit_on_user_error, get_device, next_command, print0
+from monosemanticity.concept_probe import (PROBE_KS, MeanDifferences, ProbeActivations, plot_probing,
+                                           probe_results, probe_summary_line, probe_tokens)
 from monosemanticity.concept_report import (ConceptCounts, concepts_section, concepts_summary_line,
                                             load_concept_labels, pass3_spread_firings, plot_concepts,
                                             spread_candidates, UNIT_SETS)
@@ -103,23 +110,31 @@ def main() -> None:
                f"with `python label_concepts.py --data_dir={data_dir}`")
 
     # pass 1: maxima and correlation sums; the firing thresholds; pass 2: where each unit fires (and the concept
-    # counts of features and neurons above each threshold of their grid); pass 3 (concepts only): where each
-    # concept's candidate features fire, for its spread
+    # counts of features and neurons above each threshold of their grid, and their class means for the sparse
+    # probes); pass 3 (concepts only): where each concept's candidate features fire, for its spread, and the sparse
+    # probes' tokens' activations of each concept's top units
     with timed(seconds, 'passes'):
         stats = pass1_maxima_and_correlations(runs, contexts, halves)
         thresholds = {name: firing_thresholds(m, s.fire_frac) for name, m in stats.explain_max.items()}
         counts = None if labels is None else ConceptCounts(labels, {n: stats.explain_max[n] for n in UNIT_SETS},
                                                            halves.is_explain, contexts.length)
-        firings = pass2_firings(runs, contexts, halves, thresholds, None if counts is None else
-                                lambda b0, b1, units: counts.add_(contexts.starts[b0:b1], np.arange(b0, b1), units))
+        mean_diffs = None if labels is None else MeanDifferences(labels, halves.is_explain, contexts.length)
+
+        def concept_sums(b0: int, b1: int, units: dict[str, torch.Tensor]) -> None:  # pass 2's batches
+            counts.add_(contexts.starts[b0:b1], np.arange(b0, b1), units)
+            mean_diffs.add_(contexts.starts[b0:b1], np.arange(b0, b1), units)
+        firings = pass2_firings(runs, contexts, halves, thresholds, None if counts is None else concept_sums)
+        probe = None if counts is None else ProbeActivations(
+            probe_tokens(labels, contexts.starts, contexts.length, halves.is_explain, s.seed),
+            mean_diffs.ranking(max(PROBE_KS)), contexts.length)
         spread = None if counts is None else pass3_spread_firings(runs, contexts, halves, spread_candidates(counts),
-                                                                  labels)
+                                                                  labels, probe.add_)
 
     # explanations on the EXPLAIN tokens, scored on the SCORE tokens; universality across the runs
     with timed(seconds, 'explain'):
         interpretability = explain_all(runs, contexts, halves, thresholds, firings, s)
     with timed(seconds, 'concepts'):
-        concepts = None if counts is None else concepts_section(counts, spread)
+        concepts = None if counts is None else concepts_section(counts, spread, probe_results(probe))
     with timed(seconds, 'universality'):
         universality = {'features': best_matches(stats.feature_sums.corr(0, 1), stats.feature_sums.n),
                         'neurons': best_matches(stats.neuron_sums.corr(0, 1), stats.neuron_sums.n),
@@ -134,6 +149,7 @@ def main() -> None:
         plot_universality(universality, os.path.join(tmp_dir, 'universality.png'))
         if concepts is not None:
             plot_concepts(concepts, os.path.join(tmp_dir, 'concepts.png'))
+            plot_probing(concepts, os.path.join(tmp_dir, 'probing.png'))
     seconds['total'] = time.time() - t_start
     report = analysis_report(config, s, runs, contexts, halves, interpretability, universality, seconds)
     if concepts is not None:
@@ -146,7 +162,8 @@ def main() -> None:
     print0(summary_table(interpretability, universality))
     if concepts is not None:
         print0(concepts_summary_line(concepts))
-    plots = 'interpretability.png, universality.png' + (', concepts.png' if concepts is not None else '')
+        print0(probe_summary_line(concepts))
+    plots = 'interpretability.png, universality.png' + (', concepts.png, probing.png' if concepts is not None else '')
     print0(f"wrote {os.path.abspath(os.path.join(final_dir, 'report.json'))} (+ {plots}) in {seconds['total']:.0f}s")
     site_b = next_command('build_interface.py', 'interface', runs[1].out_dir)
     print0(f"next: {next_command('build_interface.py', 'interface', s.out_dir)}; "

@@ -12,7 +12,7 @@ report.json's 'concepts': docs/formats.md.
 """
 import json
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -249,12 +249,17 @@ class SpreadFirings:
 
 
 def pass3_spread_firings(runs: tuple[Run, Run], contexts: Contexts, halves: Halves, candidates: Candidates,
-                         labels: ConceptLabels) -> SpreadFirings:
-    """Pass 3 (with concept labels only): one forward of run A per batch, where each concept's candidates fire."""
+                         labels: ConceptLabels,
+                         on_batch: Callable[[int, int, dict[str, torch.Tensor]], None] | None = None) -> SpreadFirings:
+    """Pass 3 (with concept labels only): one forward of run A per batch, where each concept's candidates fire.
+    on_batch(b0, b1, units): also given each batch's 'features' and 'neurons' (the sparse probes' activations,
+    monosemanticity/concept_probe.py)."""
     spread = SpreadFirings(candidates, labels, halves.is_explain, contexts.length)
     for b0, b1 in contexts.bar('pass 3/3 (concept spread)'):
         units = unit_activations(runs[:1], contexts.read(b0, b1))  # run A only: 'neurons', 'features'
         spread.add_(contexts.starts[b0:b1], np.arange(b0, b1), units['features'])
+        if on_batch is not None:
+            on_batch(b0, b1, units)
     return spread
 
 
@@ -295,8 +300,9 @@ def concept_spread(spread: SpreadFirings, c: int) -> dict:
             'f1_explain': [round(f, 4) for f in g['f1_explain']], 'f1': round(g['f1'], 4)}
 
 
-def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None) -> dict:
-    """report.json's 'concepts' (docs/formats.md); spread: pass 3's candidate firings, for 'features_spread'."""
+def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None, probe: dict | None = None) -> dict:
+    """report.json's 'concepts' (docs/formats.md); spread: pass 3's candidate firings, for 'features_spread'; probe:
+    the sparse probes (concept_probe.probe_results), for the keys 'probe'."""
     def r4(x: float):
         return None if np.isnan(x) else round(float(x), 4)
     best = {name: best_detectors(counts, name) for name in UNIT_SETS}
@@ -314,6 +320,8 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
                          'recall': r4(float(b.recall[c])), 'f1': r4(float(b.f1[c]))}
         if spread is not None:
             row['features_spread'] = concept_spread(spread, c)
+        if probe is not None:
+            row['probe'] = probe['concepts'][c]
         rows.append(row)
     summary = {name: best_f1_summary(best[name].f1, counts.positives['score']) for name in UNIT_SETS}
     if spread is not None:
@@ -324,6 +332,8 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
                                       'n_not_reached': sum(n is None for n in counts_n),
                                       'median_f1': r4(float(np.median([sp['f1'] for sp in scored]))) if scored
                                       else None}
+    if probe is not None:
+        summary['probe'] = probe['summary']
     rule = (f"a unit detects a concept where its activation > a threshold; per (unit, concept) the threshold is the "
             f"one of {list(THRESHOLD_FRACS)} x the unit's max over the EXPLAIN tokens of highest F1 on the EXPLAIN "
             f"tokens, and per concept the best unit is the one of highest EXPLAIN F1; precision, recall and F1 are "
@@ -334,8 +344,8 @@ def concepts_section(counts: ConceptCounts, spread: SpreadFirings | None = None)
     return {'labels': os.path.abspath(counts.labels.json_path), 'rule': rule, 'threshold_fracs': list(THRESHOLD_FRACS),
             'spread': {'pool': SPREAD_POOL, 'max_features': SPREAD_MAX, 'target_f1': SPREAD_F1},
             'n_explain_tokens': counts.tokens['explain'], 'n_score_tokens': n_score, 'summary': summary,
-            'concepts': rows,
-            'by_feature': concepts_by_feature(counts)}
+            'concepts': rows, 'by_feature': concepts_by_feature(counts),
+            **({} if probe is None else {'probe': probe['settings']})}
 
 
 def concepts_summary_line(section: dict) -> str:

@@ -19,6 +19,7 @@ After `python -m bench.saelens` also the SAELens block (`saelens`, README.md): i
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -281,7 +282,8 @@ def saelens_block(path: str) -> str | None:
 
 def concepts_block(out_dir: str) -> str | None:
     """The concept block (None without a complete report holding a 'concepts' section): the summary, every
-    concept's best feature and neuron and spread, and assets/concepts.png."""
+    concept's best feature and neuron and spread, and assets/concepts.png; with the sparse probes their summary
+    table and assets/probing.png."""
     path = os.path.join(out_dir, 'analysis', 'report.json')
     if not os.path.isfile(path):
         return None
@@ -309,13 +311,44 @@ def concepts_block(out_dir: str) -> str | None:
                      f"({f_['precision']:.2f} / {f_['recall']:.2f}) | #{n_['id']}: {n_['f1']:.2f} "
                      f"({n_['precision']:.2f} / {n_['recall']:.2f}) | {need} |")
     assets = link(os.path.join(REPO_ROOT, 'assets'), 'concepts')
+    probes = []
+    if 'probe' in sm:  # the sparse probes
+        shutil.copyfile(os.path.join(out_dir, 'analysis', 'probing.png'),
+                        os.path.join(REPO_ROOT, 'assets', 'probing.png'))
+        probes = ['', *probe_table(sm['probe'], c['probe'], c['concepts']), '',
+                  f"![sparse probes: balanced accuracy against k, features vs neurons]({assets}/probing.png)"]
     return '\n'.join([f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->",
                       f"{c['n_score_tokens']:,} SCORE tokens (thresholds and units chosen on {c['n_explain_tokens']:,} "
                       f"EXPLAIN tokens). Spread: {sp['n_one']} concepts reach F1 0.9 on the EXPLAIN tokens with one "
                       f"feature, {sp['n_reached'] - sp['n_one']} with 2 or more, {sp['n_not_reached']} not within "
                       f"the greedy limit; the greedy sets' median held-out F1 is {sp['median_f1']:.2f}.", '',
                       *rows, '', *table, '',
-                      f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)"])
+                      f"![the best single feature vs the best single neuron per concept]({assets}/concepts.png)",
+                      *probes])
+
+
+def probe_table(summary: dict, settings: dict, concepts: list[dict]) -> list[str]:
+    """The sparse probes' summary (report.json's concepts.summary.probe, concepts.probe): per k the median
+    (interquartile range) and mean held-out balanced accuracy of the top-k features' and top-k neurons' probes, and
+    the medians over the lexical and over the structural concepts (from the concepts' rows)."""
+    ks = [str(k) for k in settings['k'] if str(k) in summary['features']]
+    probed = [r for r in concepts if r.get('probe') is not None]
+    kinds = {kind: [r['probe'] for r in probed if r['kind'] == kind] for kind in ('lexical', 'structural')}
+    rows = [f"Sparse probes of {summary['n_concepts_probed']} concepts (a logistic regression on the top k units by "
+            f"absolute mean difference / std, fit on up to {settings['per_class']} + {settings['per_class']} EXPLAIN "
+            f"tokens, scored on as many SCORE tokens): balanced accuracy, median (interquartile range) and mean over "
+            f"the concepts, and the medians over the {len(kinds['lexical'])} lexical and the "
+            f"{len(kinds['structural'])} structural concepts.", '',
+            '| k | SAE features (run A) | MLP neurons (run A) | lexical: features / neurons | '
+            'structural: features / neurons |', '| ---: | --- | --- | --- | --- |']
+    for k in ks:
+        f_, n_ = summary['features'][k], summary['neurons'][k]
+        by_kind = [' / '.join(f"{statistics.median(p[name]['balanced_accuracy'][k] for p in ps):.3f}"
+                              for name in ('features', 'neurons')) if ps else 'n/a' for ps in kinds.values()]
+        rows.append(f"| {k} | {f_['median']:.3f} ({f_['q25']:.3f}-{f_['q75']:.3f}), mean {f_['mean']:.3f} | "
+                    f"{n_['median']:.3f} ({n_['q25']:.3f}-{n_['q75']:.3f}), mean {n_['mean']:.3f} | "
+                    f"{by_kind[0]} | {by_kind[1]} |")
+    return rows
 
 
 def optional_block(name: str, block: str | None, missing: str) -> None:
