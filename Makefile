@@ -110,11 +110,11 @@ endif
 # transformer with another seed, its activations and its SAE, with the demo's configs. Then analyze.py: the offline
 # explanations of every feature and neuron with their held-out detection scores (features vs neurons), and the
 # universality of features and of neurons across the two runs, and (after label_concepts.py, which skips labels
-# that are up to date) each ground-truth concept's best feature and neuron: $(DEMO)/analysis/report.json,
-# interpretability.png, universality.png, concepts.png. Then both runs' feature browsers, showing each feature's
+# that are up to date) each ground-truth concept's best feature and neuron, the features detecting it and its sparse
+# probes: $(DEMO)/analysis/report.json, interpretability.png, universality.png, concepts.png, probing.png. Then both runs' feature browsers, showing each feature's
 # explanation, score and best match in the other run. Stages done are skipped (an interrupted one resumes; a report
-# made before the scoring rule of a unit with no SCORE firing, or before the concept report, is redone); FORCE=1
-# redoes run B and the analysis.
+# made before the scoring rule of a unit with no SCORE firing, or before the concept report's per-feature concepts
+# and sparse probes, is redone); FORCE=1 redoes run B and the analysis.
 RUN_B := $(DEMO)/run_b
 SEED_B ?= 1338
 REPORT := $(DEMO)/analysis/report.json
@@ -136,7 +136,7 @@ endif
 	$(PYTHON) label_concepts.py --data_dir=data/pystdlib
 	@if [ $(REPORT) -nt $(DEMO)/sae/sae_weights.safetensors ] && [ $(REPORT) -nt $(RUN_B)/sae/sae_weights.safetensors ] \
 	  && [ $(REPORT) -nt data/pystdlib/concepts.json ] && grep -q '"no_score_firing"' $(REPORT) \
-	  && grep -q '"median_best_f1"' $(REPORT); \
+	  && grep -q '"by_feature"' $(REPORT) && grep -q '"balanced_accuracy"' $(REPORT); \
 	then echo "[analysis] $(REPORT) is up to date: skipping"; else $(PYTHON) analyze.py config/demo/analysis.py; fi
 	@if [ $(DEMO)/interface/meta.json -nt $(REPORT) ]; then echo "[analysis] $(DEMO)/interface is built: skipping"; \
 	else $(PYTHON) build_interface.py config/demo/interface.py; fi

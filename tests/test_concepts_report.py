@@ -205,7 +205,7 @@ def test_make_analysis_labels_the_concepts_before_analyze():
                          text=True, check=True).stdout
     label = out.index('label_concepts.py --data_dir=data/pystdlib')
     assert label < out.index('analyze.py config/demo/analysis.py')
-    assert '-nt data/pystdlib/concepts.json' in out and '"median_best_f1"' in out
+    assert '-nt data/pystdlib/concepts.json' in out and '"by_feature"' in out and '"balanced_accuracy"' in out
 
 
 def test_labels_of_other_tokens_by_their_fingerprint_are_one_line_exit_2(runs, labelled):  # noqa: F811

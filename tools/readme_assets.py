@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for common.py
 from monosemanticity.common import REPO_ROOT, atomic_write_bytes, die, read_site_data, results_table  # noqa: E402
@@ -61,7 +62,8 @@ screenshot(f"file://{site}/feature.html?f={feature}", os.path.join(REPO_ROOT, 'a
 
 # each generated block and the file (in the repo) that holds it
 BLOCK_FILES = {'results': 'README.md', 'saelens': 'README.md', 'sweep': 'docs/sweeps.md',
-               'analysis': 'docs/findings.md', 'concepts': 'docs/findings.md', 'guards': 'docs/guards.md'}
+               'analysis': 'docs/findings.md', 'concepts': 'docs/findings.md', 'guards': 'docs/guards.md',
+               'ground_truth': 'README.md'}
 
 
 def link(path: str, name: str) -> str:
@@ -85,14 +87,39 @@ def replace_block(name: str, body: str) -> None:
 
 def pareto_markdown(records: list[dict]) -> str:
     rows = ['| SAE | kind | features | sparsity | L0 | FVU | loss recovered (zero / mean abl.) | KL | alive | '
-            'ultralow of alive | trained by |',
-            '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |']
+            'ultralow of alive | concept F1 | trained by |',
+            '| --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |']
     for r in records:
+        concept = '–' if r.get('concept_f1') is None else f"{r['concept_f1']:.3f}"
         rows.append(f"| {r['name']} | {r['kind']} | {r['n_features']} | {r['sparsity']} | {r['l0']:.1f} | "
                     f"{r['fvu']:.3f} | {r['loss_recovered']:.3f} / {r['loss_recovered_mean_abl']:.3f} | "
                     f"{r['kl_spliced']:.3f} | {r['alive_frac']:.1%} | {r['ultralow_frac_of_alive']:.1%} | "
-                    f"{'SAELens' if r.get('source') == 'saelens' else 'this repo'} |")
+                    f"{concept} | {'SAELens' if r.get('source') == 'saelens' else 'this repo'} |")
+    neurons = next((r['concept_f1_neurons'] for r in records if r.get('concept_f1_neurons') is not None), None)
+    if neurons is not None:
+        rows.append(f"\nConcept F1: the median over the ground-truth concepts of the best single feature's held-out "
+                    f"F1 (the [concept axis](#the-concept-axis)); the best single neurons' median on the same tokens: "
+                    f"{neurons:.3f}.")
     return '\n'.join(rows)
+
+
+def splits_markdown(family: dict, site_rel: str, n: int = 6) -> str:
+    """The concepts whose best feature in the family's smallest SAE has the most parts in the largest
+    (FAMILY.concepts, concept_axis.concept_splits): a table, n rows."""
+    rows = sorted(family['concepts'], key=lambda r: (-len(r['sizes'][-1]['parts']), -(r['root'][4] or 0)))
+    small, large = family['members'][0], family['members'][-1]
+    n_split = sum(r['split'] for r in rows)
+    out = [f"{n_split} of the {len(rows)} concepts split: their best feature in {small} has two or more descendants "
+           f"in {large} that each detect a part of the concept (held-out precision >= 0.5). The {n} with the most "
+           f"parts:\n", f"| concept | {small}: best feature, F1 | {large}: its parts (recall each) | {large}: best "
+                         f"feature, F1 |", '| --- | --- | --- | --- |']
+    for r in rows[:n]:
+        last = r['sizes'][-1]
+        parts = ', '.join(f"[#{c[0]}]({site_rel}/{large}/feature.html?f={c[0]}) {c[3]:.2f}" for c in last['parts'])
+        out.append(f"| `{r['concept']}` | [#{r['root'][0]}]({site_rel}/{small}/feature.html?f={r['root'][0]}) "
+                   f"{r['root'][4]:.2f} | {parts or 'none'} | [#{last['best'][0]}]({site_rel}/{large}/feature.html?"
+                   f"f={last['best'][0]}) {last['best'][4]:.2f} |")
+    return '\n'.join(out)
 
 
 LINK_NAMES = {'masked': 'masked cosine of the decoded activations', 'decoder': 'decoder cosine',
@@ -186,6 +213,8 @@ def sweep_block(sweep_dir: str) -> str | None:
                      f"features of {family['members'][0]} that split most (descendants in {family['members'][-1]}: "
                      f"{', '.join(str(split_score(family, r)[0]) for r in roots)}):\n")
         parts += [family_markdown(family, r, link(site_dir, 'sweep')) for r in roots]
+        if family.get('concepts'):
+            parts += ['', splits_markdown(family, link(site_dir, 'sweep'))]
         screenshot(f"file://{site}/family.html?family={family['name']}&root={roots[0]}",
                    os.path.join(REPO_ROOT, 'assets', 'family.png'), 1400, 900)
     return '\n'.join(parts)
@@ -327,6 +356,51 @@ def concepts_block(out_dir: str) -> str | None:
                       *probes])
 
 
+def ground_truth_block(out_dir: str) -> str | None:
+    """README's ground-truth block (None without a complete report holding 'concepts'): features vs neurons in a
+    few numbers (with the sparse probes and the sweep's concept axis when there), assets/concepts.png, and three
+    concepts to open in run A's browser: the one a feature detects best, the one features lead neurons on most, the
+    one neurons lead features on most."""
+    path = os.path.join(out_dir, 'analysis', 'report.json')
+    report = json.load(open(path)) if os.path.isfile(path) else {}
+    c = report.get('concepts')
+    if not report.get('complete') or c is None:
+        return None
+    sm = c['summary']
+    rows = ['| run A, held-out tokens | SAE features | MLP neurons |', '| --- | ---: | ---: |',
+            f"| median over {sm['features']['n_concepts_scored']} concepts of the best single unit's F1 | "
+            f"{sm['features']['median_best_f1']:.3f} | {sm['neurons']['median_best_f1']:.3f} |",
+            f"| concepts whose best single unit has F1 >= 0.5 | {sm['features']['share_best_f1_at_least_0.5']:.0%} | "
+            f"{sm['neurons']['share_best_f1_at_least_0.5']:.0%} |"]
+    if 'probe' in sm:
+        for k in ('1', '20'):
+            rows.append(f"| sparse probe on the top {k} unit{'s' if k != '1' else ''}: median balanced accuracy | "
+                        f"{sm['probe']['features'][k]['median']:.3f} | {sm['probe']['neurons'][k]['median']:.3f} |")
+    pareto = os.path.join(out_dir, 'sweep', 'pareto.json')
+    family = [r for r in (json.load(open(pareto)) if os.path.isfile(pareto) else [])
+              if r['kind'] == 'topk' and r.get('k') == 20 and r.get('source') == 'ours' and r.get('concept_f1')]
+    if len(family) > 1:
+        family.sort(key=lambda r: r['n_features'])
+        rows.append(f"| the sweep's TopK k = 20 SAEs, {' / '.join(str(r['n_features']) for r in family)} features: "
+                    f"median best F1 (the concept axis, other tokens) | "
+                    f"{' / '.join(format(r['concept_f1'], '.3f') for r in family)} | "
+                    f"{family[0]['concept_f1_neurons']:.3f} |")
+    scored = [r for r in c['concepts'] if r['n_positive_score'] and r['features']['f1'] is not None
+              and r['neurons']['f1'] is not None]
+    picks = [('detected best by one feature', max(scored, key=lambda r: r['features']['f1'])),
+             ('features lead neurons most', max(scored, key=lambda r: r['features']['f1'] - r['neurons']['f1'])),
+             ('neurons lead features most', max(scored, key=lambda r: r['neurons']['f1'] - r['features']['f1']))]
+    site = link(os.path.join(out_dir, 'interface'), 'ground_truth')
+    opens = [f"- `{r['name']}` ({why}): [the concept]({site}/concepts.html?concept={urllib.parse.quote(r['name'])}), "
+             f"its best feature [#{r['features']['id']}]({site}/feature.html?f={r['features']['id']}) (F1 "
+             f"{r['features']['f1']:.2f}), best neuron #{r['neurons']['id']} (F1 {r['neurons']['f1']:.2f})"
+             for why, r in picks]
+    return '\n'.join([f"<!-- written by tools/readme_assets.py from {path}: do not edit by hand -->", *rows, '',
+                      f"![the best single feature vs the best single neuron per concept]"
+                      f"({link(os.path.join(REPO_ROOT, 'assets', 'concepts.png'), 'ground_truth')})", '',
+                      'Three concepts to open (after `make demo` and `make analysis`):', '', *opens])
+
+
 def probe_table(summary: dict, settings: dict, concepts: list[dict]) -> list[str]:
     """The sparse probes' summary (report.json's concepts.summary.probe, concepts.probe): per k the median
     (interquartile range) and mean held-out balanced accuracy of the top-k features' and top-k neurons' probes, and
@@ -370,3 +444,5 @@ optional_block('saelens', saelens_block(os.path.join(out_dir, 'sweep', 'saelens'
 optional_block('concepts', concepts_block(out_dir),
                f"no concept section in {out_dir}/analysis/report.json (label_concepts.py, then make analysis)")
 optional_block('analysis', analysis_block(out_dir), f"no complete {out_dir}/analysis/report.json (make analysis)")
+optional_block('ground_truth', ground_truth_block(out_dir),
+               f"no concept section in {out_dir}/analysis/report.json (label_concepts.py, then make analysis)")
