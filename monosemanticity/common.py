@@ -420,3 +420,12 @@ def results_table(out_dir: str) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'metric'.ljust(width)} | value |", f"| {'-' * width} | --- |"]
     return "\n".join(lines + [f"| {k.ljust(width)} | {v} |" for k, v in rows])
+
+
+def save_png(fig, path: str) -> None:
+    """A matplotlib figure laid out, written to path as a 120-dpi PNG (atomically) and closed."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    with atomic_file(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=120)
+    plt.close(fig)

@@ -17,7 +17,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from monosemanticity.common import atomic_file
+from monosemanticity.common import save_png
 from monosemanticity.concept_report import UNIT_SETS, ConceptLabels, context_labels
 
 PROBE_KS = (1, 2, 5, 20)  # units per probe: the top k of a concept's ranking
@@ -261,7 +261,4 @@ def plot_probing(section: dict, path: str) -> None:
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_file(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120)
-    plt.close(fig)
+    save_png(fig, path)

@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from monosemanticity.common import UserError, atomic_file, file_sha256
+from monosemanticity.common import UserError, file_sha256, save_png
 from monosemanticity.findings import Halves, Run, unit_activations
 from monosemanticity.runs import Contexts
 
@@ -381,7 +381,4 @@ def plot_concepts(section: dict, path: str) -> None:
     ax.set_title('Ground-truth concepts: the best single SAE feature vs the best single neuron', fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, axis='y', alpha=0.3)
-    fig.tight_layout()
-    with atomic_file(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120)
-    plt.close(fig)
+    save_png(fig, path)

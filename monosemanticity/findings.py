@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from monosemanticity import explanations
-from monosemanticity.common import UserError, atomic_file, next_command, resolve_dtype
+from monosemanticity.common import UserError, next_command, resolve_dtype, save_png
 from monosemanticity.families import CorrelationSums
 from monosemanticity.logit_effects import feature_logit_directions, logit_head, resid_direction
 from monosemanticity.runs import (Contexts, LoadedSAE, TokenFile, Transformer, load_sae, load_transformer, load_vocab,
@@ -412,10 +412,7 @@ def plot_distributions(series: list[tuple[str, list[float]]], xlabel: str, title
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_file(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_interpretability(interpretability: dict, path: str) -> None:

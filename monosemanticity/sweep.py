@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from autoencoder import RECIPES, Recipe
-from monosemanticity.common import UserError, atomic_file, atomic_write_json
+from monosemanticity.common import UserError, atomic_write_json, save_png
 from configurator import closest_key_hint, coerce
 
 # keys of the stream every SAE of a sweep shares; every other train_sae.py key may differ per SAE: its kind, shape,
@@ -190,10 +190,7 @@ def plot_pareto(records: list[dict], path: str) -> None:
             ax.legend(fontsize=7)
     axes[0].legend()
     fig.suptitle(f"{len(records)} SAEs trained on one activation stream")
-    fig.tight_layout()
-    with atomic_file(path, 'wb') as f:
-        fig.savefig(f, format='png', dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_pareto(sweep_dir: str, recipes: dict, names: list[str] | None = None,

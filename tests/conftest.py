@@ -69,6 +69,16 @@ def write_token_data(data: str, enc, arr: np.ndarray, corpus: str) -> None:
                        val_tokens=len(arr)), f)
 
 
+def write_concept_labels(data: str, names: list[str], y: np.ndarray) -> None:
+    """Concept labels of a dataset's val split as label_concepts.py writes them: y (n_val, C) bools packed into
+    concepts_val.bin, concepts.json naming the (lexical) concepts."""
+    np.packbits(y, axis=1).tofile(os.path.join(data, 'concepts_val.bin'))
+    meta = {'concepts': [{'name': n, 'kind': 'lexical'} for n in names],
+            'splits': {'val': {'file': 'concepts_val.bin', 'tokens': len(y), 'row_bytes': (len(names) + 7) // 8}}}
+    with open(os.path.join(data, 'concepts.json'), 'w') as f:
+        json.dump(meta, f)
+
+
 def save_transformer(out: str, model, args: dict, data: str, vocab_size: int) -> None:
     """<out>/transformer/ckpt.pt as train_transformer.py writes it (the parts later stages read)."""
     os.makedirs(os.path.join(out, 'transformer'), exist_ok=True)

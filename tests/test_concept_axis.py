@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from autoencoder import load_saelens
-from conftest import REPO, harvested_run, run_failing, run_script
+from conftest import REPO, harvested_run, run_failing, run_script, write_concept_labels
 from model import load_gpt
 from monosemanticity.common import token_windows
 from monosemanticity.concept_report import DENSE_FIRING_SHARE, THRESHOLD_FRACS, firing_counts
@@ -38,11 +38,7 @@ def write_labels(data: str) -> np.ndarray:
     y[:, 1] = val < 12
     y[1:, 2] = val[:-1] == 63
     y[:, 3] = np.random.default_rng(0).random(len(val)) < 0.2
-    np.packbits(y, axis=1).tofile(os.path.join(data, 'concepts_val.bin'))
-    meta = {'concepts': [{'name': n, 'kind': 'lexical'} for n in NAMES],
-            'splits': {'val': {'file': 'concepts_val.bin', 'tokens': len(val), 'row_bytes': 1}}}
-    with open(os.path.join(data, 'concepts.json'), 'w') as f:
-        json.dump(meta, f)
+    write_concept_labels(data, NAMES, y)
     return y
 
 

@@ -12,7 +12,7 @@ import torch
 
 from monosemanticity.concept_probe import PROBE_KS, PROBE_L2, PROBE_PER_CLASS, fit_logistic, probe_tokens
 from monosemanticity.concept_report import UNIT_SETS, load_concept_labels
-from conftest import run_script
+from conftest import run_script, write_concept_labels
 from test_analyze import ARGS, T, brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
 
 
@@ -39,11 +39,7 @@ def labelled(runs, brute):  # noqa: F811
         y[s:s + T, 0] = acts[c, :, unit] > threshold
     y[:, 1] = val % 2 == 0
     y[:, 2] = np.random.default_rng(0).random(len(val)) < 0.2
-    np.packbits(y, axis=1).tofile(os.path.join(runs['data'], 'concepts_val.bin'))
-    meta = {'concepts': [{'name': n, 'kind': 'lexical'} for n in names],
-            'splits': {'val': {'file': 'concepts_val.bin', 'tokens': len(val), 'row_bytes': 1}}}
-    with open(os.path.join(runs['data'], 'concepts.json'), 'w') as f:
-        json.dump(meta, f)
+    write_concept_labels(runs['data'], names, y)
     p = run_script('analyze.py', f"--out_dir={runs['a']}", f"--run_b={runs['b']}", *ARGS)
     report = json.load(open(os.path.join(runs['a'], 'analysis', 'report.json')))
     return {'y': y, 'names': names, 'unit': unit, 'report': report, 'stdout': p.stdout}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_failing, run_script
+from conftest import REPO, run_failing, run_script, write_concept_labels
 from monosemanticity.concept_report import THRESHOLD_FRACS, UNIT_SETS, greedy_spread, plot_concepts
 from test_analyze import ARGS, N_A, N_B, T, train_run
 from test_analyze import brute, runs  # noqa: F401  (the two tiny runs and their activations, as fixtures)
@@ -45,11 +45,7 @@ def labelled(runs, brute):  # noqa: F811
             y[s:s + T, col] = brute[name][c, :, u] > thr
     y[:, 2] = val % 2 == 0
     y[:, 3] = np.random.default_rng(0).random(len(val)) < 0.2
-    np.packbits(y, axis=1).tofile(os.path.join(runs['data'], 'concepts_val.bin'))
-    meta = {'concepts': [{'name': n, 'kind': 'lexical'} for n in names],
-            'splits': {'val': {'file': 'concepts_val.bin', 'tokens': len(val), 'row_bytes': 1}}}
-    with open(os.path.join(runs['data'], 'concepts.json'), 'w') as f:
-        json.dump(meta, f)
+    write_concept_labels(runs['data'], names, y)
     p = run_script('analyze.py', f"--out_dir={runs['a']}", f"--run_b={runs['b']}", *ARGS)
     report = json.load(open(os.path.join(runs['a'], 'analysis', 'report.json')))
     return {'y': y, 'names': names, 'report': report, 'stdout': p.stdout}
