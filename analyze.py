@@ -151,9 +151,8 @@ def main() -> None:
             plot_concepts(concepts, os.path.join(tmp_dir, 'concepts.png'))
             plot_probing(concepts, os.path.join(tmp_dir, 'probing.png'))
     seconds['total'] = time.time() - t_start
-    report = analysis_report(config, s, runs, contexts, halves, interpretability, universality, seconds)
-    if concepts is not None:
-        report['concepts'] = concepts
+    report = {**analysis_report(config, s, runs, contexts, halves, interpretability, universality, seconds),
+              **({} if concepts is None else {'concepts': concepts})}
     with atomic_file(os.path.join(tmp_dir, 'report.json'), 'w', encoding='ascii') as f:
         f.write(report_json(report) + '\n')
     swap_in(tmp_dir, final_dir)

@@ -126,9 +126,10 @@ def write_sweep_root(site_dir: str, sweep_dir: str, members: list, links: dict, 
 
 
 def family_concepts(sweep_dir: str, family: dict) -> list[dict] | None:
-    """FAMILY.concepts: concept_splits of the family when every member's metrics.json has the concept axis (of the
-    same labels), else None."""
-    axes = {m: read_json(os.path.join(sweep_dir, m, 'metrics.json')).get('concepts') for m in family['members']}
+    """FAMILY.concepts: concept_splits of the family when every member has a metrics.json with the concept axis (of
+    the same labels), else None."""
+    paths = [os.path.join(sweep_dir, m, 'metrics.json') for m in family['members']]
+    axes = {m: read_json(p).get('concepts') if os.path.isfile(p) else None for m, p in zip(family['members'], paths)}
     if any(a is None for a in axes.values()) or len({a['labels'] for a in axes.values()}) > 1:
         return None
     return concept_splits(family, axes)
