@@ -186,8 +186,8 @@ def plot_pareto(records: list[dict], path: str) -> None:
         ax.grid(True, which='both', alpha=0.3)
         neurons = [r['concept_f1_neurons'] for r in records if key == 'concept_f1' and r.get('concept_f1_neurons')]
         if neurons:  # the same for every SAE of one site: the best single neuron's
-            ax.axhline(neurons[0], color='gray', ls=':', label=f"best single neuron ({neurons[0]:.2f})")
-            ax.legend(fontsize=7)
+            line = ax.axhline(neurons[0], color='gray', ls=':', label=f"best single neurons' median ({neurons[0]:.2f})")
+            ax.legend(handles=[line], fontsize=7, loc='lower right')
     axes[0].legend()
     fig.suptitle(f"{len(records)} SAEs trained on one activation stream")
     save_png(fig, path)

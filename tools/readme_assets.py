@@ -387,9 +387,11 @@ def ground_truth_block(out_dir: str) -> str | None:
                     f"{family[0]['concept_f1_neurons']:.3f} |")
     scored = [r for r in c['concepts'] if r['n_positive_score'] and r['features']['f1'] is not None
               and r['neurons']['f1'] is not None]
-    picks = [('detected best by one feature', max(scored, key=lambda r: r['features']['f1'])),
-             ('features lead neurons most', max(scored, key=lambda r: r['features']['f1'] - r['neurons']['f1'])),
-             ('neurons lead features most', max(scored, key=lambda r: r['neurons']['f1'] - r['features']['f1']))]
+    picks = []
+    for why, key in (('detected best by one feature', lambda r: r['features']['f1']),
+                     ('features lead neurons most, after it', lambda r: r['features']['f1'] - r['neurons']['f1']),
+                     ('neurons lead features most', lambda r: r['neurons']['f1'] - r['features']['f1'])):
+        picks.append((why, max((r for r in scored if r not in [p for _, p in picks]), key=key)))
     site = link(os.path.join(out_dir, 'interface'), 'ground_truth')
     opens = [f"- `{r['name']}` ({why}): [the concept]({site}/concepts.html?concept={urllib.parse.quote(r['name'])}), "
              f"its best feature [#{r['features']['id']}]({site}/feature.html?f={r['features']['id']}) (F1 "
