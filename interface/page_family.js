@@ -203,6 +203,7 @@ function renderRoots(F, counts) {
     nodes[b].density - nodes[a].density || a - b);
   document.title = `Family ${F.name}`;
   const search = el('input', {type: 'search', id: 'rootq', placeholder: 'search top tokens, or #id', size: 30});
+  if (F.concepts) main.appendChild(conceptsPanel(F));
   main.appendChild(el('div', {className: 'controls'}, [search, el('span', {className: 'muted'}, [`The ` +
     `${nodes.length} features of ${small}, those with the most descendants in ${F.members[L - 1]} first. ` +
     `"tree" shows how one splits.`])]));
@@ -216,7 +217,6 @@ function renderRoots(F, counts) {
     el('td', {className: 'num'}, [IF.fmtDensity(nodes[j].density)]),
     el('td', {}, tokensOf(nodes[j])),
     ...F.members.slice(1).map((_, i) => el('td', {className: 'num'}, [String(counts[i + 1][j])]))])))]));
-  if (F.concepts) main.appendChild(conceptsPanel(F));
   main.appendChild(unlinkedPanel(F));
 }
 
@@ -230,11 +230,13 @@ function conceptsPanel(F) {
   const parts = (F_, member, ps) => ps.length ? ps.flatMap((c, i) => [i ? ', ' : '',
     el('a', {href: pathHref(F_, member, c[0]), title: unitText(c)}, [`#${c[0]}`]), ` R ${IF.fmt(c[3], 2)}`])
     : [el('span', {className: 'muted'}, ['none'])];
-  return el('section', {className: 'panel', id: 'concepts'}, [el('h2', {}, ['Ground-truth concepts: does the best ' +
-    'feature split?']),
+  const n = F.concepts.filter((r) => r.split).length;
+  return el('details', {className: 'panel', id: 'concepts'}, [el('summary', {}, [el('strong', {}, ['Ground-truth ' +
+    `concepts: ${n} of ${F.concepts.length} split`]), ` \u2014 their best feature in ${small} has two or more ` +
+    `descendants in ${F.members[F.members.length - 1]} that each detect a part of the concept (open)`]),
   el('div', {className: 'muted'}, [`Per concept, ${small}'s best feature (held-out F1) and, in each larger SAE, ` +
     `its descendants that detect a part of the concept (among the concept's 8 best features there, held-out ` +
-    `precision ≥ 0.5; R = the part of the concept's tokens each one finds), beside that SAE's best feature. ` +
+    `precision \u2265 0.5; R = the part of the concept's tokens each one finds), beside that SAE's best feature. ` +
     `"splits": two or more parts in the largest SAE.`]),
   el('table', {id: 'concepttable'}, [el('thead', {}, [el('tr', {}, [el('th', {}, ['concept']),
     el('th', {}, [`${small} best`]), ...F.members.slice(1).flatMap((m) => [el('th', {title: m}, [`parts in ` +
