@@ -145,7 +145,7 @@ data_meta = load_data_meta(data_dir)
 val = token_memmap(data_dir, 'val', data_meta['dtype'])
 concept_labels = load_concept_labels(data_dir, 'val', len(val)) if concept_contexts else None  # checked at the start
 if concept_contexts and concept_labels is None:
-    print0(f"note: no concept labels in {data_dir}: metrics.json gets no concept axis (make them with "
+    print0(f"note: no concept labels in {data_dir}: metrics.json gets no concept axis (for a Python or folder corpus: "
            f"`python label_concepts.py --data_dir={data_dir}` before training)")
 if source == 'store':
     store = ActivationStore(activations_dir)
