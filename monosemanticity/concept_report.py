@@ -88,37 +88,40 @@ class ConceptCounts:
 
     def add_(self, starts: np.ndarray, context_ids: np.ndarray, units: dict[str, torch.Tensor]) -> None:
         """One batch: contexts context_ids (B,) at starts (B,), units[name] (B*T, U) the activations of every unit
-        set counted."""
+        set counted. Both parts in one count per set: the labels of each part, then each part's indicator (its
+        fires), as columns."""
         y = context_labels(self.labels, starts, self.T)  # (B*T, C)
         explain = torch.from_numpy(np.repeat(self.is_explain[context_ids], self.T))  # (B*T,)
-        for part, keep in (('explain', explain), ('score', ~explain)):
-            yk = y[keep]  # (N, C)
-            self.positives[part] += yk.sum(0).double()
-            self.tokens[part] += len(yk)
-            for name, thr in self.thresholds.items():
-                tp, fires = firing_counts(units[name].cpu()[keep], yk, thr)
-                self.tp[name, part] += tp
-                self.fires[name, part] += fires
+        e = explain.float()[:, None]  # (B*T, 1)
+        columns = torch.cat([y * e, y * (1 - e), e, 1 - e], 1)  # (B*T, 2C+2) in PARTS order
+        C = y.size(1)
+        sums = columns.sum(0).double()
+        for i, part in enumerate(PARTS):
+            self.positives[part] += sums[i * C:(i + 1) * C]
+            self.tokens[part] += int(sums[2 * C + i])
+        for name, thr in self.thresholds.items():
+            tp = firing_counts(units[name].cpu(), columns, thr)  # (G, U, 2C+2)
+            for i, part in enumerate(PARTS):
+                self.tp[name, part] += tp[:, :, i * C:(i + 1) * C]
+                self.fires[name, part] += tp[:, :, 2 * C + i]
 
 
-def firing_counts(a: torch.Tensor, y: torch.Tensor, thr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """a (N, U) activations, y (N, C) 0/1 labels, thr (G, U) thresholds increasing along G -> tp (G, U, C): tokens
-    where a > thr[g] and the concept holds, fires (G, U): tokens where a > thr[g]; float64 of exact float32 counts
-    (N < 2**24). Sparse units (an SAE's features: few above the lowest threshold) by the level of each firing (how
-    many thresholds it passes: passing thr[g] passes the lower ones), dense ones by an indicator block per threshold."""
+def firing_counts(a: torch.Tensor, y: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    """a (N, U) activations, y (N, K) 0/1 columns (labels; a column of ones counts the firings), thr (G, U)
+    thresholds increasing along G -> (G, U, K) float64: per threshold, unit and column the tokens where a > thr[g]
+    and the column holds (exact float32 counts, N < 2**24). Sparse units (an SAE's features: few above the lowest
+    threshold) by the level of each firing (how many thresholds it passes: passing thr[g] passes the lower ones),
+    dense ones by an indicator block per threshold."""
     G, U = thr.shape
     entries = (a > thr[0]).nonzero()  # (E, 2) token, unit
     if len(entries) > DENSE_FIRING_SHARE * a.numel():
-        fire = [(a > t).float() for t in thr]  # G x (N, U)
-        return (torch.stack([f.T @ y for f in fire]).double(),  # (G, U, C)
-                torch.stack([f.sum(0) for f in fire]).double())
+        return torch.stack([(a > t).float().T @ y for t in thr]).double()  # (G, U, K)
     i, u = entries.unbind(1)
     level = (a[i, u][:, None] > thr[:, u].T).sum(1)  # (E,) thresholds passed, >= 1
     row = (level - 1) * U + u  # (E,) the entry's (highest threshold passed, unit)
     once = torch.sparse_coo_tensor(torch.stack([row, i]), torch.ones(len(i)), (G * U, len(a)), check_invariants=False)
-    hist = torch.sparse.mm(once, y).view(G, U, -1)  # (G, U, C) per highest threshold passed
-    n = torch.bincount(row, minlength=G * U).view(G, U).float()
-    return hist.flip(0).cumsum(0).flip(0).double(), n.flip(0).cumsum(0).flip(0).double()  # passed thr[g]: >= g
+    hist = torch.sparse.mm(once, y).view(G, U, -1)  # (G, U, K) per highest threshold passed
+    return hist.flip(0).cumsum(0).flip(0).double()  # passed thr[g]: highest passed >= g
 
 
 def prf(tp: torch.Tensor, fires: torch.Tensor, positives: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -178,7 +178,8 @@ def test_firing_counts_against_brute_force(shift, dense):
     thr = torch.where(m > 0, torch.tensor(THRESHOLD_FRACS)[:, None] * m, torch.full((len(THRESHOLD_FRACS), 40),
                                                                                         torch.inf))
     assert (float((a > thr[0]).float().mean()) > DENSE_FIRING_SHARE) == dense
-    tp, fires = firing_counts(a, y, thr)
+    counts = firing_counts(a, torch.cat([y, torch.ones(300, 1)], 1), thr)  # a column of ones: the firings
+    tp, fires = counts[:, :, :-1], counts[:, :, -1]
     fire = a.numpy()[None] > thr.numpy()[:, None, :]  # (G, N, U)
     np.testing.assert_array_equal(tp.numpy(), np.einsum('gnu,nc->guc', fire, y.numpy()))
     np.testing.assert_array_equal(fires.numpy(), fire.sum(1))
