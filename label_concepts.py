@@ -1,8 +1,8 @@
 """
 Label every token of a prepared Python dataset with ground-truth concepts (monosemanticity/concepts.py: comments,
 strings, keywords, function bodies, call arguments, bracket depth, ...), once, next to the data; when the dataset
-records each document's path (documents.json: data/text/prepare.py, data/pystdlib/prepare.py), also the first-level
-folder each document came from ('folder:asyncio': every token of a document in asyncio/).
+records each document's path (documents.json: data/text/prepare.py), also the first-level folder each document came
+from ('folder:notes': every token of a document in notes/).
 
     python label_concepts.py --data_dir=data/pystdlib        # ~45-50 s CPU on the demo data (docs/concepts.md)
 
@@ -42,7 +42,7 @@ FOLDER_RULE = (f"folder:X holds on every token of a document whose path relative
                f"train documents, the {FOLDER_CAP} of most train tokens (the rest in folders_dropped); a document "
                f"that does not parse as Python keeps its folder's label")
 NO_FOLDERS = ("none: meta.json names no documents file (each document's path), so the first-level folder a document "
-              "came from is not a concept; a data/<ds>/prepare.py that records it: text, pystdlib")
+              "came from is not a concept; the prepare script that records it: data/text/prepare.py")
 
 
 def label_dataset(data_dir: str, meta: dict, json_path: str, fingerprints: dict, splits: dict, folders: Folders,
